@@ -1,0 +1,78 @@
+"""The device interfaces the flows program against.
+
+Each is a :class:`typing.Protocol`; the composition root picks an implementation from the
+config's ``driver`` field through an explicit mapping. Implementations translate their library's
+exceptions into :class:`models.errors.DriverError` (or :class:`~models.errors.CardError`).
+"""
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from models.cards import Credential
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """A device's state for status reports and the diag CLI."""
+
+    ok: bool
+    state: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CardPresented:
+    """A card entered the field and was read (or failed to read in a way that decides: a fault)."""
+
+    credential: Credential
+
+
+@dataclass(frozen=True, slots=True)
+class CardRemoved:
+    """The card left the field; the next presentation of the same card is a new tap."""
+
+
+@dataclass(frozen=True, slots=True)
+class TapIncomplete:
+    """The card left mid-exchange: nothing is decided or recorded; the holder should tap again."""
+
+    detail: str = ""
+
+
+ReaderEvent = CardPresented | CardRemoved | TapIncomplete
+
+
+class CardReader(Protocol):
+    """A contactless reader that turns card presentations into credentials."""
+
+    def next_event(self, timeout: float) -> ReaderEvent | None:
+        """Block up to ``timeout`` seconds for the next event; ``None`` when nothing happened."""
+        ...
+
+    def health(self) -> Health: ...
+
+    def close(self) -> None: ...
+
+
+class PassageOutcome(StrEnum):
+    """What the turnstile reported after it was opened."""
+
+    PASSED = "passed"
+    TIMEOUT = "timeout"
+
+
+class Gate(Protocol):
+    """A turnstile, barrier or door lock."""
+
+    def open(self, direction: str | None, seconds: float) -> None:
+        """Release the gate for one passage; ``DriverError`` when the board is unreachable."""
+        ...
+
+    def wait_passage(self, timeout: float) -> PassageOutcome:
+        """Block until the board reports the passage, or ``timeout`` seconds elapse."""
+        ...
+
+    def health(self) -> Health: ...
+
+    def close(self) -> None: ...

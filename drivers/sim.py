@@ -1,0 +1,218 @@
+"""Simulated reader and gate for the demo and unit tests.
+
+The devices themselves only consume; what a test or the demo wants to happen is pushed through a
+separate control object (:class:`SimReaderControl`, :class:`SimGateControl`), so nothing in the
+device interface exists only for tests.
+"""
+
+import queue
+import shlex
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+
+from drivers.interfaces import (
+    CardPresented,
+    CardRemoved,
+    Health,
+    PassageOutcome,
+    ReaderEvent,
+    TapIncomplete,
+)
+from models.cards import CardFault, Genuineness, PresentedCard
+from models.errors import DriverError
+from models.reasons import Reason
+
+
+class ScriptError(ValueError):
+    """A reader script line that cannot be understood; the message names the line."""
+
+
+class SimReaderControl:
+    """Push card presentations into a :class:`SimCardReader`."""
+
+    def __init__(self) -> None:
+        self.events: queue.Queue[ReaderEvent] = queue.Queue()
+
+    def present(self, card: PresentedCard | CardFault) -> None:
+        self.events.put(CardPresented(card))
+
+    def remove(self) -> None:
+        self.events.put(CardRemoved())
+
+    def tear(self, detail: str = "card left the field") -> None:
+        self.events.put(TapIncomplete(detail))
+
+    def tap(self, card: PresentedCard | CardFault, hold: float = 0.0) -> None:
+        """Present ``card`` and take it away after ``hold`` seconds (without blocking)."""
+        self.present(card)
+        if hold <= 0:
+            self.remove()
+        else:
+            threading.Timer(hold, self.remove).start()
+
+
+class SimCardReader:
+    """A reader whose cards come from a :class:`SimReaderControl`."""
+
+    def __init__(self, control: SimReaderControl) -> None:
+        self._events = control.events
+        self._closed = False
+
+    def next_event(self, timeout: float) -> ReaderEvent | None:
+        if self._closed:
+            raise DriverError("simulated reader is closed")
+        try:
+            return self._events.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def health(self) -> Health:
+        return Health(ok=not self._closed, state="closed" if self._closed else "simulated")
+
+    def close(self) -> None:
+        self._closed = True
+
+
+_BOOL = {"yes": True, "true": True, "1": True, "no": False, "false": False, "0": False}
+_FAULTS = {"malformed": Reason.CARD_MALFORMED, "unknown": Reason.CARD_UNKNOWN}
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptStep:
+    """One parsed script line: what to do, and how long to wait before it."""
+
+    action: str
+    card: PresentedCard | CardFault | None = None
+    seconds: float = 0.0
+    options: dict[str, str] = field(default_factory=dict)
+
+
+def _parse_card(number: str, options: dict[str, str], lineno: int) -> PresentedCard:
+    if not number.isdigit():
+        raise ScriptError(f"line {lineno}: card number must be digits, got {number!r}")
+    try:
+        genuine = _BOOL[options.get("genuine", "yes")]
+        seq = int(options["seq"]) if "seq" in options else None
+        valid_until = date.fromisoformat(options["until"]) if "until" in options else None
+    except (KeyError, ValueError) as exc:
+        raise ScriptError(f"line {lineno}: bad option value ({exc})") from None
+    unknown = set(options) - {"genuine", "seq", "until", "hold"}
+    if unknown:
+        raise ScriptError(f"line {lineno}: unknown option(s) {', '.join(sorted(unknown))}")
+    return PresentedCard(
+        number=number,
+        genuine=Genuineness.GENUINE if genuine else Genuineness.NOT_GENUINE,
+        issue_seq=seq,
+        valid_until=valid_until,
+    )
+
+
+def parse_script_line(line: str, lineno: int = 1) -> ScriptStep | None:
+    """Parse one line of a reader script; ``None`` for blank lines and comments.
+
+    Grammar: ``tap NUMBER [seq=N] [genuine=yes|no] [until=YYYY-MM-DD] [hold=SECONDS]``,
+    ``present NUMBER [...]``, ``remove``, ``tear``, ``fault malformed|unknown``, ``wait SECONDS``.
+    """
+    try:
+        words = shlex.split(line, comments=True)
+    except ValueError as exc:
+        raise ScriptError(f"line {lineno}: {exc}") from None
+    if not words:
+        return None
+    verb, args = words[0], words[1:]
+    positional = [a for a in args if "=" not in a]
+    options = dict(a.split("=", 1) for a in args if "=" in a)
+    if verb in ("tap", "present"):
+        if len(positional) != 1:
+            raise ScriptError(f"line {lineno}: {verb} needs exactly one card number")
+        card = _parse_card(positional[0], options, lineno)
+        try:
+            hold = float(options.get("hold", "0"))
+        except ValueError:
+            raise ScriptError(f"line {lineno}: hold must be seconds") from None
+        return ScriptStep(verb, card=card, seconds=hold)
+    if verb in ("remove", "tear") and not args:
+        return ScriptStep(verb)
+    if verb == "fault" and len(positional) == 1 and positional[0] in _FAULTS and not options:
+        return ScriptStep(verb, card=CardFault(_FAULTS[positional[0]], "simulated fault"))
+    if verb == "wait" and len(positional) == 1 and not options:
+        try:
+            seconds = float(positional[0])
+        except ValueError:
+            raise ScriptError(f"line {lineno}: wait needs seconds") from None
+        if not 0 <= seconds <= 3600:
+            raise ScriptError(f"line {lineno}: wait must be 0..3600 seconds")
+        return ScriptStep(verb, seconds=seconds)
+    raise ScriptError(f"line {lineno}: cannot understand {line.strip()!r}")
+
+
+def parse_script(lines: Iterable[str]) -> list[ScriptStep]:
+    """Parse a whole script up front so a typo fails before any card is tapped."""
+    steps = [parse_script_line(line, n) for n, line in enumerate(lines, start=1)]
+    return [s for s in steps if s is not None]
+
+
+def play_step(control: SimReaderControl, step: ScriptStep) -> None:
+    """Carry out one step, blocking for ``wait`` steps."""
+    if step.action == "wait":
+        time.sleep(step.seconds)
+    elif step.action == "tap" and step.card is not None:
+        control.tap(step.card, hold=step.seconds)
+    elif step.action in ("present", "fault") and step.card is not None:
+        control.present(step.card)
+    elif step.action == "remove":
+        control.remove()
+    elif step.action == "tear":
+        control.tear()
+
+
+class SimGateControl:
+    """Decide what the simulated turnstile reports after each opening."""
+
+    def __init__(self, default: PassageOutcome = PassageOutcome.PASSED, delay: float = 0.1) -> None:
+        self.default = default
+        self.delay = delay
+        self.outcomes: queue.Queue[PassageOutcome] = queue.Queue()
+        self.openings: list[str | None] = []
+        self.fail_next_open = False
+
+    def next_outcome(self, outcome: PassageOutcome) -> None:
+        self.outcomes.put(outcome)
+
+
+class SimGate:
+    """A turnstile that passes (or times out) as its control says."""
+
+    def __init__(self, control: SimGateControl) -> None:
+        self._control = control
+        self._open = False
+
+    def open(self, direction: str | None, seconds: float) -> None:
+        if self._control.fail_next_open:
+            self._control.fail_next_open = False
+            raise DriverError("simulated gate board did not answer")
+        self._control.openings.append(direction)
+        self._open = True
+
+    def wait_passage(self, timeout: float) -> PassageOutcome:
+        if not self._open:
+            return PassageOutcome.TIMEOUT
+        self._open = False
+        try:
+            outcome = self._control.outcomes.get_nowait()
+        except queue.Empty:
+            outcome = self._control.default
+        if outcome is PassageOutcome.PASSED:
+            time.sleep(min(self._control.delay, timeout))
+        else:
+            time.sleep(timeout)
+        return outcome
+
+    def health(self) -> Health:
+        return Health(ok=True, state="simulated")
+
+    def close(self) -> None:
+        self._open = False

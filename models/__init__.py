@@ -1,0 +1,42 @@
+"""The domain, pure: types, rules and ``decide()``. No I/O, no clock, no other project package."""
+
+from models.cards import (
+    Card,
+    CardFault,
+    CardStatus,
+    Credential,
+    Genuineness,
+    Holder,
+    HolderStatus,
+    PresentedCard,
+    mask_card_number,
+)
+from models.decide import decide
+from models.decision import Alert, Decision
+from models.door import DoorRequest, DoorView
+from models.money import Fen
+from models.reasons import Reason
+from models.schedule import HOLIDAY, AccessGroup, Calendar, TimeWindow
+
+__all__ = [
+    "HOLIDAY",
+    "AccessGroup",
+    "Alert",
+    "Calendar",
+    "Card",
+    "CardFault",
+    "CardStatus",
+    "Credential",
+    "Decision",
+    "DoorRequest",
+    "DoorView",
+    "Fen",
+    "Genuineness",
+    "Holder",
+    "HolderStatus",
+    "PresentedCard",
+    "Reason",
+    "TimeWindow",
+    "decide",
+    "mask_card_number",
+]

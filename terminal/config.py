@@ -1,0 +1,274 @@
+"""The configuration schema: one pydantic model, TOML on disk.
+
+pydantic v2 rather than dataclasses because it gives, from one declaration, what operators need:
+unknown keys rejected with their path, type errors with the offending value, a description on every
+field, and a JSON schema that tools (and ``docs/config.md``) are generated from.
+
+Secrets are never inline: a field of type :data:`SecretRef` holds ``file:/path`` or
+``credential:NAME`` (a systemd ``LoadCredential=`` name, read from ``$CREDENTIALS_DIRECTORY``).
+"""
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from models.errors import ConfigError
+
+_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+def resolve_secret(ref: str) -> Path:
+    """The file a secret reference points at; raises ``ValueError`` saying what is wrong."""
+    scheme, _, value = ref.partition(":")
+    if scheme == "file" and value:
+        path = Path(value)
+        if not path.is_absolute():
+            raise ValueError(f"secret file must be an absolute path, got {value!r}")
+    elif scheme == "credential" and value:
+        if "/" in value:
+            raise ValueError(f"credential name must not contain '/', got {value!r}")
+        directory = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not directory:
+            raise ValueError(
+                f"credential {value!r} needs $CREDENTIALS_DIRECTORY (systemd LoadCredential=); "
+                "outside systemd use file:/path instead"
+            )
+        path = Path(directory) / value
+    else:
+        raise ValueError("a secret is a reference, 'file:/absolute/path' or 'credential:NAME'")
+    if not path.is_file():
+        raise ValueError(f"secret file {path} does not exist or is not a file")
+    if not os.access(path, os.R_OK):
+        raise ValueError(f"secret file {path} is not readable by this user")
+    return path
+
+
+def _check_secret(ref: str) -> str:
+    resolve_secret(ref)
+    return ref
+
+
+SecretRef = Annotated[str, AfterValidator(_check_secret)]
+
+
+def _check_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {name!r} (use an IANA name like Asia/Shanghai)"
+        ) from None
+    return name
+
+
+def _check_hex(text: str) -> str:
+    if not re.fullmatch(r"(?:[0-9A-Fa-f]{2}){5,16}", text):
+        raise ValueError("must be 5..16 bytes of hex, e.g. F0594B5401")
+    return text.upper()
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TerminalSection(Section):
+    """Who this terminal is."""
+
+    id: str = Field(
+        pattern=_ID_PATTERN,
+        description="Terminal id, unique within the site; also the MQTT client id.",
+    )
+    site: str = Field(pattern=_ID_PATTERN, description="Site id as HQ names it.")
+    timezone: Annotated[str, AfterValidator(_check_timezone)] = Field(
+        "Asia/Shanghai",
+        description="IANA time zone of the site: schedules, holidays and dates are local to it.",
+    )
+    state_dir: Path = Field(
+        Path("/var/lib/ykt-terminal"),
+        description="Directory for the database and keys (systemd StateDirectory).",
+    )
+
+
+class LogSection(Section):
+    """What the daemon logs and how."""
+
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Lowest level written."
+    )
+    format: Literal["auto", "json", "text"] = Field(
+        "auto",
+        description="json: one JSON object per line; text: for people; auto: text on a TTY, "
+        "json otherwise (journald, files).",
+    )
+
+
+class StoreSection(Section):
+    """The local SQLite database."""
+
+    path: Path | None = Field(
+        None, description="Database file; default <terminal.state_dir>/terminal.db."
+    )
+
+
+class DoorSection(Section):
+    """The door or turnstile this terminal controls."""
+
+    id: str = Field(pattern=_ID_PATTERN, description="Door id, as access groups list it.")
+    direction: Literal["in", "out", "none"] = Field(
+        "none",
+        description="Which way this reader lets people through (turnstiles: in or out).",
+    )
+    open_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description="How long the gate stays released; no passage within it is recorded as "
+        "not used.",
+    )
+
+
+class SimReaderSection(Section):
+    """A simulated reader for the demo and tests."""
+
+    driver: Literal["sim"] = Field(description="Simulated reader.")
+    script: str | None = Field(
+        None,
+        description="Reader script to play (see docs/simulation.md); '-' reads commands from "
+        "standard input; empty: no cards.",
+    )
+
+
+class SoftwareKeyStoreSection(Section):
+    """Master keys in a root-only file (pilots and tests)."""
+
+    type: Literal["software"] = Field(description="Keys in a file.")
+    key_file: SecretRef = Field(description="Key file reference (file:/path or credential:NAME).")
+
+
+class PsamKeyStoreSection(Section):
+    """Master keys inside a PSAM in a second PC/SC slot; they never leave it."""
+
+    type: Literal["psam"] = Field(description="Keys in a PSAM.")
+    reader_pattern: str = Field(
+        min_length=1, description="Regular expression matching the PSAM slot's reader name."
+    )
+
+
+class PcscReaderSection(Section):
+    """A PC/SC contactless reader reading CPU cards (docs/card-profile.md)."""
+
+    driver: Literal["pcsc"] = Field(description="PC/SC reader through pcscd.")
+    reader_pattern: str = Field(
+        min_length=1, description="Regular expression matching the contactless reader's name."
+    )
+    mode: Literal["cpu", "uid"] = Field(
+        "cpu",
+        description="cpu: read and authenticate the card application; uid: legacy chip UID "
+        "only (clonable, warned about at start).",
+    )
+    aid: Annotated[str, AfterValidator(_check_hex)] = Field(
+        "F0594B5401", description="Application identifier selected on the card (hex)."
+    )
+    key_id: int = Field(1, ge=0, le=255, description="Master key id used for authentication.")
+    apdu_timeout_ms: int = Field(
+        500, ge=50, le=5000, description="Longest wait for one card answer."
+    )
+    key_store: (
+        Annotated[SoftwareKeyStoreSection | PsamKeyStoreSection, Field(discriminator="type")] | None
+    ) = Field(None, description="Where master keys live; required in cpu mode.")
+
+    @model_validator(mode="after")
+    def _keys_for_cpu_mode(self) -> "PcscReaderSection":
+        if self.mode == "cpu" and self.key_store is None:
+            raise ValueError("key_store is required when mode is cpu")
+        return self
+
+
+class SimGateSection(Section):
+    """A simulated turnstile for the demo and tests."""
+
+    driver: Literal["sim"] = Field(description="Simulated gate.")
+    passage: Literal["pass", "timeout"] = Field(
+        "pass", description="What the simulated turnstile reports after opening."
+    )
+    passage_delay_seconds: float = Field(
+        0.5, ge=0, le=60, description="How long the simulated person takes to pass."
+    )
+
+
+ReaderSection = Annotated[SimReaderSection | PcscReaderSection, Field(discriminator="driver")]
+
+
+class Config(Section):
+    """A terminal's whole configuration."""
+
+    terminal: TerminalSection = Field(description="Identity of this terminal.")
+    log: LogSection = Field(default_factory=LogSection, description="Logging.")
+    store: StoreSection = Field(default_factory=StoreSection, description="Database.")
+    door: DoorSection = Field(description="The door this terminal controls.")
+    reader: ReaderSection = Field(description="The card reader.")
+    gate: SimGateSection = Field(description="The gate or turnstile driver.")
+
+    @property
+    def database_path(self) -> Path:
+        return self.store.path or self.terminal.state_dir / "terminal.db"
+
+
+def _location(loc: tuple[int | str, ...], tags: set[str]) -> str:
+    # pydantic puts a union member's tag into the path (reader.pcsc.aid); people wrote reader.aid.
+    parts = [str(p) for p in loc if str(p) not in tags]
+    return ".".join(parts) or "(top level)"
+
+
+_UNION_TAGS = {"sim", "pcsc", "software", "psam"}
+
+
+def describe_errors(error: ValidationError) -> list[str]:
+    """One line per problem: the key path and why, in words an installer understands."""
+    lines = []
+    for item in error.errors(include_url=False):
+        where = _location(tuple(item["loc"]), _UNION_TAGS)
+        kind = item["type"]
+        if kind == "extra_forbidden":
+            lines.append(f"{where}: unknown key (check the spelling against docs/config.md)")
+        elif kind == "missing":
+            lines.append(f"{where}: required key is missing")
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+            lines.append(f"{where}: {message} (got {item.get('input')!r})")
+    return lines
+
+
+def parse(data: dict[str, Any]) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError("\n".join(describe_errors(exc))) from None
+
+
+def load(path: Path) -> Config:
+    """Read and validate a TOML config; raises ``ConfigError`` listing every problem."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return parse(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}:\n{exc}") from None

@@ -1,0 +1,44 @@
+"""``ykt run``: the daemon's life cycle — start, serve taps, stop cleanly on SIGTERM/SIGINT."""
+
+import logging
+import signal
+import threading
+from types import FrameType
+
+from terminal import __version__
+from terminal.app import App
+from terminal.config import Config
+from terminal.logs import setup_logging
+from terminal.sdnotify import Notifier
+
+logger = logging.getLogger(__name__)
+
+
+def run(config: Config) -> int:
+    setup_logging(config.log.level, config.log.format)
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        logger.info("received %s, finishing the tap in progress", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    notifier = Notifier()
+    app = App(config)
+    try:
+        logger.info(
+            "terminal %s ready (version %s, door %s, reader %s, gate %s)",
+            config.terminal.id,
+            __version__,
+            config.door.id,
+            config.reader.driver,
+            config.gate.driver,
+        )
+        notifier.ready(f"serving door {config.door.id}")
+        app.run(stop, notifier)
+    finally:
+        notifier.stopping()
+        app.close()
+        logger.info("stopped")
+    return 0

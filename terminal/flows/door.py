@@ -1,0 +1,228 @@
+"""The door flow: tap -> decide -> durable commit -> open -> passage confirmed or timed out.
+
+The order is the point: the gate never opens for a decision a power cut could lose, and whatever
+the turnstile then reports (someone passed, nobody did, the board failed) is journalled too.
+"""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from enum import StrEnum
+
+from drivers.interfaces import (
+    CardPresented,
+    CardReader,
+    CardRemoved,
+    Gate,
+    PassageOutcome,
+    ReaderEvent,
+    TapIncomplete,
+)
+from models.cards import CardFault, Credential, mask_card_number
+from models.decide import decide
+from models.decision import Decision
+from models.door import DoorRequest
+from models.errors import DriverError, StoreError
+from models.journal import TransactionDraft
+from models.reasons import Reason
+from terminal.clock import Clock, rfc3339
+from terminal.store import Committed, SecurityEvent, Store
+
+logger = logging.getLogger(__name__)
+
+
+class DoorState(StrEnum):
+    IDLE = "idle"
+    DECIDING = "deciding"
+    OPEN = "open"
+
+
+class Notice(StrEnum):
+    """Things a person at the reader should be told that are not decisions."""
+
+    HELD = "held"  # the same card is still on the reader: ignored, not charged twice
+    TAP_AGAIN = "tap_again"  # the card left mid-read: nothing recorded
+    STORE_FAILED = "store_failed"  # the decision could not be recorded, so the gate stays shut
+
+
+@dataclass(frozen=True, slots=True)
+class DoorSettings:
+    door_id: str
+    direction: str | None
+    open_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class TapOutcome:
+    """One decided tap, after the gate has reported (or failed)."""
+
+    at: datetime
+    credential: Credential
+    decision: Decision
+    committed: Committed
+    passage: PassageOutcome | None
+    passage_reason: Reason | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FlowNotice:
+    at: datetime
+    notice: Notice
+    detail: str = ""
+
+
+Listener = Callable[[TapOutcome | FlowNotice], None]
+
+
+def _held_key(credential: Credential) -> str:
+    if isinstance(credential, CardFault):
+        return f"fault:{credential.number or credential.reason}"
+    return credential.number
+
+
+class DoorFlow:
+    def __init__(
+        self,
+        *,
+        settings: DoorSettings,
+        reader: CardReader,
+        gate: Gate,
+        store: Store,
+        clock: Clock,
+        timezone: tzinfo,
+    ) -> None:
+        self.settings = settings
+        self.reader = reader
+        self.gate = gate
+        self.store = store
+        self.clock = clock
+        self.timezone = timezone
+        self.state = DoorState.IDLE
+        self.listeners: list[Listener] = []
+        self._held: str | None = None
+
+    def _local_now(self) -> datetime:
+        return self.clock.now().astimezone(self.timezone)
+
+    def _tell(self, message: TapOutcome | FlowNotice) -> None:
+        for listener in self.listeners:
+            try:
+                listener(message)
+            except Exception:
+                logger.exception("flow listener failed")
+
+    def poll(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for one reader event and handle it completely."""
+        try:
+            event = self.reader.next_event(timeout)
+        except DriverError as exc:
+            logger.warning("reader: %s", exc)
+            return
+        if event is not None:
+            self.handle(event)
+
+    def handle(self, event: ReaderEvent) -> None:
+        if isinstance(event, CardRemoved):
+            self._held = None
+        elif isinstance(event, TapIncomplete):
+            self._held = None
+            self._tell(FlowNotice(self._local_now(), Notice.TAP_AGAIN, event.detail))
+        elif isinstance(event, CardPresented):
+            key = _held_key(event.credential)
+            if key == self._held:
+                self._tell(FlowNotice(self._local_now(), Notice.HELD))
+                return
+            self._held = key
+            self._tap(event.credential)
+
+    def _draft(
+        self,
+        now: datetime,
+        decision: Decision,
+        view_seq: int,
+        *,
+        kind: str = "door",
+        ref: str | None = None,
+        used: bool | None = None,
+    ) -> TransactionDraft:
+        return TransactionDraft(
+            kind=kind,
+            at=rfc3339(now),
+            mono_ns=self.clock.monotonic_ns(),
+            credential="card",
+            decision="allow" if decision.allowed else "deny",
+            reason=decision.reason,
+            view_seq=view_seq,
+            card=decision.card_number,
+            holder_id=decision.holder_id,
+            door=self.settings.door_id,
+            direction=self.settings.direction,
+            ref=ref,
+            used=used,
+        )
+
+    def _tap(self, credential: Credential) -> None:
+        self.state = DoorState.DECIDING
+        try:
+            now = self._local_now()
+            number = credential.number or ""
+            view = self.store.door_view(number, self.settings.door_id, now.date())
+            request = DoorRequest(credential, self.settings.door_id, self.settings.direction)
+            decision = decide(request, view, now)
+            event = None
+            if decision.alert is not None:
+                event = SecurityEvent(
+                    str(decision.alert), {"reason": str(decision.reason), "detail": decision.detail}
+                )
+            try:
+                committed = self.store.commit(self._draft(now, decision, view.view_seq), event)
+            except StoreError as exc:
+                logger.error("tap not recorded, gate stays shut: %s", exc)
+                self._tell(FlowNotice(now, Notice.STORE_FAILED, str(exc)))
+                return
+            logger.info(
+                "tap %s %s",
+                "allowed" if decision.allowed else "denied",
+                decision.reason,
+                extra={
+                    "seq": committed.seq,
+                    "card": mask_card_number(decision.card_number or ""),
+                    "door": self.settings.door_id,
+                    "alert": decision.alert,
+                },
+            )
+            passage, passage_reason = None, None
+            if decision.allowed:
+                self.state = DoorState.OPEN
+                passage, passage_reason = self._pass(decision, committed, view.view_seq)
+            self._tell(TapOutcome(now, credential, decision, committed, passage, passage_reason))
+        finally:
+            self.state = DoorState.IDLE
+
+    def _pass(
+        self, decision: Decision, committed: Committed, view_seq: int
+    ) -> tuple[PassageOutcome, Reason]:
+        seconds = self.settings.open_seconds
+        try:
+            self.gate.open(self.settings.direction, seconds)
+            outcome = self.gate.wait_passage(seconds)
+            reason = (
+                Reason.PASSAGE_CONFIRMED
+                if outcome is PassageOutcome.PASSED
+                else Reason.PASSAGE_TIMEOUT
+            )
+        except DriverError as exc:
+            logger.error("gate failed after an allowed tap: %s", exc)
+            outcome, reason = PassageOutcome.TIMEOUT, Reason.GATE_FAULT
+        used = outcome is PassageOutcome.PASSED
+        record = Decision(True, reason, decision.holder_id, decision.card_number)
+        try:
+            self.store.commit(
+                self._draft(
+                    self._local_now(), record, view_seq, kind="passage", ref=committed.id, used=used
+                )
+            )
+        except StoreError as exc:
+            logger.error("passage outcome not recorded: %s", exc)
+        return outcome, reason

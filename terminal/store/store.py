@@ -1,0 +1,134 @@
+"""The terminal's SQLite store: one writer connection, used under a lock by every writer thread."""
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from uuid6 import uuid7
+
+from models.door import DoorView
+from models.errors import StoreError
+from models.journal import ChainBreak, TransactionDraft
+from terminal.store import allowlist, journal
+from terminal.store.journal import Committed, SecurityEvent
+from terminal.store.schema import connect
+
+CHANGE_SEQ = "change_seq"
+
+
+class Store:
+    """Allowlist views for decisions, and the durable journal they are recorded in.
+
+    The tap path uses plain prepared statements on this one connection; bulk writers (sync, the
+    demo seed, benchmarks) go through :meth:`write` so they serialise with the tap path.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self.path = path
+        self._conn = conn
+        self._lock = threading.RLock()
+        self._tip = journal.chain_tip(conn)
+        self._view_seq = int(self.state(CHANGE_SEQ) or 0)
+        self._pending_view_seq: int | None = None
+
+    @classmethod
+    def open(cls, path: Path) -> "Store":
+        return cls(connect(path), path)
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                # A clean shutdown folds the WAL back so the next start reads one file.
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                self._conn.close()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction; committed (and fsync'd) on exit, rolled back on error."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._pending_view_seq = None
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                self._pending_view_seq = None
+                raise
+            self._conn.execute("COMMIT")
+            self._apply_pending_view_seq()
+
+    def _apply_pending_view_seq(self) -> None:
+        if self._pending_view_seq is not None:
+            self._view_seq, self._pending_view_seq = self._pending_view_seq, None
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A consistent read on the writer connection (cheap: no second connection to keep)."""
+        with self._lock:
+            yield self._conn
+
+    @property
+    def view_seq(self) -> int:
+        """The change-log position the allowlist reflects; recorded with every decision."""
+        return self._view_seq
+
+    def door_view(self, number: str, door_id: str, today: date) -> DoorView:
+        with self._lock:
+            return allowlist.load_door_view(self._conn, number, door_id, today, self._view_seq)
+
+    def commit(self, draft: TransactionDraft, event: SecurityEvent | None = None) -> Committed:
+        """Append ``draft`` to the journal and queue it for upload; durable when this returns."""
+        with self._lock:
+            seq, prev_hash = self._tip
+            try:
+                with self.write() as conn:
+                    committed = journal.append(
+                        conn,
+                        draft,
+                        seq=seq + 1,
+                        tx_id=str(uuid7()),
+                        prev_hash=prev_hash,
+                        event=event,
+                    )
+            except sqlite3.Error as exc:
+                raise StoreError(f"could not record the transaction: {exc}") from exc
+            self._tip = (committed.seq, committed.hash)
+            return committed
+
+    def records(self, from_seq: int = 1) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(journal.records(self._conn, from_seq))
+
+    def verify_journal(self) -> ChainBreak | None:
+        with self._lock:
+            return journal.verify(self._conn)
+
+    def state(self, key: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT value FROM sync_state WHERE key = ?", (key,)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_state(self, conn: sqlite3.Connection, key: str, value: str) -> None:
+        """Set a high-water mark inside the caller's write transaction."""
+        conn.execute(
+            "INSERT INTO sync_state (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+        if key == CHANGE_SEQ:
+            self._pending_view_seq = int(value)
+
+    def counts(self) -> dict[str, int]:
+        tables = ("holders", "cards", "access_groups", "journal", "outbox", "events")
+        with self._lock:
+            return {
+                t: int(self._conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0])
+                for t in tables
+            }

@@ -1,0 +1,143 @@
+import pytest
+
+from drivers.interfaces import CardPresented, CardRemoved, PassageOutcome, TapIncomplete
+from drivers.sim import SimCardReader, SimGate, SimGateControl, SimReaderControl
+from models import Reason
+from models.errors import StoreError
+from terminal.clock import SetClock
+from terminal.demo_site import DOOR, card_number, seed
+from terminal.flows.door import DoorFlow, DoorSettings, FlowNotice, Notice, TapOutcome
+from terminal.store import Store
+from tests.factories import MONDAY_9, TZ, presented
+
+
+class Harness:
+    def __init__(self, store: Store) -> None:
+        seed(store)
+        self.store = store
+        self.gate_control = SimGateControl(delay=0)
+        self.reader_control = SimReaderControl()
+        self.gate = SimGate(self.gate_control)
+        self.flow = DoorFlow(
+            settings=DoorSettings(DOOR, "in", open_seconds=0.05),
+            reader=SimCardReader(self.reader_control),
+            gate=self.gate,
+            store=store,
+            clock=SetClock(MONDAY_9),
+            timezone=TZ,
+        )
+        self.told: list[TapOutcome | FlowNotice] = []
+        self.flow.listeners.append(self.told.append)
+
+    def tap(self, n: int, **fields: object) -> None:
+        self.flow.handle(CardPresented(presented(card_number(n), **fields)))
+        self.flow.handle(CardRemoved())
+
+    def kinds(self) -> list[tuple[str, str, str]]:
+        return [(r["kind"], r["decision"], r["reason"]) for r in self.store.records()]
+
+
+@pytest.fixture
+def harness(store: Store) -> Harness:
+    return Harness(store)
+
+
+def test_allowed_tap_is_durable_before_the_gate_opens(harness: Harness) -> None:
+    seen_at_open: list[int] = []
+    original_open = harness.gate.open
+
+    def open_and_check(direction: str | None, seconds: float) -> None:
+        # Read through a second connection: only committed data is visible there.
+        reader = Store.open(harness.store.path)
+        seen_at_open.append(reader.counts()["journal"])
+        reader.close()
+        original_open(direction, seconds)
+
+    harness.gate.open = open_and_check  # type: ignore[method-assign]
+    harness.tap(1)
+    assert seen_at_open == [1]
+    assert harness.kinds() == [
+        ("door", "allow", "allowed"),
+        ("passage", "allow", "passage_confirmed"),
+    ]
+    passage = harness.store.records()[1]
+    assert passage["used"] is True
+    assert passage["ref"] == harness.store.records()[0]["id"]
+    assert harness.gate_control.openings == ["in"]
+
+
+def test_denied_tap_is_recorded_and_the_gate_stays_shut(harness: Harness) -> None:
+    harness.tap(5)  # the lost card
+    assert harness.kinds() == [("door", "deny", "card_lost")]
+    assert harness.gate_control.openings == []
+    outcome = harness.told[0]
+    assert isinstance(outcome, TapOutcome) and outcome.passage is None
+
+
+def test_nobody_passing_is_recorded_as_not_used(harness: Harness) -> None:
+    harness.gate_control.next_outcome(PassageOutcome.TIMEOUT)
+    harness.tap(1)
+    passage = harness.store.records()[1]
+    assert (passage["reason"], passage["used"]) == ("passage_timeout", False)
+
+
+def test_gate_failure_is_recorded(harness: Harness) -> None:
+    harness.gate_control.fail_next_open = True
+    harness.tap(1)
+    passage = harness.store.records()[1]
+    assert (passage["reason"], passage["used"]) == ("gate_fault", False)
+
+
+def test_card_held_on_the_reader_does_not_retrigger(harness: Harness) -> None:
+    event = CardPresented(presented(card_number(1)))
+    harness.flow.handle(event)
+    harness.flow.handle(event)  # a chatty reader reports the same card again
+    harness.flow.handle(event)
+    assert len(harness.store.records()) == 2  # one door record + its passage
+    assert [m.notice for m in harness.told if isinstance(m, FlowNotice)] == [Notice.HELD] * 2
+    harness.flow.handle(CardRemoved())
+    harness.flow.handle(event)
+    assert len(harness.store.records()) == 4
+
+
+def test_a_different_card_is_a_new_tap_even_without_removal(harness: Harness) -> None:
+    harness.flow.handle(CardPresented(presented(card_number(1))))
+    harness.flow.handle(CardPresented(presented(card_number(2))))
+    assert [r["card"] for r in harness.store.records() if r["kind"] == "door"] == [
+        card_number(1),
+        card_number(2),
+    ]
+
+
+def test_torn_read_records_nothing_and_asks_to_tap_again(harness: Harness) -> None:
+    harness.flow.handle(TapIncomplete("card left during READ BINARY"))
+    assert harness.store.records() == []
+    assert isinstance(harness.told[0], FlowNotice)
+    assert harness.told[0].notice is Notice.TAP_AGAIN
+    harness.tap(1)
+    assert harness.kinds()[0] == ("door", "allow", "allowed")
+
+
+def test_store_failure_keeps_the_gate_shut(harness: Harness) -> None:
+    def fail(*args: object, **kwargs: object) -> None:
+        raise StoreError("disk full")
+
+    harness.store.commit = fail  # type: ignore[method-assign,assignment]
+    harness.tap(1)
+    assert harness.gate_control.openings == []
+    assert isinstance(harness.told[0], FlowNotice)
+    assert harness.told[0].notice is Notice.STORE_FAILED
+
+
+def test_security_events_are_journalled(harness: Harness) -> None:
+    harness.tap(7, issue_seq=1)  # replaced card
+    with harness.store.read() as conn:
+        assert conn.execute("SELECT type FROM events").fetchall() == [("replaced_card_used",)]
+
+
+def test_reader_events_drive_the_flow(harness: Harness) -> None:
+    harness.reader_control.tap(presented(card_number(2)))
+    harness.flow.poll(1)
+    harness.flow.poll(1)
+    assert harness.kinds()[0] == ("door", "allow", "allowed")
+    assert Reason.ALLOWED in [m.decision.reason for m in harness.told if isinstance(m, TapOutcome)]
