@@ -96,6 +96,8 @@ def _parse_card(number: str, options: dict[str, str], lineno: int) -> PresentedC
     try:
         genuine = _BOOL[options.get("genuine", "yes")]
         seq = int(options["seq"]) if "seq" in options else None
+        if seq is not None and not 0 <= seq <= 255:
+            raise ValueError("seq is one byte on the card: 0..255")
         valid_until = date.fromisoformat(options["until"]) if "until" in options else None
     except (KeyError, ValueError) as exc:
         raise ScriptError(f"line {lineno}: bad option value ({exc})") from None
@@ -108,6 +110,16 @@ def _parse_card(number: str, options: dict[str, str], lineno: int) -> PresentedC
         issue_seq=seq,
         valid_until=valid_until,
     )
+
+
+def _seconds(text: str, what: str, lineno: int) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise ScriptError(f"line {lineno}: {what} needs seconds, got {text!r}") from None
+    if not 0 <= seconds <= 3600:  # also refuses nan
+        raise ScriptError(f"line {lineno}: {what} must be 0..3600 seconds")
+    return seconds
 
 
 def parse_script_line(line: str, lineno: int = 1) -> ScriptStep | None:
@@ -129,23 +141,14 @@ def parse_script_line(line: str, lineno: int = 1) -> ScriptStep | None:
         if len(positional) != 1:
             raise ScriptError(f"line {lineno}: {verb} needs exactly one card number")
         card = _parse_card(positional[0], options, lineno)
-        try:
-            hold = float(options.get("hold", "0"))
-        except ValueError:
-            raise ScriptError(f"line {lineno}: hold must be seconds") from None
+        hold = _seconds(options.get("hold", "0"), "hold", lineno)
         return ScriptStep(verb, card=card, seconds=hold)
     if verb in ("remove", "tear") and not args:
         return ScriptStep(verb)
     if verb == "fault" and len(positional) == 1 and positional[0] in _FAULTS and not options:
         return ScriptStep(verb, card=CardFault(_FAULTS[positional[0]], "simulated fault"))
     if verb == "wait" and len(positional) == 1 and not options:
-        try:
-            seconds = float(positional[0])
-        except ValueError:
-            raise ScriptError(f"line {lineno}: wait needs seconds") from None
-        if not 0 <= seconds <= 3600:
-            raise ScriptError(f"line {lineno}: wait must be 0..3600 seconds")
-        return ScriptStep(verb, seconds=seconds)
+        return ScriptStep(verb, seconds=_seconds(positional[0], "wait", lineno))
     raise ScriptError(f"line {lineno}: cannot understand {line.strip()!r}")
 
 

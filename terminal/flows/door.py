@@ -162,21 +162,30 @@ class DoorFlow:
             used=used,
         )
 
+    def decide_and_commit(
+        self, credential: Credential, now: datetime
+    ) -> tuple[Decision, Committed, int]:
+        """The core of a tap: view, decide, durable commit. Returns the view seq decided on.
+
+        Raises ``StoreError`` when the decision could not be recorded.
+        """
+        view = self.store.door_view(credential.number or "", self.settings.door_id, now.date())
+        request = DoorRequest(credential, self.settings.door_id, self.settings.direction)
+        decision = decide(request, view, now)
+        event = None
+        if decision.alert is not None:
+            event = SecurityEvent(
+                str(decision.alert), {"reason": str(decision.reason), "detail": decision.detail}
+            )
+        committed = self.store.commit(self._draft(now, decision, view.view_seq), event)
+        return decision, committed, view.view_seq
+
     def _tap(self, credential: Credential) -> None:
         self.state = DoorState.DECIDING
         try:
             now = self._local_now()
-            number = credential.number or ""
-            view = self.store.door_view(number, self.settings.door_id, now.date())
-            request = DoorRequest(credential, self.settings.door_id, self.settings.direction)
-            decision = decide(request, view, now)
-            event = None
-            if decision.alert is not None:
-                event = SecurityEvent(
-                    str(decision.alert), {"reason": str(decision.reason), "detail": decision.detail}
-                )
             try:
-                committed = self.store.commit(self._draft(now, decision, view.view_seq), event)
+                decision, committed, view_seq = self.decide_and_commit(credential, now)
             except StoreError as exc:
                 logger.error("tap not recorded, gate stays shut: %s", exc)
                 self._tell(FlowNotice(now, Notice.STORE_FAILED, str(exc)))
@@ -195,7 +204,7 @@ class DoorFlow:
             passage, passage_reason = None, None
             if decision.allowed:
                 self.state = DoorState.OPEN
-                passage, passage_reason = self._pass(decision, committed, view.view_seq)
+                passage, passage_reason = self._pass(decision, committed, view_seq)
             self._tell(TapOutcome(now, credential, decision, committed, passage, passage_reason))
         finally:
             self.state = DoorState.IDLE
