@@ -46,6 +46,10 @@ class Holder:
     valid_from: date | None = None
     valid_until: date | None = None
     require_face: bool = False
+    spend_only_until: date | None = None
+    services: frozenset[str] = frozenset()
+    canteens: frozenset[str] = frozenset()
+    pin_hash: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

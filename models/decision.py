@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from models.reasons import Reason
+from models.wallet import Payment
 
 
 class Alert(StrEnum):
@@ -13,6 +14,7 @@ class Alert(StrEnum):
     REPLACED_CARD_USED = "replaced_card_used"
     CANCELLED_CARD_USED = "cancelled_card_used"
     CLONED_CARD = "cloned_card"
+    ANTI_PASSBACK = "anti_passback"
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +27,7 @@ class Decision:
     card_number: str | None = None
     alert: Alert | None = None
     detail: str = ""
+    payment: Payment | None = None
 
     @classmethod
     def deny(

@@ -21,6 +21,7 @@ class Reason(StrEnum):
     CARD_EXPIRED = "card_expired"
     CARD_NOT_YET_VALID = "card_not_yet_valid"
     CARD_SPEND_ONLY = "card_spend_only"
+    CARD_SPEND_ONLY_ENDED = "card_spend_only_ended"
     CARD_MISMATCH = "card_mismatch"
     HOLDER_UNKNOWN = "holder_unknown"
     HOLDER_INACTIVE = "holder_inactive"
@@ -29,6 +30,25 @@ class Reason(StrEnum):
     PASSAGE_CONFIRMED = "passage_confirmed"
     PASSAGE_TIMEOUT = "passage_timeout"
     GATE_FAULT = "gate_fault"
+    ANTI_PASSBACK = "anti_passback"
+    SERVICE_NOT_ALLOWED = "service_not_allowed"
+    CANTEEN_NOT_ALLOWED = "canteen_not_allowed"
+    OUTSIDE_MEAL_PERIOD = "outside_meal_period"
+    NO_PRICE = "no_price"
+    AMOUNT_INVALID = "amount_invalid"
+    DUPLICATE_TAP = "duplicate_tap"
+    OVER_TX_LIMIT = "over_tx_limit"
+    OVER_DAY_LIMIT = "over_day_limit"
+    INSUFFICIENT_BALANCE = "insufficient_balance"
+    OFFLINE_LIMIT_CARD = "offline_limit_card"
+    OFFLINE_LIMIT_TERMINAL = "offline_limit_terminal"
+    PIN_REQUIRED = "pin_required"
+    PIN_WRONG = "pin_wrong"
+    PIN_LOCKED = "pin_locked"
+    CANCELLED_BY_USER = "cancelled_by_user"
+    CORRECTION_NOT_AUTHORISED = "correction_not_authorised"
+    CORRECTION_NOT_FOUND = "correction_not_found"
+    CORRECTION_EXCEEDS = "correction_exceeds"
 
 
 _MESSAGES: dict[Reason, tuple[str, str]] = {
@@ -43,6 +63,7 @@ _MESSAGES: dict[Reason, tuple[str, str]] = {
     Reason.CARD_EXPIRED: ("卡片已过期", "Card expired"),
     Reason.CARD_NOT_YET_VALID: ("卡片尚未生效", "Card not yet valid"),
     Reason.CARD_SPEND_ONLY: ("此卡仅限消费", "Card valid for purchases only"),
+    Reason.CARD_SPEND_ONLY_ENDED: ("余额消费期已满，请到卡务中心", "Spend-only period has ended"),
     Reason.CARD_MISMATCH: ("卡片信息与登记不符，请到卡务中心", "Card data differs from registry"),
     Reason.HOLDER_UNKNOWN: ("无此持卡人", "Card holder not registered"),
     Reason.HOLDER_INACTIVE: ("持卡人已停用", "Card holder not active"),
@@ -51,6 +72,25 @@ _MESSAGES: dict[Reason, tuple[str, str]] = {
     Reason.PASSAGE_CONFIRMED: ("已通行", "Passed"),
     Reason.PASSAGE_TIMEOUT: ("未通行", "Not passed"),
     Reason.GATE_FAULT: ("闸机故障，请联系管理员", "Gate did not open"),
+    Reason.ANTI_PASSBACK: ("未刷卡出门，禁止重复进入", "No exit recorded since the last entry"),
+    Reason.SERVICE_NOT_ALLOWED: ("无此消费权限", "Card not enabled for this service"),
+    Reason.CANTEEN_NOT_ALLOWED: ("此卡不能在本餐厅使用", "Card not valid in this canteen"),
+    Reason.OUTSIDE_MEAL_PERIOD: ("非营业时段", "Outside meal hours"),
+    Reason.NO_PRICE: ("未设置价格，请联系管理员", "No price set for this meal"),
+    Reason.AMOUNT_INVALID: ("金额无效", "Invalid amount"),
+    Reason.DUPLICATE_TAP: ("刚刚已扣款，确认再次消费？", "Just charged: confirm to pay again"),
+    Reason.OVER_TX_LIMIT: ("超过单笔限额", "Over the per-payment limit"),
+    Reason.OVER_DAY_LIMIT: ("超过当日限额", "Over the daily limit"),
+    Reason.INSUFFICIENT_BALANCE: ("余额不足", "Insufficient balance"),
+    Reason.OFFLINE_LIMIT_CARD: ("脱机消费已达上限", "Offline limit for this card reached"),
+    Reason.OFFLINE_LIMIT_TERMINAL: ("终端脱机额度已满", "Offline limit of this terminal reached"),
+    Reason.PIN_REQUIRED: ("请输入密码", "Enter PIN"),
+    Reason.PIN_WRONG: ("密码错误", "Wrong PIN"),
+    Reason.PIN_LOCKED: ("密码错误次数过多，已锁定", "PIN locked after too many failures"),
+    Reason.CANCELLED_BY_USER: ("交易已取消", "Cancelled"),
+    Reason.CORRECTION_NOT_AUTHORISED: ("无纠错权限", "Not authorised to correct"),
+    Reason.CORRECTION_NOT_FOUND: ("原交易不存在", "Original payment not found"),
+    Reason.CORRECTION_EXCEEDS: ("纠错金额超过原交易", "Correction exceeds the payment"),
 }
 
 

@@ -15,7 +15,9 @@ from models import (
     PresentedCard,
     TimeWindow,
 )
+from models.pos import Limits, MealPeriod, Merchant, PosPolicy, PosRequest, PosView, Pricing
 from models.schedule import parse_hhmm
+from models.wallet import Purse, PurseState, Service
 
 TZ = ZoneInfo("Asia/Shanghai")
 DOOR = "east-gate"
@@ -80,3 +82,58 @@ def view(
 
 def request(credential: PresentedCard | None = None, door: str = DOOR) -> DoorRequest:
     return DoorRequest(credential or presented(), door, "in")
+
+
+# --- POS -----------------------------------------------------------------------------------------
+
+
+ALL_SERVICES = frozenset({"meal", "shop", "barber"})
+LUNCH = MealPeriod("lunch", window({1, 2, 3, 4, 5, 6, 7}, "11:00", "13:30"))
+BREAKFAST = MealPeriod("breakfast", window({1, 2, 3, 4, 5, 6, 7}, "06:30", "09:00"))
+CANTEEN = Merchant(
+    "canteen-1",
+    Service.MEAL,
+    (BREAKFAST, LUNCH),
+    (
+        ("breakfast", Pricing("fixed", (("gold", 500), ("red", 500)), default=800)),
+        ("lunch", Pricing("entered")),
+    ),
+    supervisors=frozenset({"SUP"}),
+)
+SHOP = Merchant("shop-1", Service.SHOP, supervisors=frozenset({"SUP"}))
+BARBER = Merchant("barber-1", Service.BARBER)
+MONDAY_8 = at(2026, 11, 23, "08:00")
+MONDAY_12 = at(2026, 11, 23, "12:00")
+
+
+def pos_holder(**fields: object) -> Holder:
+    return holder(**({"services": ALL_SERVICES} | fields))
+
+
+def purses(
+    cash: int = 10_000, meal: int = 0, barber: int = 0, work_meals: int = 0
+) -> tuple[PurseState, ...]:
+    return (
+        PurseState(Purse.CASH, cash),
+        PurseState(Purse.MEAL_SUBSIDY, meal),
+        PurseState(Purse.BARBER_SUBSIDY, barber),
+        PurseState(Purse.WORK_MEALS, work_meals),
+    )
+
+
+def pos_view(merchant: Merchant = CANTEEN, **fields: object) -> PosView:
+    values: dict[str, object] = {
+        "view_seq": 7,
+        "merchant": merchant,
+        "policy": PosPolicy(),
+        "card": card(),
+        "holder": pos_holder(),
+        "newest_issue_seq": 1,
+        "limits": Limits(),
+        "purses": purses(),
+    } | fields
+    return PosView(**values)  # type: ignore[arg-type]
+
+
+def pos_request(amount: int | None = None, **fields: object) -> PosRequest:
+    return PosRequest(presented(), entered_amount=amount, **fields)  # type: ignore[arg-type]

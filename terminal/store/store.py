@@ -14,6 +14,7 @@ from models.door import DoorView
 from models.errors import StoreError
 from models.journal import ChainBreak, TransactionDraft
 from terminal.store import allowlist, journal
+from terminal.store.checkpoint import BACKSTOP_PAGES, Checkpointer
 from terminal.store.journal import Committed, SecurityEvent
 from terminal.store.schema import connect
 
@@ -34,12 +35,16 @@ class Store:
         self._tip = journal.chain_tip(conn)
         self._view_seq = int(self.state(CHANGE_SEQ) or 0)
         self._pending_view_seq: int | None = None
+        conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
+        self._checkpointer = Checkpointer(path)
+        self._checkpointer.start()
 
     @classmethod
     def open(cls, path: Path) -> "Store":
         return cls(connect(path), path)
 
     def close(self) -> None:
+        self._checkpointer.stop()
         with self._lock:
             try:
                 # Statistics for the query planner, as SQLite recommends at close; then fold the
