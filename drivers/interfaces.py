@@ -70,7 +70,14 @@ class Gate(Protocol):
         ...
 
     def wait_passage(self, timeout: float) -> PassageOutcome:
-        """Block until the board reports the passage, or ``timeout`` seconds elapse."""
+        """Block until the board reports the passage, or ``timeout`` seconds elapse.
+
+        ``DriverError`` when the link to the board dropped during the opening (outcome unknown).
+        """
+        ...
+
+    def alarms(self) -> list[str]:
+        """Take the alarms raised since the last call (door_forced, held_open, tamper)."""
         ...
 
     def health(self) -> Health: ...

@@ -181,6 +181,11 @@ class SimGateControl:
         self.outcomes: queue.Queue[PassageOutcome] = queue.Queue()
         self.openings: list[str | None] = []
         self.fail_next_open = False
+        self.raised: list[str] = []
+
+    def alarm(self, kind: str) -> None:
+        """The simulated board reports ``door_forced``, ``held_open`` or ``tamper``."""
+        self.raised.append(kind)
 
     def next_outcome(self, outcome: PassageOutcome) -> None:
         self.outcomes.put(outcome)
@@ -213,6 +218,10 @@ class SimGate:
         else:
             time.sleep(timeout)
         return outcome
+
+    def alarms(self) -> list[str]:
+        taken, self._control.raised = self._control.raised, []
+        return taken
 
     def health(self) -> Health:
         return Health(ok=True, state="simulated")

@@ -15,6 +15,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from drivers.interfaces import CardReader, Gate, PassageOutcome
+from drivers.pcsc import PcscCardReader, PcscSettings
 from drivers.sim import (
     ScriptError,
     ScriptStep,
@@ -26,9 +27,19 @@ from drivers.sim import (
     parse_script_line,
     play_step,
 )
+from drivers.turnstile.board import SerialGate, SerialGateSettings
 from models.errors import ConfigError
 from terminal.clock import Clock, SystemClock
-from terminal.config import Config, PcscReaderSection, SimGateSection, SimReaderSection
+from terminal.config import (
+    Config,
+    PcscReaderSection,
+    PsamKeyStoreSection,
+    SerialGateSection,
+    SimGateSection,
+    SimReaderSection,
+    SoftwareKeyStoreSection,
+    resolve_secret,
+)
 from terminal.flows.door import DoorFlow, DoorSettings
 from terminal.sdnotify import Notifier
 from terminal.store import Store
@@ -81,7 +92,33 @@ def _sim_reader(section: SimReaderSection, sim: SimControls) -> CardReader:
 
 
 def _pcsc_reader(section: PcscReaderSection, sim: SimControls) -> CardReader:
-    raise ConfigError("reader.driver: pcsc is not available in this build")
+    key_store = section.key_store
+    settings = PcscSettings(
+        reader_pattern=section.reader_pattern,
+        sam_reader_pattern=key_store.reader_pattern
+        if isinstance(key_store, PsamKeyStoreSection)
+        else None,
+        mode=section.mode,
+        aid=section.aid,
+        key_id=section.key_id,
+        key_file=resolve_secret(key_store.key_file)
+        if isinstance(key_store, SoftwareKeyStoreSection)
+        else None,
+        apdu_timeout=section.apdu_timeout_ms / 1000,
+    )
+    return PcscCardReader(settings)
+
+
+def _serial_gate(section: SerialGateSection, sim: SimControls) -> Gate:
+    return SerialGate(
+        SerialGateSettings(
+            port=section.port,
+            baudrate=section.baudrate,
+            ack_timeout=section.ack_timeout_seconds,
+            retries=section.retries,
+            silence_timeout=section.silence_timeout_seconds,
+        )
+    )
 
 
 def _sim_gate(section: SimGateSection, sim: SimControls) -> Gate:
@@ -93,7 +130,7 @@ def _sim_gate(section: SimGateSection, sim: SimControls) -> Gate:
 
 
 READERS: dict[str, Callable[..., CardReader]] = {"sim": _sim_reader, "pcsc": _pcsc_reader}
-GATES: dict[str, Callable[..., Gate]] = {"sim": _sim_gate}
+GATES: dict[str, Callable[..., Gate]] = {"sim": _sim_gate, "serial": _serial_gate}
 
 
 class App:

@@ -208,6 +208,25 @@ class SimGateSection(Section):
     )
 
 
+class SerialGateSection(Section):
+    """A turnstile/relay board on a serial line (docs/turnstile-protocol.md)."""
+
+    driver: Literal["serial"] = Field(description="Serial turnstile board.")
+    port: str = Field(
+        min_length=1,
+        description="Device (/dev/ttyUSB0, /dev/serial/by-id/...) or a pyserial URL "
+        "(socket://host:port).",
+    )
+    baudrate: int = Field(9600, gt=0, le=921_600, description="Line speed, 8N1.")
+    ack_timeout_seconds: float = Field(
+        0.3, ge=0.01, le=10, description="Wait for the board to acknowledge an open command."
+    )
+    retries: int = Field(2, ge=0, le=10, description="Resends of an unacknowledged open.")
+    silence_timeout_seconds: float = Field(
+        3.0, ge=0.1, le=600, description="A board silent this long is reported unhealthy."
+    )
+
+
 ReaderSection = Annotated[SimReaderSection | PcscReaderSection, Field(discriminator="driver")]
 
 
@@ -219,7 +238,9 @@ class Config(Section):
     store: StoreSection = Field(default_factory=StoreSection, description="Database.")
     door: DoorSection = Field(description="The door this terminal controls.")
     reader: ReaderSection = Field(description="The card reader.")
-    gate: SimGateSection = Field(description="The gate or turnstile driver.")
+    gate: Annotated[SimGateSection | SerialGateSection, Field(discriminator="driver")] = Field(
+        description="The gate or turnstile driver."
+    )
 
     @property
     def database_path(self) -> Path:
@@ -232,7 +253,7 @@ def _location(loc: tuple[int | str, ...], tags: set[str]) -> str:
     return ".".join(parts) or "(top level)"
 
 
-_UNION_TAGS = {"sim", "pcsc", "software", "psam"}
+_UNION_TAGS = {"sim", "pcsc", "serial", "software", "psam"}
 
 
 def describe_errors(error: ValidationError) -> list[str]:

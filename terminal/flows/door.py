@@ -44,6 +44,7 @@ class Notice(StrEnum):
     HELD = "held"  # the same card is still on the reader: ignored, not charged twice
     TAP_AGAIN = "tap_again"  # the card left mid-read: nothing recorded
     STORE_FAILED = "store_failed"  # the decision could not be recorded, so the gate stays shut
+    ALARM = "alarm"  # the gate board reported door forced, held open or tamper
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +122,26 @@ class DoorFlow:
             return
         if event is not None:
             self.handle(event)
+        self._journal_alarms()
+
+    def _journal_alarms(self) -> None:
+        try:
+            alarms = self.gate.alarms()
+        except DriverError as exc:
+            logger.warning("gate alarms unavailable: %s", exc)
+            return
+        for alarm in alarms:
+            now = self._local_now()
+            logger.warning("gate alarm %s", alarm, extra={"door": self.settings.door_id})
+            try:
+                self.store.record_event(
+                    SecurityEvent(alarm, {"source": "gate"}),
+                    at=rfc3339(now),
+                    door=self.settings.door_id,
+                )
+            except StoreError as exc:
+                logger.error("gate alarm %s not recorded: %s", alarm, exc)
+            self._tell(FlowNotice(now, Notice.ALARM, alarm))
 
     def handle(self, event: ReaderEvent) -> None:
         if isinstance(event, CardRemoved):

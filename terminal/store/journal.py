@@ -87,6 +87,17 @@ def append(
     return Committed(seq, tx_id, record["hash"])
 
 
+def add_event(conn: sqlite3.Connection, event: SecurityEvent, *, at: str, door: str | None) -> int:
+    """A security event not tied to a transaction (door forced, tamper), queued for upload."""
+    cursor = conn.execute(
+        _INSERT_EVENT,
+        (event.type, at, None, None, None, door, canonical_json(event.detail).decode()),
+    )
+    event_id = int(cursor.lastrowid or 0)
+    conn.execute(_INSERT_OUTBOX, ("event", event_id, at))
+    return event_id
+
+
 def records(conn: sqlite3.Connection, from_seq: int = 1) -> Iterator[dict[str, Any]]:
     cursor = conn.execute("SELECT record FROM journal WHERE seq >= ? ORDER BY seq", (from_seq,))
     for (text,) in cursor:

@@ -107,6 +107,13 @@ class Store:
             self._tip = (committed.seq, committed.hash)
             return committed
 
+    def record_event(self, event: SecurityEvent, *, at: str, door: str | None) -> int:
+        try:
+            with self.write() as conn:
+                return journal.add_event(conn, event, at=at, door=door)
+        except sqlite3.Error as exc:
+            raise StoreError(f"could not record the {event.type} event: {exc}") from exc
+
     def records(self, from_seq: int = 1) -> list[dict[str, Any]]:
         with self._lock:
             return list(journal.records(self._conn, from_seq))

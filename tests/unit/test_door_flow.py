@@ -141,3 +141,14 @@ def test_reader_events_drive_the_flow(harness: Harness) -> None:
     harness.flow.poll(1)
     assert harness.kinds()[0] == ("door", "allow", "allowed")
     assert Reason.ALLOWED in [m.decision.reason for m in harness.told if isinstance(m, TapOutcome)]
+
+
+def test_gate_alarms_are_journalled_as_security_events(harness: Harness) -> None:
+    harness.gate_control.alarm("door_forced")
+    harness.flow.poll(0.01)
+    with harness.store.read() as conn:
+        rows = conn.execute("SELECT type, door, tx_seq FROM events").fetchall()
+        queued = conn.execute("SELECT count(*) FROM outbox WHERE topic = 'event'").fetchone()[0]
+    assert rows == [("door_forced", DOOR, None)]
+    assert queued == 1
+    assert [m.notice for m in harness.told if isinstance(m, FlowNotice)] == [Notice.ALARM]

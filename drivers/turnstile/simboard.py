@@ -1,0 +1,455 @@
+"""A simulated turnstile board speaking ``docs/turnstile-protocol.md`` on the far end of a pty.
+
+The board keeps a small state (door sensor, passage counters, alarm flags, the openings it
+granted, unacknowledged events) and answers as the protocol says, so the real
+:class:`~drivers.turnstile.board.SerialGate` can be exercised through a real pseudo-terminal and
+pyserial. What the world around the board does (someone passes, nobody does, the door is forced,
+the USB adapter is pulled) is pushed through a separate :class:`SimBoardControl`.
+
+    python -m drivers.turnstile.simboard --pty [--link PATH] [--mode pass|nobody|late]
+
+prints the port's path and then takes one command per line on stdin (``help`` lists them).
+With ``--link`` the board keeps a symlink to its current pty, the way udev keeps
+``/dev/serial/by-id/...`` for a USB adapter: ``unplug`` removes it, ``replug`` makes a new pty and
+points the link at it, so a gate configured with the link reconnects.
+"""
+
+import argparse
+import contextlib
+import logging
+import os
+import queue
+import select
+import signal
+import sys
+import threading
+import time
+import tty
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from types import FrameType, TracebackType
+
+from drivers.turnstile.codec import (
+    Alarm,
+    BoardEvent,
+    Command,
+    Decoder,
+    Direction,
+    Discarded,
+    DoorForced,
+    EventAck,
+    HeldOpen,
+    Message,
+    OpenAck,
+    OpenRequest,
+    OpenResult,
+    Passage,
+    StatusReply,
+    StatusRequest,
+    Tamper,
+    frame_body,
+    to_frame,
+    wrap_body,
+)
+
+logger = logging.getLogger(__name__)
+
+_TICK = 0.01
+
+
+class PassageMode(StrEnum):
+    """What happens after the board grants an opening."""
+
+    PASSES = "pass"  # someone goes through ``passage_delay`` seconds after the opening
+    NOBODY = "nobody"  # the window closes unused
+    LATE = "late"  # a passage is reported ``late_by`` seconds after the window closed
+
+
+class Incident(StrEnum):
+    """Something that happens to the board rather than something it is asked."""
+
+    DOOR_FORCED = "forced"
+    HELD_OPEN = "held"
+    TAMPER = "tamper"
+    CLEAR = "clear"  # alarms reset, door closed: a technician was there
+    UNPLUG = "unplug"  # the USB adapter is pulled: the pty disappears
+    REPLUG = "replug"  # ...and comes back, as a new pty behind the same link
+
+
+class SimBoardControl:
+    """The world around a :class:`SimBoard`, and what it has seen; safe to use from any thread."""
+
+    def __init__(
+        self,
+        mode: PassageMode = PassageMode.PASSES,
+        passage_delay: float = 0.05,
+        late_by: float = 1.0,
+    ) -> None:
+        self._lock = threading.Lock()
+        self.mode = mode
+        self.passage_delay = passage_delay
+        self.late_by = late_by
+        self.silent = False  # reads everything, answers nothing: a hung or unpowered board
+        self._passages: deque[PassageMode] = deque()
+        self._results: deque[OpenResult] = deque()
+        self._garble: dict[Command, int] = {}
+        self.incidents: queue.SimpleQueue[Incident] = queue.SimpleQueue()
+        self._received: list[Message] = []
+        self._sent: list[Message] = []
+        self._openings: list[OpenRequest] = []
+
+    def next_passage(self, mode: PassageMode) -> None:
+        """What happens after the next opening (queued; then back to ``mode``)."""
+        with self._lock:
+            self._passages.append(mode)
+
+    def next_open_result(self, result: OpenResult) -> None:
+        with self._lock:
+            self._results.append(result)
+
+    def garble_next(self, command: Command = Command.OPEN_ACK, count: int = 1) -> None:
+        """Send the next ``count`` frames of ``command`` with a broken CRC."""
+        with self._lock:
+            self._garble[command] = self._garble.get(command, 0) + count
+
+    def happen(self, incident: Incident) -> None:
+        self.incidents.put(incident)
+
+    def received(self) -> list[Message]:
+        """Every valid message the board received, repeats included, in order."""
+        with self._lock:
+            return list(self._received)
+
+    def sent(self) -> list[Message]:
+        """Every message the board wrote, repeats and garbled copies included, in order."""
+        with self._lock:
+            return list(self._sent)
+
+    def openings(self) -> list[OpenRequest]:
+        """The OPENs the board acted on (a repeated seq is answered, not acted on again)."""
+        with self._lock:
+            return list(self._openings)
+
+    def _note(self, message: Message, acted: bool) -> None:
+        with self._lock:
+            self._received.append(message)
+            if acted and isinstance(message, OpenRequest):
+                self._openings.append(message)
+
+    def _note_sent(self, message: Message) -> None:
+        with self._lock:
+            self._sent.append(message)
+
+    def _take_passage(self) -> PassageMode:
+        with self._lock:
+            return self._passages.popleft() if self._passages else self.mode
+
+    def _take_result(self) -> OpenResult:
+        with self._lock:
+            return self._results.popleft() if self._results else OpenResult.ACCEPTED
+
+    def _take_garble(self, command: Command) -> bool:
+        with self._lock:
+            left = self._garble.get(command, 0)
+            if left:
+                self._garble[command] = left - 1
+            return left > 0
+
+
+@dataclass(slots=True)
+class _Pending:
+    event: BoardEvent
+    due: float
+    repeats_left: int
+
+
+class SimBoard:
+    """The board's firmware, run in a thread on the master side of a pty pair."""
+
+    def __init__(
+        self,
+        control: SimBoardControl | None = None,
+        link: Path | None = None,
+        event_repeat: float = 0.25,
+        event_repeats: int = 3,
+    ) -> None:
+        self.control = control or SimBoardControl()
+        self._link = link
+        self._event_repeat = event_repeat
+        self._event_repeats = event_repeats
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._master: int | None = None
+        self._slave: int | None = None
+        self._slave_name = ""
+        self._decoder = Decoder()
+        self._door_open = False
+        self._counts = {Direction.IN: 0, Direction.OUT: 0}
+        self._alarms = Alarm.NONE
+        self._last_open: tuple[OpenRequest, OpenAck] | None = None
+        self._timers: list[tuple[float, Callable[[], None]]] = []
+        self._pending: dict[int, _Pending] = {}
+        self._event_seq = 0
+
+    @property
+    def path(self) -> str:
+        """Where the driver should open the port: the link if there is one, else the pty."""
+        return str(self._link) if self._link is not None else self._slave_name
+
+    def start(self) -> str:
+        self._plug()
+        self._thread = threading.Thread(target=self._run, name="sim-turnstile-board", daemon=True)
+        self._thread.start()
+        return self.path
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(3.0)
+        self._unplug()
+
+    def __enter__(self) -> "SimBoard":
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- the pty ("USB adapter") ---------------------------------------------------------------
+
+    def _plug(self) -> None:
+        if self._link is not None and self._link.exists() and not self._link.is_symlink():
+            raise FileExistsError(f"{self._link} exists and is not a symlink; not replacing it")
+        master, slave = os.openpty()
+        # Raw at once: until the driver configures the port, the line discipline would echo the
+        # board's own frames back to it.
+        tty.setraw(slave)
+        os.set_blocking(master, False)
+        self._master, self._slave = master, slave
+        self._slave_name = os.ttyname(slave)
+        self._decoder = Decoder()
+        if self._link is not None:
+            fresh = self._link.with_name(self._link.name + ".new")
+            fresh.unlink(missing_ok=True)
+            fresh.symlink_to(self._slave_name)
+            fresh.replace(self._link)  # atomic: the driver never sees a half-made link
+        logger.info("simulated turnstile board on %s", self.path)
+
+    def _unplug(self) -> None:
+        if self._link is not None:
+            self._link.unlink(missing_ok=True)
+        for fd in (self._master, self._slave):
+            if fd is not None:
+                os.close(fd)
+        self._master = self._slave = None
+        self._pending.clear()  # the adapter's buffers go with it
+
+    # -- firmware loop -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._incidents()
+            master = self._master
+            if master is None:
+                self._stop.wait(_TICK)
+            elif select.select([master], [], [], _TICK)[0]:
+                try:
+                    data = os.read(master, 4096)
+                except BlockingIOError:
+                    data = b""
+                except OSError as exc:  # the far end went away in a way a pty can report
+                    logger.debug("simulated board read failed: %s", exc)
+                    data = b""
+                    self._stop.wait(_TICK)
+                for item in self._decoder.feed(data):
+                    self._handle(item)
+            self._run_timers()
+
+    def _incidents(self) -> None:
+        with contextlib.suppress(queue.Empty):
+            while True:
+                incident = self.control.incidents.get_nowait()
+                if incident is Incident.UNPLUG:
+                    self._unplug()
+                elif incident is Incident.REPLUG:
+                    if self._master is None:
+                        self._plug()
+                elif incident is Incident.CLEAR:
+                    self._alarms, self._door_open = Alarm.NONE, False
+                elif incident is Incident.DOOR_FORCED:
+                    self._alarms |= Alarm.FORCED
+                    self._emit(DoorForced)
+                elif incident is Incident.HELD_OPEN:
+                    self._alarms |= Alarm.HELD_OPEN
+                    self._door_open = True
+                    self._emit(HeldOpen)
+                elif incident is Incident.TAMPER:
+                    self._alarms |= Alarm.TAMPER
+                    self._emit(Tamper)
+
+    def _handle(self, item: Message | Discarded) -> None:
+        if isinstance(item, Discarded):
+            logger.debug("simulated board dropped %d bytes (%s)", item.size, item.reason)
+            return
+        repeat = (
+            isinstance(item, OpenRequest)
+            and self._last_open is not None
+            and self._last_open[0] == item
+        )
+        self.control._note(item, acted=not repeat and not self.control.silent)
+        if self.control.silent:
+            return
+        if isinstance(item, OpenRequest):
+            if self._last_open is not None and repeat:
+                self._send(self._last_open[1])
+            else:
+                self._send(self._open(item))
+        elif isinstance(item, StatusRequest):
+            self._send(
+                StatusReply(
+                    item.seq,
+                    door_open=self._door_open,
+                    passages_in=self._counts[Direction.IN],
+                    passages_out=self._counts[Direction.OUT],
+                    alarms=self._alarms,
+                )
+            )
+        elif isinstance(item, EventAck):
+            self._pending.pop(item.seq, None)
+
+    def _open(self, request: OpenRequest) -> OpenAck:
+        ack = OpenAck(request.seq, self.control._take_result())
+        self._last_open = (request, ack)
+        if ack.result is not OpenResult.ACCEPTED:
+            return ack
+        window = request.units / 10
+        mode = self.control._take_passage()
+        direction = Direction.IN if request.direction is Direction.EITHER else request.direction
+        now = time.monotonic()
+        if mode is PassageMode.PASSES and self.control.passage_delay < window:
+            self._after(now + self.control.passage_delay, request.seq, direction)
+        elif mode is PassageMode.LATE:
+            self._after(now + window + self.control.late_by, request.seq, direction)
+        return ack
+
+    def _after(self, due: float, opening_seq: int, direction: Direction) -> None:
+        def passage() -> None:
+            self._counts[direction] = (self._counts[direction] + 1) & 0xFFFFFFFF
+            self._emit(lambda seq: Passage(seq, direction, opening_seq))
+
+        self._timers.append((due, passage))
+
+    def _emit(self, make: Callable[[int], BoardEvent]) -> None:
+        self._event_seq = self._event_seq % 255 + 1
+        event = make(self._event_seq)
+        self._pending[event.seq] = _Pending(
+            event, time.monotonic() + self._event_repeat, self._event_repeats
+        )
+        self._send(event)
+
+    def _run_timers(self) -> None:
+        now = time.monotonic()
+        due = [job for job in self._timers if job[0] <= now]
+        self._timers = [job for job in self._timers if job[0] > now]
+        for _, job in due:
+            job()
+        for seq, pending in list(self._pending.items()):
+            if pending.due > now:
+                continue
+            if pending.repeats_left <= 0:
+                del self._pending[seq]
+                continue
+            pending.repeats_left -= 1
+            pending.due = now + self._event_repeat
+            self._send(pending.event)
+
+    def _send(self, message: Message) -> None:
+        if self._master is None or self.control.silent:
+            return
+        self.control._note_sent(message)
+        body = frame_body(to_frame(message))
+        if self.control._take_garble(message.COMMAND):
+            body = body[:-1] + bytes((body[-1] ^ 0x5A,))
+        try:
+            os.write(self._master, wrap_body(body))
+        except BlockingIOError:
+            # Nobody is reading the port: a UART would drop the bytes too.
+            logger.debug("simulated board output dropped (%s)", message.COMMAND.name)
+        except OSError as exc:
+            logger.debug("simulated board write failed: %s", exc)
+
+
+_HELP = """commands, one per line:
+  pass | nobody | late     what happens after each opening from now on
+  silent | answer          stop / resume answering (a hung board)
+  garble                   send the next OPEN_ACK with a broken CRC
+  forced | held | tamper   raise that alarm (an event, and the flag in STATUS)
+  clear                    reset alarms and the door sensor
+  unplug | replug          pull / put back the USB adapter (needs --link to be found again)
+  quit"""
+
+
+def _command(board: SimBoard, line: str) -> bool:
+    word = line.strip().lower()
+    control = board.control
+    if word in {m.value for m in PassageMode}:
+        control.mode = PassageMode(word)
+    elif word in {"silent", "answer"}:
+        control.silent = word == "silent"
+    elif word == "garble":
+        control.garble_next(Command.OPEN_ACK)
+    elif word in {i.value for i in Incident}:
+        control.happen(Incident(word))
+    elif word in {"quit", "exit"}:
+        return False
+    elif word:
+        sys.stdout.write(_HELP + "\n")
+        sys.stdout.flush()
+    return True
+
+
+def _stop_on_signal(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m drivers.turnstile.simboard",
+        description="Simulated turnstile board on a pseudo-terminal (for the demo and tests).",
+    )
+    parser.add_argument(
+        "--pty", action="store_true", required=True, help="serve on a new pty; print its path"
+    )
+    parser.add_argument("--link", type=Path, help="keep a symlink to the current pty here")
+    parser.add_argument(
+        "--mode", choices=[m.value for m in PassageMode], default=PassageMode.PASSES.value
+    )
+    parser.add_argument("--delay", type=float, default=0.5, help="seconds to a passage")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, _stop_on_signal)
+    board = SimBoard(SimBoardControl(PassageMode(args.mode), passage_delay=args.delay), args.link)
+    sys.stdout.write(board.start() + "\n")
+    sys.stdout.flush()
+    try:
+        for line in sys.stdin:
+            if not _command(board, line):
+                return 0
+        signal.pause()  # stdin closed (run in the background): serve until a signal
+    except KeyboardInterrupt:
+        pass
+    finally:
+        board.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,287 @@
+"""SerialGate (pyserial) against the simulated board on the far end of a real pty pair."""
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from drivers.interfaces import PassageOutcome
+from drivers.turnstile.board import SecurityKind, SerialGate, SerialGateSettings
+from drivers.turnstile.codec import (
+    Alarm,
+    Command,
+    Direction,
+    EventAck,
+    OpenRequest,
+    OpenResult,
+    Passage,
+)
+from drivers.turnstile.simboard import Incident, PassageMode, SimBoard, SimBoardControl
+from models.errors import DriverError
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration
+
+# Fast but realistic: every timer is scaled down so the whole file stays within a few seconds.
+ACK_TIMEOUT = 0.15
+RETRIES = 2
+
+
+def settings(port: str) -> SerialGateSettings:
+    return SerialGateSettings(
+        port=port,
+        ack_timeout=ACK_TIMEOUT,
+        retries=RETRIES,
+        status_interval=0.1,
+        silence_timeout=0.5,
+        passage_grace=0.2,
+        max_backoff=0.3,
+    )
+
+
+def eventually(check: Callable[[], bool], within: float = 3.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.02)
+    return check()
+
+
+def _ours() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith(("turnstile-", "sim-turnstile"))}
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_threads() -> Iterator[None]:
+    before = _ours()
+    yield
+    assert eventually(lambda: _ours() <= before, within=2.0), _ours()
+
+
+@pytest.fixture
+def control() -> SimBoardControl:
+    return SimBoardControl(passage_delay=0.05, late_by=0.3)
+
+
+@pytest.fixture
+def board(control: SimBoardControl, tmp_path: Path) -> Iterator[SimBoard]:
+    # The link stands in for /dev/serial/by-id/...: stable while the pty behind it changes.
+    with SimBoard(control, link=tmp_path / "ttyTURNSTILE") as running:
+        yield running
+
+
+@pytest.fixture
+def gate(board: SimBoard) -> Iterator[SerialGate]:
+    made = SerialGate(settings(board.path))
+    try:
+        assert eventually(lambda: made.health().ok), made.health()
+        yield made
+    finally:
+        made.close()
+
+
+def opens(control: SimBoardControl) -> list[OpenRequest]:
+    return [m for m in control.received() if isinstance(m, OpenRequest)]
+
+
+def test_open_then_passage_is_passed(gate: SerialGate, control: SimBoardControl) -> None:
+    gate.open("in", 1.0)
+    assert gate.wait_passage(1.0) is PassageOutcome.PASSED
+    (granted,) = control.openings()
+    assert (granted.direction, granted.units) == (Direction.IN, 10)
+    # The host acknowledged the passage event, so the board stops repeating it.
+    assert eventually(lambda: any(isinstance(m, EventAck) for m in control.received()))
+    assert eventually(lambda: (s := gate.last_status()) is not None and s.passages_in == 1)
+
+
+def test_direction_out_and_either_reach_the_board(
+    gate: SerialGate, control: SimBoardControl
+) -> None:
+    gate.open("out", 0.5)
+    assert gate.wait_passage(0.5) is PassageOutcome.PASSED
+    gate.open(None, 0.5)
+    assert gate.wait_passage(0.5) is PassageOutcome.PASSED
+    assert [o.direction for o in control.openings()] == [Direction.OUT, Direction.EITHER]
+
+
+def test_nobody_passes_is_a_timeout(gate: SerialGate, control: SimBoardControl) -> None:
+    control.next_passage(PassageMode.NOBODY)
+    gate.open("in", 0.3)
+    started = time.monotonic()
+    assert gate.wait_passage(0.3) is PassageOutcome.TIMEOUT
+    assert 0.3 <= time.monotonic() - started < 1.5
+    assert gate.wait_passage(0.1) is PassageOutcome.TIMEOUT  # nothing left open
+
+
+def test_late_passage_is_a_timeout_and_does_not_count_for_the_next_opening(
+    gate: SerialGate, control: SimBoardControl
+) -> None:
+    control.next_passage(PassageMode.LATE)  # reported 0.3 s after the 0.3 s window
+    gate.open("in", 0.3)
+    assert gate.wait_passage(0.3) is PassageOutcome.TIMEOUT
+    control.next_passage(PassageMode.NOBODY)
+    gate.open("in", 0.6)
+    assert gate.wait_passage(0.6) is PassageOutcome.TIMEOUT
+    first, second = control.openings()
+    (late,) = [m for m in control.sent() if isinstance(m, Passage)]
+    assert late.opening_seq == first.seq != second.seq
+    # It did reach the host during the second window: the host acknowledged it.
+    assert eventually(lambda: EventAck(late.seq) in control.received())
+
+
+def test_no_answer_is_a_driver_error_after_the_documented_retries(
+    gate: SerialGate, control: SimBoardControl
+) -> None:
+    control.silent = True
+    started = time.monotonic()
+    with pytest.raises(DriverError, match="after 3 attempts"):
+        gate.open("in", 1.0)
+    elapsed = time.monotonic() - started
+    assert (RETRIES + 1) * ACK_TIMEOUT <= elapsed < (RETRIES + 1) * ACK_TIMEOUT + 1.0
+    sent = opens(control)
+    assert len(sent) == RETRIES + 1
+    assert len(set(sent)) == 1  # the same frame (same seq) every time
+    assert gate.wait_passage(0.1) is PassageOutcome.TIMEOUT  # a failed open leaves nothing open
+    assert eventually(lambda: gate.health().state == "silent")
+    control.silent = False
+    assert eventually(lambda: gate.health().ok)
+
+
+def test_garbled_ack_is_retried_without_opening_twice(
+    gate: SerialGate, control: SimBoardControl
+) -> None:
+    control.garble_next(Command.OPEN_ACK)
+    gate.open("in", 1.0)
+    assert gate.wait_passage(1.0) is PassageOutcome.PASSED
+    sent = opens(control)
+    assert len(sent) == 2
+    assert sent[0] == sent[1]
+    assert len(control.openings()) == 1
+    assert "1 bad frames" in gate.health().detail
+
+
+def test_garbled_passage_is_repeated_by_the_board_and_counted_once(
+    gate: SerialGate, control: SimBoardControl
+) -> None:
+    control.garble_next(Command.PASSAGE)
+    gate.open("in", 1.0)
+    assert gate.wait_passage(1.0) is PassageOutcome.PASSED
+    first, repeat = [m for m in control.sent() if isinstance(m, Passage)]
+    assert first == repeat
+
+    def acks() -> list[EventAck]:
+        return [m for m in control.received() if isinstance(m, EventAck)]
+
+    assert eventually(lambda: acks() == [EventAck(first.seq)]), acks()
+
+
+def test_refused_opening_is_reported_without_retry(
+    gate: SerialGate, control: SimBoardControl
+) -> None:
+    control.next_open_result(OpenResult.REFUSED)
+    with pytest.raises(DriverError, match="refused"):
+        gate.open("in", 1.0)
+    assert len(opens(control)) == 1
+
+
+@pytest.mark.parametrize(
+    ("incident", "command", "kind", "flag"),
+    [
+        (Incident.DOOR_FORCED, Command.DOOR_FORCED, SecurityKind.DOOR_FORCED, Alarm.FORCED),
+        (Incident.HELD_OPEN, Command.HELD_OPEN, SecurityKind.HELD_OPEN, Alarm.HELD_OPEN),
+        (Incident.TAMPER, Command.TAMPER, SecurityKind.TAMPER, Alarm.TAMPER),
+    ],
+    ids=["forced", "held_open", "tamper"],
+)
+def test_security_events_are_surfaced_once(
+    gate: SerialGate,
+    control: SimBoardControl,
+    incident: Incident,
+    command: Command,
+    kind: SecurityKind,
+    flag: Alarm,
+) -> None:
+    control.garble_next(command)  # the first copy is lost on the line
+    control.happen(incident)
+    (event,) = gate.security_events(timeout=2.0)
+    assert event.kind is kind
+    assert gate.security_events(timeout=0.6) == []  # repeats were deduplicated, then acked
+    assert eventually(lambda: (s := gate.last_status()) is not None and flag in s.alarms)
+    assert f"alarms: {(flag.name or '').lower()}" in gate.health().detail
+
+
+def test_board_disappears_and_comes_back(gate: SerialGate, control: SimBoardControl) -> None:
+    control.happen(Incident.UNPLUG)
+    assert eventually(lambda: not gate.health().ok)
+    assert gate.health().state in {"disconnected", "unreachable"}
+    with pytest.raises(DriverError):
+        gate.open("in", 1.0)
+    assert eventually(lambda: gate.health().state == "unreachable")
+    control.happen(Incident.REPLUG)
+    assert eventually(lambda: gate.health().ok), gate.health()
+    gate.open("in", 1.0)
+    assert gate.wait_passage(1.0) is PassageOutcome.PASSED
+
+
+def test_unplugged_during_the_opening_is_a_driver_error(
+    gate: SerialGate, control: SimBoardControl
+) -> None:
+    control.next_passage(PassageMode.NOBODY)
+    gate.open("in", 0.5)
+    control.happen(Incident.UNPLUG)
+    with pytest.raises(DriverError, match="passage unknown"):
+        gate.wait_passage(0.5)
+
+
+def test_gate_starts_before_the_board_is_plugged(tmp_path: Path) -> None:
+    link = tmp_path / "ttyLATE"
+    gate = SerialGate(settings(str(link)))
+    board = SimBoard(link=link)
+    try:
+        assert eventually(lambda: gate.health().state == "unreachable")
+        board.start()
+        assert eventually(lambda: gate.health().ok)
+    finally:
+        gate.close()
+        board.close()
+    assert gate.health().state == "closed"
+    with pytest.raises(DriverError, match="closed"):
+        gate.open("in", 1.0)
+
+
+def test_simulated_board_runs_as_a_command(tmp_path: Path) -> None:
+    link = tmp_path / "ttyCLI"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "drivers.turnstile.simboard", "--pty", "--link", str(link)],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None and process.stdin is not None
+        assert process.stdout.readline().strip() == str(link)
+        gate = SerialGate(settings(str(link)))
+        try:
+            assert eventually(lambda: gate.health().ok)
+            gate.open("in", 1.0)  # --delay defaults to 0.5 s
+            assert gate.wait_passage(1.0) is PassageOutcome.PASSED
+            process.stdin.write("tamper\n")
+            process.stdin.flush()
+            assert [e.kind for e in gate.security_events(timeout=2.0)] == [SecurityKind.TAMPER]
+        finally:
+            gate.close()
+        process.stdin.write("quit\n")
+        process.stdin.flush()
+        assert process.wait(timeout=5) == 0
+        assert not link.exists()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=5)
