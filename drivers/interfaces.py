@@ -83,3 +83,59 @@ class Gate(Protocol):
     def health(self) -> Health: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AmountEntered:
+    """The cashier typed an amount (fen) for the next tap."""
+
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class PinEntered:
+    pin: str
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmed:
+    """OK pressed: pay again after a duplicate-tap warning."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cancelled:
+    """Cancel pressed: drop the amount or the payment waiting for a PIN."""
+
+
+@dataclass(frozen=True, slots=True)
+class CorrectionRequested:
+    """A supervisor starts a correction of payment ``tx`` (a transaction id, or "last")."""
+
+    tx: str
+    amount: int
+
+
+KeypadEvent = AmountEntered | PinEntered | Confirmed | Cancelled | CorrectionRequested
+
+
+class Keypad(Protocol):
+    """The cashier's and customer's keys on a POS unit."""
+
+    def next_event(self, timeout: float) -> KeypadEvent | None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Screen:
+    """What the customer display shows: a headline and a few lines; tone colours it."""
+
+    headline: str
+    lines: tuple[str, ...] = ()
+    tone: str = "info"  # "info" | "ok" | "error" | "prompt"
+
+
+class Display(Protocol):
+    def show(self, screen: Screen) -> None: ...
+
+    def close(self) -> None: ...

@@ -9,16 +9,23 @@ import queue
 import shlex
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
 
 from drivers.interfaces import (
+    AmountEntered,
+    Cancelled,
     CardPresented,
     CardRemoved,
+    Confirmed,
+    CorrectionRequested,
     Health,
+    KeypadEvent,
     PassageOutcome,
+    PinEntered,
     ReaderEvent,
+    Screen,
     TapIncomplete,
 )
 from models.cards import CardFault, Genuineness, PresentedCard
@@ -88,6 +95,7 @@ class ScriptStep:
     card: PresentedCard | CardFault | None = None
     seconds: float = 0.0
     options: dict[str, str] = field(default_factory=dict)
+    key: KeypadEvent | None = None
 
 
 def _parse_card(number: str, options: dict[str, str], lineno: int) -> PresentedCard:
@@ -126,7 +134,8 @@ def parse_script_line(line: str, lineno: int = 1) -> ScriptStep | None:
     """Parse one line of a reader script; ``None`` for blank lines and comments.
 
     Grammar: ``tap NUMBER [seq=N] [genuine=yes|no] [until=YYYY-MM-DD] [hold=SECONDS]``,
-    ``present NUMBER [...]``, ``remove``, ``tear``, ``fault malformed|unknown``, ``wait SECONDS``.
+    ``present NUMBER [...]``, ``remove``, ``tear``, ``fault malformed|unknown``, ``wait SECONDS``;
+    on a POS also ``amount FEN``, ``pin DIGITS``, ``confirm``, ``cancel``, ``correct TX FEN``.
     """
     try:
         words = shlex.split(line, comments=True)
@@ -149,7 +158,36 @@ def parse_script_line(line: str, lineno: int = 1) -> ScriptStep | None:
         return ScriptStep(verb, card=CardFault(_FAULTS[positional[0]], "simulated fault"))
     if verb == "wait" and len(positional) == 1 and not options:
         return ScriptStep(verb, seconds=_seconds(positional[0], "wait", lineno))
+    key = _keypad_step(verb, positional, options, lineno)
+    if key is not None:
+        return ScriptStep("key", key=key)
     raise ScriptError(f"line {lineno}: cannot understand {line.strip()!r}")
+
+
+def _fen(text: str, lineno: int) -> int:
+    if not text.isdigit() or not 0 < int(text) <= 10_000_000:
+        raise ScriptError(f"line {lineno}: amounts are whole fen 1..10000000, got {text!r}")
+    return int(text)
+
+
+def _keypad_step(
+    verb: str, positional: list[str], options: dict[str, str], lineno: int
+) -> KeypadEvent | None:
+    if options:
+        return None
+    if verb == "amount" and len(positional) == 1:
+        return AmountEntered(_fen(positional[0], lineno))
+    if verb == "pin" and len(positional) == 1:
+        if not positional[0].isdigit() or not 4 <= len(positional[0]) <= 12:
+            raise ScriptError(f"line {lineno}: a PIN is 4 to 12 digits")
+        return PinEntered(positional[0])
+    if verb == "confirm" and not positional:
+        return Confirmed()
+    if verb == "cancel" and not positional:
+        return Cancelled()
+    if verb == "correct" and len(positional) == 2:
+        return CorrectionRequested(positional[0], _fen(positional[1], lineno))
+    return None
 
 
 def parse_script(lines: Iterable[str]) -> list[ScriptStep]:
@@ -158,9 +196,15 @@ def parse_script(lines: Iterable[str]) -> list[ScriptStep]:
     return [s for s in steps if s is not None]
 
 
-def play_step(control: SimReaderControl, step: ScriptStep) -> None:
-    """Carry out one step, blocking for ``wait`` steps."""
-    if step.action == "wait":
+def play_step(
+    control: SimReaderControl, step: ScriptStep, keypad: "SimKeypadControl | None" = None
+) -> None:
+    """Carry out one step, blocking for ``wait`` steps; key steps need a keypad."""
+    if step.action == "key" and step.key is not None:
+        if keypad is None:
+            raise ScriptError("this terminal has no keypad")
+        keypad.press(step.key)
+    elif step.action == "wait":
         time.sleep(step.seconds)
     elif step.action == "tap" and step.card is not None:
         control.tap(step.card, hold=step.seconds)
@@ -228,3 +272,45 @@ class SimGate:
 
     def close(self) -> None:
         self._open = False
+
+
+class SimKeypadControl:
+    """Press keys on a :class:`SimKeypad`."""
+
+    def __init__(self) -> None:
+        self.events: queue.Queue[KeypadEvent] = queue.Queue()
+
+    def press(self, event: KeypadEvent) -> None:
+        self.events.put(event)
+
+
+class SimKeypad:
+    def __init__(self, control: SimKeypadControl) -> None:
+        self._events = control.events
+
+    def next_event(self, timeout: float) -> KeypadEvent | None:
+        try:
+            if timeout <= 0:
+                return self._events.get_nowait()
+            return self._events.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def close(self) -> None:
+        pass
+
+
+class SimDisplay:
+    """Keeps every screen shown (the demo prints them; tests read them)."""
+
+    def __init__(self) -> None:
+        self.screens: list[Screen] = []
+        self.listeners: list[Callable[[Screen], None]] = []
+
+    def show(self, screen: Screen) -> None:
+        self.screens.append(screen)
+        for listener in self.listeners:
+            listener(screen)
+
+    def close(self) -> None:
+        pass

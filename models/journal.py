@@ -38,6 +38,7 @@ class TransactionDraft:
     used: bool | None = None
     corrects: str | None = None
     ref: str | None = None
+    authorised_by: str | None = None
 
     def __post_init__(self) -> None:
         if self.decision not in ("allow", "deny"):
@@ -54,6 +55,7 @@ _OPTIONAL = (
     "used",
     "corrects",
     "ref",
+    "authorised_by",
 )
 
 

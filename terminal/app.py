@@ -1,8 +1,9 @@
 """Composition root: the one place that turns a config into running parts, in a fixed order.
 
-Order of start: store (so a broken database stops us before any device is touched), reader, gate,
-flow. Order of stop is the reverse. Drivers are chosen from the config's ``driver`` field through
-the explicit mappings below; there is no discovery.
+Order of start: store (so a broken database stops us before any device is touched), reader, then
+the gate (door terminals) or keypad and display (POS), then the flow. Order of stop is the
+reverse. Drivers are chosen from the config's ``driver`` field through the explicit mappings
+below; there is no discovery.
 """
 
 import logging
@@ -12,35 +13,45 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from drivers.interfaces import CardReader, Gate, PassageOutcome
+from drivers.interfaces import CardReader, Display, Gate, Keypad, PassageOutcome, Screen
 from drivers.pcsc import PcscCardReader, PcscSettings
 from drivers.sim import (
     ScriptError,
     ScriptStep,
     SimCardReader,
+    SimDisplay,
     SimGate,
     SimGateControl,
+    SimKeypad,
+    SimKeypadControl,
     SimReaderControl,
     parse_script,
     parse_script_line,
     play_step,
 )
 from drivers.turnstile.board import SerialGate, SerialGateSettings
+from models.door import AntiPassback
 from models.errors import ConfigError
+from models.pos import PosPolicy
+from models.wallet import Service
 from terminal.clock import Clock, SystemClock
 from terminal.config import (
     Config,
     PcscReaderSection,
     PsamKeyStoreSection,
     SerialGateSection,
+    SimDisplaySection,
     SimGateSection,
+    SimKeypadSection,
     SimReaderSection,
     SoftwareKeyStoreSection,
     resolve_secret,
 )
 from terminal.flows.door import DoorFlow, DoorSettings
+from terminal.flows.pos import PosFlow, PosSettings
 from terminal.sdnotify import Notifier
 from terminal.store import Store
 
@@ -49,13 +60,15 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class SimControls:
-    """Handles on the simulated devices, for the demo and tests; empty for real hardware."""
+    """Handles on the simulated devices, for the demo and tests; unused with real hardware."""
 
     reader: SimReaderControl = field(default_factory=SimReaderControl)
     gate: SimGateControl = field(default_factory=SimGateControl)
+    keypad: SimKeypadControl = field(default_factory=SimKeypadControl)
+    display: SimDisplay = field(default_factory=SimDisplay)
 
 
-def _play_stdin(control: SimReaderControl) -> None:
+def _play_stdin(sim: "SimControls") -> None:
     for lineno, line in enumerate(sys.stdin, start=1):
         try:
             step = parse_script_line(line, lineno)
@@ -63,19 +76,19 @@ def _play_stdin(control: SimReaderControl) -> None:
             print(f"reader: {exc}", file=sys.stderr)
             continue
         if step is not None:
-            play_step(control, step)
+            play_step(sim.reader, step, sim.keypad)
 
 
-def _play_file(control: SimReaderControl, steps: Iterable[ScriptStep]) -> None:
+def _play_file(sim: "SimControls", steps: Iterable[ScriptStep]) -> None:
     for step in steps:
-        play_step(control, step)
+        play_step(sim.reader, step, sim.keypad)
 
 
 def _sim_reader(section: SimReaderSection, sim: SimControls) -> CardReader:
     reader = SimCardReader(sim.reader)
     if section.script == "-":
         threading.Thread(
-            target=_play_stdin, args=(sim.reader,), daemon=True, name="sim-reader-stdin"
+            target=_play_stdin, args=(sim,), daemon=True, name="sim-reader-stdin"
         ).start()
     elif section.script:
         path = Path(section.script)
@@ -86,7 +99,7 @@ def _sim_reader(section: SimReaderSection, sim: SimControls) -> CardReader:
         except ScriptError as exc:
             raise ConfigError(f"reader.script: {path}: {exc}") from None
         threading.Thread(
-            target=_play_file, args=(sim.reader, steps), daemon=True, name="sim-reader-script"
+            target=_play_file, args=(sim, steps), daemon=True, name="sim-reader-script"
         ).start()
     return reader
 
@@ -133,8 +146,28 @@ READERS: dict[str, Callable[..., CardReader]] = {"sim": _sim_reader, "pcsc": _pc
 GATES: dict[str, Callable[..., Gate]] = {"sim": _sim_gate, "serial": _serial_gate}
 
 
+class Flow(Protocol):
+    def poll(self, timeout: float) -> None: ...
+
+
+def _keypad(section: SimKeypadSection, sim: SimControls) -> Keypad:
+    return SimKeypad(sim.keypad)
+
+
+def _display(section: SimDisplaySection, sim: SimControls) -> Display:
+    def log_screen(screen: Screen) -> None:
+        logger.info("display: %s | %s", screen.headline, " | ".join(screen.lines))
+
+    sim.display.listeners.append(log_screen)
+    return sim.display
+
+
+KEYPADS: dict[str, Callable[..., Keypad]] = {"sim": _keypad}
+DISPLAYS: dict[str, Callable[..., Display]] = {"sim": _display}
+
+
 class App:
-    """A running terminal: the store, the devices and the door flow wired together."""
+    """A running terminal: the store, the devices and one flow (door or POS) wired together."""
 
     def __init__(
         self, config: Config, *, clock: Clock | None = None, sim: SimControls | None = None
@@ -142,24 +175,69 @@ class App:
         self.config = config
         self.sim = sim or SimControls()
         self.clock = clock or SystemClock()
+        self.door_flow: DoorFlow | None = None
+        self.pos_flow: PosFlow | None = None
+        self._devices: list[Gate | CardReader | Keypad | Display] = []
         self.store = Store.open(config.database_path)
         try:
             self.reader = READERS[config.reader.driver](config.reader, self.sim)
-            self.gate = GATES[config.gate.driver](config.gate, self.sim)
+            self._devices.append(self.reader)
+            self.flow: Flow = self._door() if config.door is not None else self._pos()
         except BaseException:
-            self.store.close()
+            self.close()
             raise
-        door = config.door
-        self.flow = DoorFlow(
+
+    def _door(self) -> DoorFlow:
+        door, gate_section = self.config.door, self.config.gate
+        assert door is not None and gate_section is not None  # the config validator ensures it
+        gate = GATES[gate_section.driver](gate_section, self.sim)
+        self._devices.append(gate)
+        self.door_flow = DoorFlow(
             settings=DoorSettings(
-                door.id, None if door.direction == "none" else door.direction, door.open_seconds
+                door.id,
+                None if door.direction == "none" else door.direction,
+                door.open_seconds,
+                AntiPassback(door.anti_passback, door.anti_passback_minutes),
             ),
             reader=self.reader,
-            gate=self.gate,
+            gate=gate,
             store=self.store,
             clock=self.clock,
-            timezone=ZoneInfo(config.terminal.timezone),
+            timezone=ZoneInfo(self.config.terminal.timezone),
         )
+        return self.door_flow
+
+    def _pos(self) -> PosFlow:
+        pos, keypad_section, display_section = (
+            self.config.pos,
+            self.config.keypad,
+            self.config.display,
+        )
+        assert pos is not None and keypad_section is not None and display_section is not None
+        keypad = KEYPADS[keypad_section.driver](keypad_section, self.sim)
+        display = DISPLAYS[display_section.driver](display_section, self.sim)
+        self._devices += [keypad, display]
+        self.pos_flow = PosFlow(
+            settings=PosSettings(
+                pos.merchant,
+                Service(pos.service),
+                PosPolicy(
+                    duplicate_window_s=pos.duplicate_window_seconds,
+                    pin_max_failures=pos.pin_max_failures,
+                    offline_per_terminal=pos.offline_limit_fen,
+                    max_amount=pos.max_amount_fen,
+                ),
+                amount_timeout_s=pos.amount_timeout_seconds,
+                prompt_timeout_s=pos.prompt_timeout_seconds,
+            ),
+            reader=self.reader,
+            keypad=keypad,
+            display=display,
+            store=self.store,
+            clock=self.clock,
+            timezone=ZoneInfo(self.config.terminal.timezone),
+        )
+        return self.pos_flow
 
     def run(self, stop: threading.Event, notifier: Notifier | None = None) -> None:
         """Handle taps until ``stop`` is set; a tap in progress always finishes first."""
@@ -175,7 +253,7 @@ class App:
                 last_ping = time.monotonic()
 
     def close(self) -> None:
-        for part in (self.gate, self.reader):
+        for part in reversed(self._devices):
             try:
                 part.close()
             except Exception:

@@ -137,6 +137,14 @@ class DoorSection(Section):
         description="How long the gate stays released; no passage within it is recorded as "
         "not used.",
     )
+    anti_passback: Literal["off", "soft", "hard"] = Field(
+        "off",
+        description="No second entry without an exit (or exit without entry) through this "
+        "terminal's readers: soft admits and raises an event, hard refuses.",
+    )
+    anti_passback_minutes: int = Field(
+        720, ge=1, le=10_080, description="How long a passage counts for anti-passback."
+    )
 
 
 class SimReaderSection(Section):
@@ -230,17 +238,79 @@ class SerialGateSection(Section):
 ReaderSection = Annotated[SimReaderSection | PcscReaderSection, Field(discriminator="driver")]
 
 
+class PosSection(Section):
+    """The merchant this POS unit charges for (canteen, shop or barber)."""
+
+    merchant: str = Field(
+        pattern=_ID_PATTERN,
+        description="Merchant id (for a canteen: the canteen id that meal periods, prices and "
+        "holders' permitted canteens name).",
+    )
+    service: Literal["meal", "shop", "barber"] = Field(description="What this POS sells.")
+    duplicate_window_seconds: int = Field(
+        10,
+        ge=0,
+        le=600,
+        description="The same card again within this many seconds asks for confirmation "
+        "instead of charging twice.",
+    )
+    pin_max_failures: int = Field(
+        3, ge=1, le=10, description="Consecutive wrong PINs before the account's PIN is locked."
+    )
+    offline_limit_fen: int | None = Field(
+        None,
+        ge=0,
+        description="Most this terminal may charge without headquarters' confirmation while "
+        "degraded (fen); empty: no terminal-wide cap.",
+    )
+    max_amount_fen: int = Field(
+        1_000_000, gt=0, le=100_000_000, description="Largest amount the keypad accepts (fen)."
+    )
+    amount_timeout_seconds: float = Field(
+        60, gt=0, le=600, description="An entered amount waits this long for a card."
+    )
+    prompt_timeout_seconds: float = Field(
+        30, gt=0, le=300, description="How long a PIN or confirmation prompt waits."
+    )
+
+
+class SimKeypadSection(Section):
+    """Keys come from the reader script (amount, pin, confirm, cancel, correct)."""
+
+    driver: Literal["sim"] = Field(description="Simulated keypad.")
+
+
+class SimDisplaySection(Section):
+    """Screens are logged (and kept for tests)."""
+
+    driver: Literal["sim"] = Field(description="Simulated customer display.")
+
+
 class Config(Section):
-    """A terminal's whole configuration."""
+    """A terminal's whole configuration: a door terminal has [door] and [gate], a POS has [pos],
+    [keypad] and [display]."""
 
     terminal: TerminalSection = Field(description="Identity of this terminal.")
     log: LogSection = Field(default_factory=LogSection, description="Logging.")
     store: StoreSection = Field(default_factory=StoreSection, description="Database.")
-    door: DoorSection = Field(description="The door this terminal controls.")
     reader: ReaderSection = Field(description="The card reader.")
-    gate: Annotated[SimGateSection | SerialGateSection, Field(discriminator="driver")] = Field(
-        description="The gate or turnstile driver."
+    door: DoorSection | None = Field(None, description="The door this terminal controls.")
+    gate: Annotated[SimGateSection | SerialGateSection, Field(discriminator="driver")] | None = (
+        Field(None, description="The gate or turnstile driver (door terminals).")
     )
+    pos: PosSection | None = Field(None, description="The merchant (POS terminals).")
+    keypad: SimKeypadSection | None = Field(None, description="The POS keypad.")
+    display: SimDisplaySection | None = Field(None, description="The POS customer display.")
+
+    @model_validator(mode="after")
+    def _one_role(self) -> "Config":
+        if (self.door is None) == (self.pos is None):
+            raise ValueError("a terminal has either a [door] or a [pos] section, exactly one")
+        if self.door is not None and self.gate is None:
+            raise ValueError("a [door] terminal needs a [gate] section")
+        if self.pos is not None and (self.keypad is None or self.display is None):
+            raise ValueError("a [pos] terminal needs [keypad] and [display] sections")
+        return self
 
     @property
     def database_path(self) -> Path:

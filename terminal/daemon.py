@@ -27,15 +27,15 @@ def run(config: Config) -> int:
     notifier = Notifier()
     app = App(config)
     try:
+        role = f"door {config.door.id}" if config.door else f"POS {config.pos.merchant}"  # type: ignore[union-attr]
         logger.info(
-            "terminal %s ready (version %s, door %s, reader %s, gate %s)",
+            "terminal %s ready (version %s, %s, reader %s)",
             config.terminal.id,
             __version__,
-            config.door.id,
+            role,
             config.reader.driver,
-            config.gate.driver,
         )
-        notifier.ready(f"serving door {config.door.id}")
+        notifier.ready(f"serving {role}")
         app.run(stop, notifier)
     finally:
         notifier.stopping()

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from rich.console import Console
 
@@ -23,14 +22,13 @@ from drivers.sim import ScriptError, parse_script_line, play_step
 from models.cards import CardFault, Genuineness, PresentedCard, mask_card_number
 from models.reasons import message_en, message_zh
 from terminal import config as config_module
+from terminal import demo_pos
 from terminal.app import App, SimControls
 from terminal.clock import SetClock, SystemClock
 from terminal.config import Config
-from terminal.demo_site import card_number, holder_name, seed
+from terminal.demo_site import SITE_TZ, card_number, holder_name, seed
 from terminal.flows.door import FlowNotice, Notice, TapOutcome
 from terminal.logs import setup_logging
-
-SITE_TZ = ZoneInfo("Asia/Shanghai")
 
 
 def demo_config(state_dir: Path) -> Config:
@@ -140,8 +138,10 @@ def _describe(console: Console, step: Step, message: TapOutcome | FlowNotice) ->
 
 
 def _play(app: App, clock: SetClock, console: Console, pace: float) -> None:
+    console.print("\n[bold]Gate[/] — east-gate")
     results: queue.Queue[TapOutcome | FlowNotice] = queue.Queue()
-    app.flow.listeners.append(results.put)
+    assert app.door_flow is not None
+    app.door_flow.listeners.append(results.put)
     stop = threading.Event()
     loop = threading.Thread(target=app.run, args=(stop,), name="door-loop")
     loop.start()
@@ -188,7 +188,8 @@ def _interactive(app: App, console: Console) -> None:
         elif message.notice is not Notice.HELD:
             console.print(f"{message.notice}: {message.detail}")
 
-    app.flow.listeners.append(show)
+    assert app.door_flow is not None
+    app.door_flow.listeners.append(show)
     console.print(f"Type reader commands, e.g. [bold]tap {card_number(1)}[/] (Ctrl-D to finish).")
     stop = threading.Event()
     loop = threading.Thread(target=app.run, args=(stop,), name="door-loop")
@@ -223,8 +224,10 @@ def main(*, interactive: bool = False, state_dir: Path | None = None, pace: floa
             )
             if interactive:
                 _interactive(app, console)
-            else:
-                _play(app, clock, console, pace)
-            return _summary(app, console)
+                return _summary(app, console)
+            _play(app, clock, console, pace)
+            result = _summary(app, console)
         finally:
             app.close()
+        pos_ok = demo_pos.main(console, config, config.terminal.state_dir, len(SCENARIO) + 1)
+        return result if pos_ok else 1

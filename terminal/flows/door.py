@@ -6,7 +6,7 @@ the turnstile then reports (someone passed, nobody did, the board failed) is jou
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from enum import StrEnum
 
@@ -22,12 +22,12 @@ from drivers.interfaces import (
 from models.cards import CardFault, Credential, mask_card_number
 from models.decide import decide
 from models.decision import Decision
-from models.door import DoorRequest
+from models.door import AntiPassback, DoorRequest
 from models.errors import DriverError, StoreError
 from models.journal import TransactionDraft
 from models.reasons import Reason
 from terminal.clock import Clock, rfc3339
-from terminal.store import Committed, SecurityEvent, Store
+from terminal.store import Committed, Effect, PassageUsed, SecurityEvent, Store
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ class DoorSettings:
     door_id: str
     direction: str | None
     open_seconds: float
+    anti_passback: AntiPassback = field(default_factory=AntiPassback)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +191,9 @@ class DoorFlow:
 
         Raises ``StoreError`` when the decision could not be recorded.
         """
-        view = self.store.door_view(credential.number or "", self.settings.door_id, now.date())
+        view = self.store.door_view(
+            credential.number or "", self.settings.door_id, now.date(), self.settings.anti_passback
+        )
         request = DoorRequest(credential, self.settings.door_id, self.settings.direction)
         decision = decide(request, view, now)
         event = None
@@ -247,11 +250,14 @@ class DoorFlow:
             outcome, reason = PassageOutcome.TIMEOUT, Reason.GATE_FAULT
         used = outcome is PassageOutcome.PASSED
         record = Decision(True, reason, decision.holder_id, decision.card_number)
+        now = self._local_now()
+        effects: list[Effect] = []
+        if used and decision.card_number and self.settings.direction:
+            effects.append(PassageUsed(decision.card_number, self.settings.direction, now))
         try:
             self.store.commit(
-                self._draft(
-                    self._local_now(), record, view_seq, kind="passage", ref=committed.id, used=used
-                )
+                self._draft(now, record, view_seq, kind="passage", ref=committed.id, used=used),
+                effects=effects,
             )
         except StoreError as exc:
             logger.error("passage outcome not recorded: %s", exc)

@@ -1,5 +1,6 @@
 """Reading the allowlist into immutable views for ``decide()``, and writing it in bulk."""
 
+import json
 import sqlite3
 from collections.abc import Iterable
 from datetime import date, timedelta
@@ -130,6 +131,10 @@ def holder_row(holder: Holder, **extra: Any) -> dict[str, Any]:
         "valid_from": _iso(holder.valid_from),
         "valid_until": _iso(holder.valid_until),
         "require_face": int(holder.require_face),
+        "spend_only_until": _iso(holder.spend_only_until),
+        "services": json.dumps(sorted(holder.services)),
+        "canteens": json.dumps(sorted(holder.canteens)),
+        "pin_hash": holder.pin_hash,
         **extra,
     }
 
@@ -192,4 +197,32 @@ def set_calendar(
         "INSERT INTO calendar_days (calendar, day, kind) VALUES (?, ?, ?) "
         "ON CONFLICT (calendar, day) DO UPDATE SET kind = excluded.kind",
         rows,
+    )
+
+
+def upsert_rule(
+    conn: sqlite3.Connection, rule_id: str, kind: str, body: dict[str, Any], change_seq: int = 0
+) -> None:
+    conn.execute(
+        "INSERT INTO rules (id, type, body, change_seq) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (id) DO UPDATE SET type = excluded.type, body = excluded.body, "
+        "change_seq = excluded.change_seq",
+        (rule_id, kind, json.dumps(body, ensure_ascii=False), change_seq),
+    )
+
+
+def set_purse(
+    conn: sqlite3.Connection,
+    account: str,
+    purse: str,
+    balance: int,
+    *,
+    expires: date | None = None,
+    change_seq: int = 0,
+) -> None:
+    conn.execute(
+        "INSERT INTO purses (account, purse, balance, expires, change_seq) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT (account, purse) DO UPDATE SET balance = excluded.balance, "
+        "expires = excluded.expires, change_seq = excluded.change_seq",
+        (account, purse, balance, _iso(expires), change_seq),
     )

@@ -1,24 +1,31 @@
 """The terminal's SQLite store: one writer connection, used under a lock by every writer thread."""
 
+import logging
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import date
+from dataclasses import replace
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 from uuid6 import uuid7
 
-from models.door import DoorView
+from models.correction import CorrectionView
+from models.door import AntiPassback, DoorView, Passage
 from models.errors import StoreError
 from models.journal import ChainBreak, TransactionDraft
-from terminal.store import allowlist, journal
+from models.pos import PosPolicy, PosView
+from models.rules import RuleSet
+from models.wallet import Service
+from terminal.store import allowlist, journal, pos
 from terminal.store.checkpoint import BACKSTOP_PAGES, Checkpointer
 from terminal.store.journal import Committed, SecurityEvent
 from terminal.store.schema import connect
 
 CHANGE_SEQ = "change_seq"
+logger = logging.getLogger(__name__)
 
 
 class Store:
@@ -35,6 +42,8 @@ class Store:
         self._tip = journal.chain_tip(conn)
         self._view_seq = int(self.state(CHANGE_SEQ) or 0)
         self._pending_view_seq: int | None = None
+        self._rules = RuleSet()
+        self._rules_key: object = None
         conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
         self._checkpointer = Checkpointer(path)
         self._checkpointer.start()
@@ -84,12 +93,82 @@ class Store:
         """The change-log position the allowlist reflects; recorded with every decision."""
         return self._view_seq
 
-    def door_view(self, number: str, door_id: str, today: date) -> DoorView:
+    def door_view(
+        self, number: str, door_id: str, today: date, anti_passback: AntiPassback | None = None
+    ) -> DoorView:
         with self._lock:
-            return allowlist.load_door_view(self._conn, number, door_id, today, self._view_seq)
+            view = allowlist.load_door_view(self._conn, number, door_id, today, self._view_seq)
+            if anti_passback is None or anti_passback.mode == "off" or view.card is None:
+                return view
+            last = pos.last_passage(self._conn, view.card.number)
+            return replace(
+                view,
+                anti_passback=anti_passback,
+                last_passage=None if last is None else Passage(*last),
+            )
 
-    def commit(self, draft: TransactionDraft, event: SecurityEvent | None = None) -> Committed:
-        """Append ``draft`` to the journal and queue it for upload; durable when this returns."""
+    def rules(self) -> RuleSet:
+        """The parsed rules, re-read only when the rules table changed."""
+        with self._lock:
+            key = self._conn.execute(
+                "SELECT count(*), max(change_seq), total(length(body)), max(id) FROM rules"
+            ).fetchone()
+            if key != self._rules_key:
+                self._rules, errors = pos.load_rules(self._conn)
+                self._rules_key = key
+                for error in errors:
+                    logger.error("ignoring %s", error)
+            return self._rules
+
+    def pos_view(
+        self,
+        number: str,
+        *,
+        merchant_id: str,
+        service: Service,
+        policy: PosPolicy,
+        now: datetime,
+        degraded: bool,
+    ) -> PosView:
+        rules = self.rules()
+        with self._lock:
+            return pos.load_pos_view(
+                self._conn,
+                number,
+                merchant_id=merchant_id,
+                service=service,
+                rules=rules,
+                policy=policy,
+                now=now,
+                view_seq=self._view_seq,
+                degraded=degraded,
+            )
+
+    def correction_view(
+        self, supervisor_number: str, tx_id: str, *, merchant_id: str, service: Service
+    ) -> CorrectionView:
+        rules = self.rules()
+        with self._lock:
+            return pos.load_correction_view(
+                self._conn,
+                supervisor_number,
+                tx_id,
+                merchant_id=merchant_id,
+                service=service,
+                rules=rules,
+                view_seq=self._view_seq,
+            )
+
+    def commit(
+        self,
+        draft: TransactionDraft,
+        event: SecurityEvent | None = None,
+        effects: Sequence[pos.Effect] = (),
+    ) -> Committed:
+        """Append ``draft`` to the journal and queue it for upload; durable when this returns.
+
+        ``effects`` (pending debits, usage, PIN state, refunds) land in the same transaction.
+        """
         with self._lock:
             seq, prev_hash = self._tip
             try:
@@ -102,6 +181,7 @@ class Store:
                         prev_hash=prev_hash,
                         event=event,
                     )
+                    pos.apply_effects(conn, effects, committed)
             except sqlite3.Error as exc:
                 raise StoreError(f"could not record the transaction: {exc}") from exc
             self._tip = (committed.seq, committed.hash)
@@ -113,6 +193,15 @@ class Store:
                 return journal.add_event(conn, event, at=at, door=door)
         except sqlite3.Error as exc:
             raise StoreError(f"could not record the {event.type} event: {exc}") from exc
+
+    def last_payment_id(self) -> str | None:
+        """The newest allowed payment at this terminal (what "correct last" refers to)."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT id FROM journal WHERE decision = 'allow' AND kind IN ('meal', 'shop', "
+                "'barber') ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+        return None if row is None else str(row[0])
 
     def records(self, from_seq: int = 1) -> list[dict[str, Any]]:
         with self._lock:

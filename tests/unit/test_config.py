@@ -42,26 +42,27 @@ def errors_of(tmp_path: Path, text: str) -> str:
 
 
 def test_examples_are_valid() -> None:
-    assert {p.name for p in EXAMPLES} >= {"gate.toml", "demo.toml"}
+    assert {p.name for p in EXAMPLES} == {"gate.toml", "canteen.toml", "shop.toml", "demo.toml"}
     for path in EXAMPLES:
-        if path.name == "gate.toml":
-            continue  # needs its key file on the target machine; checked below
+        if path.name != "demo.toml":
+            continue  # the others need their key file on the target machine; checked below
         config.load(path)
 
 
-def test_gate_example_takes_its_key_file_from_systemd(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("name", ["gate.toml", "canteen.toml", "shop.toml"])
+def test_examples_take_their_key_file_from_systemd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
     monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
     with pytest.raises(ConfigError) as caught:
-        config.load(ROOT / "config" / "gate.toml")
+        config.load(ROOT / "config" / name)
     message = str(caught.value)
     assert (
         "reader.key_store.key_file: credential 'card-keys' needs $CREDENTIALS_DIRECTORY" in message
     )
     (tmp_path / "card-keys").write_text("")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
-    assert config.load(ROOT / "config" / "gate.toml").reader.driver == "pcsc"
+    assert config.load(ROOT / "config" / name).reader.driver == "pcsc"
 
 
 def test_demo_example_is_what_the_demo_runs(tmp_path: Path) -> None:
@@ -228,3 +229,39 @@ def test_check_command_exit_code_and_no_traceback(tmp_path: Path) -> None:
     assert "bogus: unknown key" in result.stderr
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
+
+
+POS = """
+[terminal]
+id = "pos-01"
+site = "centre"
+[reader]
+driver = "sim"
+[pos]
+merchant = "canteen-1"
+service = "meal"
+[keypad]
+driver = "sim"
+[display]
+driver = "sim"
+"""
+
+
+def test_pos_terminal_config(tmp_path: Path) -> None:
+    loaded = config.load(write(tmp_path, POS))
+    assert loaded.pos is not None and loaded.door is None
+    assert loaded.pos.duplicate_window_seconds == 10
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (POS + '\n[door]\nid = "d"\n[gate]\ndriver = "sim"\n', "exactly one"),
+        (POS.replace('[pos]\nmerchant = "canteen-1"\nservice = "meal"\n', ""), "exactly one"),
+        (POS.replace('[display]\ndriver = "sim"\n', ""), "needs [keypad] and [display]"),
+        (MINIMAL.replace('[gate]\ndriver = "sim"\n', ""), "needs a [gate]"),
+        (POS.replace('service = "meal"', 'service = "laundry"'), "pos.service"),
+    ],
+)
+def test_role_sections_must_fit_together(tmp_path: Path, text: str, message: str) -> None:
+    assert message in errors_of(tmp_path, text)

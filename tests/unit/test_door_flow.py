@@ -3,6 +3,7 @@ import pytest
 from drivers.interfaces import CardPresented, CardRemoved, PassageOutcome, TapIncomplete
 from drivers.sim import SimCardReader, SimGate, SimGateControl, SimReaderControl
 from models import Reason
+from models.door import AntiPassback
 from models.errors import StoreError
 from terminal.clock import SetClock
 from terminal.demo_site import DOOR, card_number, seed
@@ -152,3 +153,24 @@ def test_gate_alarms_are_journalled_as_security_events(harness: Harness) -> None
     assert rows == [("door_forced", DOOR, None)]
     assert queued == 1
     assert [m.notice for m in harness.told if isinstance(m, FlowNotice)] == [Notice.ALARM]
+
+
+def test_hard_anti_passback_through_the_store(store: Store) -> None:
+    harness = Harness(store)
+    harness.flow.settings = DoorSettings(DOOR, "in", 0.05, AntiPassback("hard", 60))
+    harness.tap(1)  # admitted and passed
+    harness.tap(1)  # in again without going out
+    door = [(r["decision"], r["reason"]) for r in store.records() if r["kind"] == "door"]
+    assert door == [("allow", "allowed"), ("deny", "anti_passback")]
+    with store.read() as conn:
+        assert conn.execute("SELECT type FROM events").fetchall() == [("anti_passback",)]
+
+
+def test_unused_passage_does_not_count_for_anti_passback(store: Store) -> None:
+    harness = Harness(store)
+    harness.flow.settings = DoorSettings(DOOR, "in", 0.05, AntiPassback("hard", 60))
+    harness.gate_control.next_outcome(PassageOutcome.TIMEOUT)
+    harness.tap(1)  # admitted, but nobody went through
+    harness.tap(1)
+    door = [r["reason"] for r in store.records() if r["kind"] == "door"]
+    assert door == ["allowed", "allowed"]

@@ -38,3 +38,16 @@ CREATE TABLE refunds (
     tx_seq      INTEGER NOT NULL REFERENCES journal (seq)
 ) STRICT;
 CREATE INDEX refunds_by_original ON refunds (original_id);
+
+-- A payment split over two purses is two pending rows of one transaction.
+DROP TABLE pending_debits;
+CREATE TABLE pending_debits (
+    tx_id   TEXT NOT NULL,
+    tx_seq  INTEGER NOT NULL REFERENCES journal (seq),
+    account TEXT NOT NULL,
+    purse   TEXT NOT NULL,
+    amount  INTEGER NOT NULL CHECK (amount > 0),
+    at      TEXT NOT NULL,
+    PRIMARY KEY (tx_id, purse)
+) STRICT;
+CREATE INDEX pending_debits_by_account ON pending_debits (account, purse);
