@@ -59,8 +59,10 @@ def _optional_fen(body: Mapping[str, Any], key: str) -> int | None:
 
 def _period(body: Mapping[str, Any]) -> MealPeriod:
     days = body.get("days", [1, 2, 3, 4, 5, 6, 7])
-    if not isinstance(days, list) or not days or not all(
-        isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= 7 for d in days
+    if (
+        not isinstance(days, list)
+        or not days
+        or not all(isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= 7 for d in days)
     ):
         raise RuleError(f"days: must be a list of 1..7, got {days!r}")
     try:
