@@ -99,8 +99,6 @@ def _allowlist(conn: sqlite3.Connection, scale: Scale, rng: random.Random) -> No
 
 
 def _journal(conn: sqlite3.Connection, scale: Scale, rng: random.Random) -> None:
-    conn.execute("DROP INDEX journal_by_card")
-    conn.execute("DROP INDEX journal_by_holder")
     prev = ZERO_HASH
     batch = 100_000
     reasons = (Reason.ALLOWED,) * 8 + (Reason.OUTSIDE_SCHEDULE, Reason.NO_ACCESS)
@@ -144,11 +142,6 @@ def _journal(conn: sqlite3.Connection, scale: Scale, rng: random.Random) -> None
         done = min(start + batch - 1, scale.journal)
         rate = done / max(time.monotonic() - started, 1e-9)
         progress(f"journal: {done:,}/{scale.journal:,} rows ({rate:,.0f}/s)")
-    progress("journal: building indexes")
-    conn.execute("CREATE INDEX journal_by_card ON journal (card, seq) WHERE card IS NOT NULL")
-    conn.execute(
-        "CREATE INDEX journal_by_holder ON journal (holder_id, seq) WHERE holder_id IS NOT NULL"
-    )
 
 
 def build(scale: Scale) -> tuple[Path, float]:

@@ -176,7 +176,9 @@ def decide_pos(request: PosRequest, view: PosView, now: datetime) -> Decision:
 
     if (
         view.last_charge_here is not None
-        and now - view.last_charge_here < timedelta(seconds=view.policy.duplicate_window_s)
+        and timedelta(0)
+        <= now - view.last_charge_here
+        < timedelta(seconds=view.policy.duplicate_window_s)
         and not request.confirmed_duplicate
     ):
         return _deny(Reason.DUPLICATE_TAP, holder, card)

@@ -193,6 +193,9 @@ def test_duplicate_tap_asks_for_confirmation() -> None:
     assert decide(pos_request(300, confirmed_duplicate=True), view, MONDAY_12).allowed
     later = pos_view(SHOP, last_charge_here=MONDAY_12 - timedelta(seconds=11))
     assert decide(pos_request(300), later, MONDAY_12).allowed
+    # A clock set back (last charge "in the future") says nothing about a double tap.
+    jumped = pos_view(SHOP, last_charge_here=MONDAY_12 + timedelta(minutes=5))
+    assert decide(pos_request(300), jumped, MONDAY_12).allowed
 
 
 def test_per_transaction_limit() -> None:
