@@ -1,19 +1,11 @@
 """Fixtures for the real PC/SC path: pyscard -> pcscd -> vpcd -> card/PSAM emulator processes.
 
-pcscd is started in the foreground when it is not running and stopped again afterwards. vpcd's
-slots are fixed ports (35963 for the card, 35964 for the PSAM) that the emulators reach over
-loopback; being one per machine, they are taken under a file lock so concurrent test runs take
-turns. Emulators run as subprocesses so a stuck exchange never hangs the test process.
+pcscd, the machine lock and the emulator processes come from :mod:`drivers.cardemu.harness`,
+which the benchmark shares; these fixtures turn its errors into test failures that say what to
+install. Emulators run as subprocesses so a stuck exchange never hangs the test process.
 """
 
-import contextlib
-import fcntl
-import os
-import shutil
-import signal
 import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,22 +14,14 @@ from typing import Any
 
 import pytest
 
-from drivers.pcsc import PcscCardReader, PcscSettings, list_readers
-from models.errors import DriverError
+from drivers.cardemu import harness
+from drivers.cardemu.harness import CARD_PORT, CARD_READER, POLL_SETTLE, SAM_PORT, SAM_READER
+from drivers.pcsc import PcscCardReader, PcscSettings
 
-CARD_READER = "Virtual PCD 00 00"
-SAM_READER = "Virtual PCD 00 01"
-CARD_PORT = 35963
-SAM_PORT = 35964
 MASTER_KEY = "2B7E151628AED2A6ABF7158809CF4F3C"
 ISSUER_ID = "5943484E00000001"
 CARD_NUMBER = "31000000000000012345"
-
-APT_HINT = "apt-get install pcscd vsmartcard-vpcd libpcsclite-dev"
 LOCK_WAIT = 90.0
-RUN_DIR = Path("/run/pcscd")
-# pcscd polls vpcd for card presence every 400 ms; this covers one poll plus scheduling.
-POLL_SETTLE = 0.5
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -47,139 +31,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
-def _find_vpcd_driver() -> Path | None:
-    for pattern in (
-        "usr/lib/pcsc/drivers/serial/libifdvpcd.so*",
-        "usr/lib/*/pcsc/drivers/*/libifdvpcd.so*",
-    ):
-        found = sorted(Path("/").glob(pattern))
-        if found:
-            return found[0]
-    return None
-
-
-def _vpcd_readers() -> list[str] | None:
-    """The vpcd readers pcscd offers now, or ``None`` when pcscd does not answer."""
-    try:
-        names = list_readers()
-    except DriverError:
-        return None
-    return [n for n in names if n.startswith("Virtual PCD")]
-
-
-def _remove_stale_pid_file() -> None:
-    # After a crash pcscd leaves its pid file behind and refuses to start while that pid
-    # exists; a dead or zombie pid makes the files stale.
-    pid_file = RUN_DIR / "pcscd.pid"
-    try:
-        pid = int(pid_file.read_text().strip())
-    except (OSError, ValueError):
-        return
-    status = Path(f"/proc/{pid}/status")
-    alive = status.exists() and "\nState:\tZ" not in status.read_text()
-    if not alive:
-        for name in ("pcscd.pid", "pcscd.comm"):
-            with contextlib.suppress(OSError):
-                (RUN_DIR / name).unlink()
-
-
-@dataclass
-class Pcscd:
-    """The pcscd the tests use; ``owned`` when the tests started it (and may restart it)."""
-
-    binary: str
-    log: Path
-    owned: bool = False
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        _remove_stale_pid_file()
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [self.binary, "--foreground"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.owned = True
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            readers = _vpcd_readers()
-            if readers and CARD_READER in readers and SAM_READER in readers:
-                return
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.05)
-        self.stop()
-        pytest.fail(
-            f"pcscd did not come up with the vpcd readers; its output:\n{self.log.read_text()}",
-            pytrace=False,
-        )
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-@contextlib.contextmanager
-def _machine_lock() -> Iterator[None]:
-    """vpcd's ports and pcscd are one per machine: two test runs at once must take turns."""
-    path = Path(tempfile.gettempdir()) / "ykt-terminal-pcsc-tests.lock"
-    with path.open("a") as handle:
-        deadline = time.monotonic() + LOCK_WAIT
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    pytest.fail(
-                        f"another test run has held pcscd/vpcd for {LOCK_WAIT:.0f} s", pytrace=False
-                    )
-                time.sleep(0.2)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 @pytest.fixture(scope="package")
-def pcscd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pcscd]:
-    with _machine_lock():
-        yield from _pcscd(tmp_path_factory)
-
-
-def _pcscd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pcscd]:
-    binary = shutil.which("pcscd") or (
-        "/usr/sbin/pcscd" if Path("/usr/sbin/pcscd").exists() else None
-    )
-    if binary is None:
-        pytest.fail(f"pcscd is not installed; on Debian: {APT_HINT}", pytrace=False)
-    if _find_vpcd_driver() is None:
-        pytest.fail(
-            f"vsmartcard's vpcd reader driver is not installed; on Debian: {APT_HINT}",
-            pytrace=False,
-        )
-    daemon = Pcscd(binary=binary, log=tmp_path_factory.mktemp("pcscd") / "pcscd.log")
-    readers = _vpcd_readers()
-    if readers is None:
-        daemon.start()
-    elif CARD_READER not in readers or SAM_READER not in readers:
-        pytest.fail(
-            "pcscd is running without the vpcd readers: restart it after installing "
-            f"vsmartcard-vpcd ({APT_HINT})",
-            pytrace=False,
-        )
-    yield daemon
-    if daemon.owned:
-        daemon.stop()
+def pcscd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[harness.Pcscd]:
+    log = tmp_path_factory.mktemp("pcscd") / "pcscd.log"
+    try:
+        with harness.machine_lock(LOCK_WAIT):
+            daemon = harness.ensure_pcscd(log)
+            try:
+                yield daemon
+            finally:
+                if daemon.owned:
+                    daemon.stop()
+    except harness.HarnessError as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture(scope="package")
@@ -197,19 +61,27 @@ class Emulators:
     log_dir: Path
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     card_number: str = CARD_NUMBER
+    master_key: str = MASTER_KEY
     card_reader: str = CARD_READER
     sam_reader: str = SAM_READER
+    logs: dict[int, Path] = field(default_factory=dict)
 
     def _start(self, kind: str, port: int, args: list[str]) -> subprocess.Popen[bytes]:
-        log = (self.log_dir / f"{kind}-{len(self.processes)}.log").open("wb")
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
-        command = [sys.executable, "-m", "drivers.cardemu", kind, "--port", str(port)]
-        process = subprocess.Popen(
-            [*command, "--connect-timeout", "20", *args], stdout=log, stderr=log, env=env
-        )
-        log.close()
+        log = self.log_dir / f"{kind}-{len(self.processes)}.log"
+        process = harness.start_emulator(kind, port, args, log)
         self.processes.append(process)
+        self.logs[process.pid] = log
         return process
+
+    def wait_in_field(self, process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+        """Until the emulator is connected to vpcd and pcscd has polled the slot once since."""
+        deadline = time.monotonic() + timeout
+        log = self.logs[process.pid]
+        while "in the field of vpcd" not in log.read_text(errors="replace"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"emulator not in the field; its log:\n{log.read_text()}")
+            time.sleep(0.05)
+        time.sleep(POLL_SETTLE)
 
     def card(self, *args: str, genuine_data: bool = True) -> subprocess.Popen[bytes]:
         """A card with the test number and issuer, diversified from the test master key."""
@@ -220,9 +92,7 @@ class Emulators:
         return self._start("sam", SAM_PORT, ["--key", f"1={MASTER_KEY}", *args])
 
     def kill(self, process: subprocess.Popen[bytes]) -> None:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=5)
+        harness.stop_process(process)
 
     def kill_all(self) -> None:
         running = [p for p in self.processes if p.poll() is None]
@@ -234,7 +104,7 @@ class Emulators:
 
 
 @pytest.fixture
-def emulators(pcscd: Pcscd, tmp_path: Path) -> Iterator[Emulators]:
+def emulators(pcscd: harness.Pcscd, tmp_path: Path) -> Iterator[Emulators]:
     if pcscd.owned and pcscd.process is None:
         pcscd.start()  # a failed restart test must not take the other tests down with it
     emus = Emulators(log_dir=tmp_path)
@@ -243,7 +113,7 @@ def emulators(pcscd: Pcscd, tmp_path: Path) -> Iterator[Emulators]:
 
 
 @pytest.fixture
-def make_reader(pcscd: Pcscd, key_file: Path) -> Iterator[Callable[..., PcscCardReader]]:
+def make_reader(pcscd: harness.Pcscd, key_file: Path) -> Iterator[Callable[..., PcscCardReader]]:
     readers: list[PcscCardReader] = []
 
     def make(**overrides: Any) -> PcscCardReader:

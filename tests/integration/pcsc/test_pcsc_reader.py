@@ -61,6 +61,11 @@ def test_genuine_card_is_read_once_per_insertion(
     assert (credential.class_code, credential.issue_seq) == (2, 4)
     assert credential.valid_from == date(2024, 1, 1)
     assert credential.valid_until == date(2031, 6, 30)
+    # The reader times its part of the tap; the PC/SC exchanges are a share of it.
+    timing = reader.last_tap
+    assert timing is not None
+    assert 0 < timing.pcsc_ns < timing.read_ns
+    assert "last read" in reader.health().detail
 
     # A card left on the reader is not a second tap.
     assert reader.next_event(1.0) is None
