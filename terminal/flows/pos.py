@@ -127,8 +127,13 @@ class PosFlow:
             self._held = None
             self._show("请重新刷卡", "Tap again", tone="error")
         elif isinstance(event, CardPresented):
-            # A key pressed just before the tap (the amount) belongs to this tap.
+            # Keys pressed just before the tap belong to it: an amount is what this card pays,
+            # a correction means this card is the supervisor's.
             while (key := self.keypad.next_event(0)) is not None:
+                if isinstance(key, CorrectionRequested):
+                    self._held = _held_key(event.credential)
+                    self._correct(key, event.credential)
+                    return
                 self._key(key)
             key_ = _held_key(event.credential)
             if key_ != self._held:
@@ -333,11 +338,12 @@ class PosFlow:
                 self._held = None
         return None
 
-    def _correct(self, request: CorrectionRequested) -> None:
+    def _correct(self, request: CorrectionRequested, supervisor: Credential | None = None) -> None:
         tx_id = self.store.last_payment_id() if request.tx == "last" else request.tx
         self.state = PosState.SUPERVISOR
-        self._show("纠错：请主管刷卡", "Correction: supervisor card", tone="prompt")
-        supervisor = self._wait_card()
+        if supervisor is None:
+            self._show("纠错：请主管刷卡", "Correction: supervisor card", tone="prompt")
+            supervisor = self._wait_card()
         self.state = PosState.IDLE
         if supervisor is None or tx_id is None:
             self._show("纠错已取消", "Correction cancelled", tone="error")

@@ -10,6 +10,7 @@ from drivers.interfaces import (
     Cancelled,
     Confirmed,
     CorrectionRequested,
+    KeypadEvent,
     PinEntered,
     Screen,
 )
@@ -246,3 +247,26 @@ def test_journal_chain_holds_over_a_busy_morning(till: Till) -> None:
         sum(p["amount"] for p in r["split"] if p["purse"] != "work_meals") == r["amount"]
         for r in money
     )
+
+
+def test_supervisor_card_arriving_with_the_correction_key_is_not_lost(store: Store) -> None:
+    till = Till(store, now=LUNCH)
+    till.amount(2500)
+    till.tap(3)
+
+    class LateKeypad(SimKeypad):
+        """The correction key lands while the flow is already holding the card event."""
+
+        calls = 0
+
+        def next_event(self, timeout: float) -> KeypadEvent | None:
+            LateKeypad.calls += 1
+            if LateKeypad.calls == 2:
+                return CorrectionRequested("last", 1000)
+            return super().next_event(timeout)
+
+    till.flow.keypad = LateKeypad(till.keys)
+    till.reader.present(presented(card_number(1)))
+    till.flow.poll(0.5)
+    assert (till.last()["kind"], till.last()["decision"]) == ("correction", "allow")
+    assert till.last()["authorised_by"] == "H001"
