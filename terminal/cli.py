@@ -10,6 +10,7 @@ from pathlib import Path
 
 from models.errors import ConfigError, TerminalError
 from terminal import __version__, config, configdoc, daemon, demo
+from terminal.diag.cli import add_diag_commands
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -88,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     schema.set_defaults(handler=_config_schema)
     reference = cfg_commands.add_parser("reference", help="print the Markdown config reference")
     reference.set_defaults(handler=_config_reference)
+    add_diag_commands(commands)
     return parser
 
 

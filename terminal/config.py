@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from models.errors import ConfigError
+from terminal.diag.config import DiagSection
 
 _ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -301,6 +302,9 @@ class Config(Section):
     pos: PosSection | None = Field(None, description="The merchant (POS terminals).")
     keypad: SimKeypadSection | None = Field(None, description="The POS keypad.")
     display: SimDisplaySection | None = Field(None, description="The POS customer display.")
+    diag: DiagSection = Field(
+        default_factory=DiagSection, description="The local diagnostic socket (`ykt diag`)."
+    )
 
     @model_validator(mode="after")
     def _one_role(self) -> "Config":

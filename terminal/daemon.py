@@ -8,6 +8,7 @@ from types import FrameType
 from terminal import __version__
 from terminal.app import App
 from terminal.config import Config
+from terminal.diag.server import serving
 from terminal.logs import setup_logging
 from terminal.sdnotify import Notifier
 
@@ -35,8 +36,10 @@ def run(config: Config) -> int:
             role,
             config.reader.driver,
         )
-        notifier.ready(f"serving {role}")
-        app.run(stop, notifier)
+        # On this thread, before the tap loop: diag hooks into the flow's reader here.
+        with serving(app, config.diag):
+            notifier.ready(f"serving {role}")
+            app.run(stop, notifier)
     finally:
         notifier.stopping()
         app.close()

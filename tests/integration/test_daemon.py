@@ -24,6 +24,8 @@ CONFIG = """
 id = "it-gate-01"
 site = "demo-centre"
 state_dir = "{state}"
+[diag]
+socket = "{state}/diag.sock"
 [log]
 level = "info"
 format = "auto"

@@ -281,6 +281,8 @@ CONFIG_TOML = """
 id = "lab-gate-02"
 site = "lab"
 state_dir = "{state}"
+[diag]
+socket = "{state}/diag.sock"
 [log]
 level = "info"
 format = "text"

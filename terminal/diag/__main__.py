@@ -1,0 +1,5 @@
+import sys
+
+from terminal.diag.cli import main
+
+sys.exit(main())

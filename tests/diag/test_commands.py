@@ -1,0 +1,203 @@
+"""Every ``ykt diag`` command against a real daemon, human and ``--json``, with its exit code."""
+
+import base64
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
+from rich.cells import cell_len
+
+from terminal.demo_site import card_number
+from terminal.diag.protocol import Exit
+from tests.diag.conftest import DiagDaemon, diag_process, run_diag, run_json
+
+pytestmark = pytest.mark.integration
+
+LOST = card_number(5)
+LEADER = card_number(1)
+
+
+@pytest.fixture(scope="module")
+def tapped(door: DiagDaemon) -> DiagDaemon:
+    """The door after an admitted leader and a denied lost card (one security event)."""
+    before = door.journal_count()
+    door.send(f"tap {LEADER} seq=1")
+    door.send(f"tap {LOST} seq=1")
+    door.wait_journal(before + 3)  # door + passage for the leader, the denial
+    return door
+
+
+def assert_fits(text: str) -> None:
+    widest = max((cell_len(line.rstrip()) for line in text.splitlines()), default=0)
+    assert widest <= 80, text
+
+
+def both(door: DiagDaemon, *argv: str) -> tuple[int, str, int, dict[str, object]]:
+    code, out, err = run_diag(*argv, "--socket", str(door.socket))
+    assert "Traceback" not in err, err
+    assert_fits(out)
+    json_code, result = run_json(*argv, "--socket", str(door.socket))
+    assert json_code == code, (out, result)
+    return code, out, json_code, result
+
+
+CASES = [
+    (("status",), {Exit.OK, Exit.DEGRADED}, "daemon"),
+    (("readers",), {Exit.OK}, "simulated reader"),
+    (("camera",), {Exit.NOT_AVAILABLE}, "not supported"),
+    (("face",), {Exit.NOT_AVAILABLE}, "not built"),
+    (("tx",), {Exit.OK}, "card_lost"),
+    (("tx", "--card", LOST[-4:]), {Exit.OK}, "3601************0005"),
+    (("events",), {Exit.OK}, "lost_card_used"),
+    (("sync",), {Exit.OK}, "not enabled"),
+    (("sync", "resync"), {Exit.NOT_AVAILABLE}, "sync is not enabled on this terminal"),
+    (("sync", "upload"), {Exit.NOT_AVAILABLE}, "sync is not enabled on this terminal"),
+    (("db", "check"), {Exit.OK}, "chain ok"),
+    (("config",), {Exit.OK}, "door.id"),
+    (("identity",), {Exit.NOT_AVAILABLE}, "no terminal key yet"),
+]
+
+
+@pytest.mark.parametrize(("argv", "codes", "shown"), CASES, ids=[" ".join(c[0]) for c in CASES])
+def test_command_in_both_forms(
+    tapped: DiagDaemon, argv: tuple[str, ...], codes: set[Exit], shown: str
+) -> None:
+    code, out, _, result = both(tapped, *argv)
+    assert code in codes
+    assert shown in out
+    assert result["source"] == "daemon"
+    assert LEADER not in out + json.dumps(result)
+    assert LOST not in out + json.dumps(result)
+
+
+def test_status_reports_what_a_technician_needs(tapped: DiagDaemon) -> None:
+    code, status = run_json("status", "--socket", str(tapped.socket))
+    assert status["daemon"]["running"] is True
+    assert status["daemon"]["uptime_s"] >= 0
+    assert status["mode"] == "normal"
+    assert status["devices"]["reader"]["ok"] and status["devices"]["gate"]["ok"]
+    assert status["database"]["counts"]["journal"] >= 3
+    assert status["sync"]["outbox"]["tx"] >= 3
+    assert status["sync"]["outbox"]["oldest_age_s"] is not None
+    assert status["clock"]["timezone"] == "Asia/Shanghai"
+    assert status["clock"]["ntp_synchronized"] in (True, False, None)
+    assert status["disk"]["free_bytes"] > 0
+    # The exit code follows the level, so a script needs only `$?`.
+    assert code == {"ok": 0, "degraded": 3}[status["level"]]
+
+
+def test_tx_search_masks_and_filters(tapped: DiagDaemon) -> None:
+    _, found = run_json("tx", "--card", LOST, "--socket", str(tapped.socket))
+    rows = found["transactions"]
+    assert rows and {r["card"] for r in rows} == {"3601************0005"}
+    assert {r["reason"] for r in rows} == {"card_lost"}
+    _, none = run_json("tx", "--reason", "no_such_reason", "--socket", str(tapped.socket))
+    assert none["transactions"] == []
+
+
+def test_card_dry_run_decides_without_committing(tapped: DiagDaemon) -> None:
+    for form in ((), ("--json",)):
+        before = tapped.journal_count()
+        events_before = len(tapped.call("events", limit=1000)["events"])
+        client = diag_process("card", "--timeout", "15", "--socket", str(tapped.socket), *form)
+        deadline = time.monotonic() + 15
+        while not tapped.call("status")["daemon"]["card_dry_run_waiting"]:
+            assert time.monotonic() < deadline, "the dry run never armed"
+            time.sleep(0.05)
+        tapped.send(f"tap {LOST} seq=1")
+        out, err = client.communicate(timeout=30)
+        assert client.returncode == 0, err
+        assert LOST not in out
+        if form:
+            result = json.loads(out)
+            assert result["committed"] is False
+            assert result["read"]["number"] == "3601************0005"
+            assert result["read"]["genuine"] == "genuine"
+            assert result["registry"]["card_status"] == "lost"
+            assert result["registry"]["holder"] == "陈*"
+            assert result["decision"]["reason"] == "card_lost"
+            assert result["decision"]["alert"] == "lost_card_used"
+        else:
+            assert "would get DENY card_lost" in out
+            assert "Nothing was recorded" in out
+        # Nothing journalled, no security event: the flow never saw the tap.
+        time.sleep(0.3)
+        assert tapped.journal_count() == before
+        assert len(tapped.call("events", limit=1000)["events"]) == events_before
+    # The flow is untouched: the next tap is decided and journalled as usual.
+    before = tapped.journal_count()
+    tapped.send(f"tap {LEADER} seq=1")
+    tapped.wait_journal(before + 2)
+
+
+def test_card_times_out_with_its_own_exit_code(tapped: DiagDaemon) -> None:
+    code, _, err = run_diag("card", "--timeout", "1", "--socket", str(tapped.socket))
+    assert code == Exit.TIMEOUT
+    assert "no card was tapped" in err
+
+
+def test_gate_test_pulses_and_is_journalled_as_an_event(tapped: DiagDaemon) -> None:
+    code, out, _, result = both(tapped, "gate", "test", "--seconds", "0.5")
+    assert code == Exit.OK
+    assert "gate test" in out
+    assert result["opened"] is True and result["passage"] == "passed"
+    assert result["sensors"] is None and "reports no sensors" in str(result["sensors_note"])
+    events = tapped.call("events", type="maintenance_open")["events"]
+    assert len(events) >= 2 and events[0]["detail"] == {"source": "diag", "uid": 0}
+
+
+def test_identity_shows_the_public_key(tapped: DiagDaemon) -> None:
+    key = Ed25519PrivateKey.generate()
+    path: Path = tapped.state / "terminal-key.pem"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    try:
+        code, out, _, result = both(tapped, "identity")
+        expected = base64.b64encode(
+            key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        ).decode()
+        assert code == Exit.OK
+        assert result["public_key"] == expected and result["terminal_id"] == "diag-gate-01"
+        assert expected in out
+        assert "PRIVATE" not in out + json.dumps(result)
+    finally:
+        path.unlink()
+
+
+def test_pos_dry_run_and_gate_test_on_a_pos(shop: DiagDaemon) -> None:
+    client = diag_process(
+        "card", "--amount", "1500", "--timeout", "15", "--json", "--socket", str(shop.socket)
+    )
+    deadline = time.monotonic() + 15
+    while not shop.call("status")["daemon"]["card_dry_run_waiting"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    shop.send(f"tap {card_number(2)} seq=1")
+    out, err = client.communicate(timeout=30)
+    assert client.returncode == 0, err
+    result = json.loads(out)
+    assert result["where"] == {"merchant": "shop-1", "service": "shop"}
+    assert result["committed"] is False and result["decision"]["reason"]
+    assert shop.journal_count() == 0
+    code, _, err = run_diag("gate", "test", "--socket", str(shop.socket))
+    assert code == Exit.NOT_AVAILABLE and "no gate" in err
+    _, status = run_json("status", "--socket", str(shop.socket))
+    assert status["role"] == {"kind": "pos", "merchant": "shop-1", "service": "shop"}
+    assert "gate" not in status["devices"]
+
+
+def test_entry_point_runs_as_a_module(tapped: DiagDaemon) -> None:
+    client = diag_process("status", "--json", "--socket", str(tapped.socket))
+    out, err = client.communicate(timeout=30)
+    assert client.returncode in (Exit.OK, Exit.DEGRADED), err
+    assert json.loads(out)["terminal_id"] == "diag-gate-01"

@@ -1,0 +1,132 @@
+"""The pieces of diag that need no daemon: redaction, access rules, levels, parser wiring."""
+
+import argparse
+import os
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from pydantic import ValidationError
+
+from terminal.diag import bundle, commands, facts, redact
+from terminal.diag.cli import add_diag_commands
+from terminal.diag.config import DEFAULT_GROUP, DEFAULT_SOCKET, DiagSection
+from terminal.diag.protocol import Exit, Level, exit_for, worst
+from terminal.diag.server import Access
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("card 36010020260000000001 denied", "card 3601************0001 denied"),
+        ("id 11010519491231002X", "id 1101**********002X"),
+        ("phone 13800138000", "phone *******8000"),
+        ("seq 12345 at 2027-01-04T08:00:00Z", "seq 12345 at 2027-01-04T08:00:00Z"),
+    ],
+)
+def test_digit_runs_are_masked(text: str, expected: str) -> None:
+    assert redact.mask_digits(text) == expected
+
+
+def test_names_found_in_text_are_masked() -> None:
+    text = "张伟到了, Zhang Wei too; 张伟伟 is someone else"
+    candidates = redact.name_candidates(text)
+    assert {"张伟", "张伟伟", "Zhang Wei"} <= candidates
+    scrubbed = redact.scrub_names(text, {"张伟伟", "张伟", "Zhang Wei"})
+    assert "张伟" not in scrubbed and "Zhang Wei" not in scrubbed
+    assert scrubbed.startswith("张*到了, Z********")
+
+
+def test_config_secrets_are_redacted_but_references_kept() -> None:
+    dumped = {
+        "reader": {"key_store": {"type": "software", "key_file": "credential:card-keys"}},
+        "sync": {"password": "hunter2", "password_file": "file:/etc/ykt/mqtt", "host": "hq"},
+    }
+    redacted = redact.redact_config(dumped)
+    assert redacted["reader"]["key_store"]["key_file"] == "credential:card-keys"
+    assert redacted["sync"] == {
+        "password": redact.REDACTED,
+        "password_file": "file:/etc/ykt/mqtt",
+        "host": "hq",
+    }
+
+
+def test_diag_section_defaults_and_unknown_keys() -> None:
+    section = DiagSection()
+    assert section.socket == DEFAULT_SOCKET == Path("/run/ykt-terminal/diag.sock")
+    assert section.group == DEFAULT_GROUP == "ykt-diag"
+    with pytest.raises(ValidationError, match=r"Extra inputs"):
+        DiagSection.model_validate({"sokcet": "/run/x.sock"})
+    assert all(f.description for f in DiagSection.model_fields.values())
+
+
+def test_access_rules() -> None:
+    access = Access("no-such-group-for-ykt-tests")
+    assert access.check(0, 0) is None
+    assert access.check(os.geteuid(), os.getegid()) is None
+    refused = access.check(65534, 65534)
+    assert refused is not None and "does not exist" in refused
+
+
+def test_levels_map_to_exit_codes() -> None:
+    assert worst(["ok", "degraded", "ok"]) is Level.DEGRADED
+    assert worst(["degraded", "failed"]) is Level.FAILED
+    assert exit_for({"level": "ok"}) is Exit.OK
+    assert exit_for({"level": "degraded"}) is Exit.DEGRADED
+    assert exit_for({"level": "failed"}) is Exit.FAILED
+    assert exit_for({"level": "not_available"}) is Exit.NOT_AVAILABLE
+    assert len({int(e) for e in Exit}) == len(Exit)
+
+
+def test_assess_names_every_problem() -> None:
+    status = {
+        "daemon": {"running": True},
+        "devices": {"reader": {"ok": True}, "gate": {"ok": False, "state": "silent"}},
+        "database": {"schema_version": 5, "schema_latest": 5},
+        "sync": {"enabled": True, "head_expired": True, "outbox": {"oldest_age_s": 7200}},
+        "clock": {"ntp_synchronized": False, "behind_journal_s": 600},
+        "disk": {"free_bytes": 10**9, "free_pct": 50.0},
+    }
+    level, problems = commands.assess(status)
+    assert level is Level.FAILED
+    assert problems[0].startswith("gate: silent")
+    assert any("head has expired" in p for p in problems)
+    assert any("120 min old" in p for p in problems)
+    assert any("NTP" in p for p in problems)
+    assert any("behind the newest journal record" in p for p in problems)
+
+
+def test_identity_warns_about_an_open_key_file(tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    path = tmp_path / facts.KEY_FILE
+    path.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    path.chmod(0o644)
+    found = facts.identity("t1", "s1", tmp_path)
+    assert found["level"] is Level.DEGRADED and "chmod 600" in found["note"]
+    assert found["key_id"].startswith("t-") and len(found["public_key"]) == 44
+
+
+def test_log_redaction_without_database_access_says_so(tmp_path: Path) -> None:
+    text, checked = bundle.redact_log("张伟 36010020260000000001\n", None)
+    assert "36010020260000000001" not in text and not checked
+    text, checked = bundle.redact_log("张伟 36010020260000000001\n", lambda c: {"张伟"} & c)
+    assert text == "张* 3601************0001\n" and checked
+
+
+def test_add_diag_commands_fits_the_ykt_parser() -> None:
+    # The shape of terminal.cli.build_parser: sub-commands that set a `handler`.
+    parser = argparse.ArgumentParser(prog="ykt")
+    add_diag_commands(parser.add_subparsers(dest="command", required=True))
+    for argv in (
+        ["diag", "status", "--json"],
+        ["diag", "gate", "test", "--seconds", "2"],
+        ["diag", "db", "check", "--config", "x.toml"],
+        ["diag", "sync", "resync"],
+        ["diag", "watch", "--count", "2"],
+        ["diag", "bundle", "--log", "ykt.log"],
+    ):
+        args = parser.parse_args(argv)
+        assert callable(args.handler)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["diag", "sync", "sideways"])
