@@ -31,6 +31,7 @@ class Reason(StrEnum):
     PASSAGE_TIMEOUT = "passage_timeout"
     GATE_FAULT = "gate_fault"
     ANTI_PASSBACK = "anti_passback"
+    REMOTE_OPEN = "remote_open"
     SERVICE_NOT_ALLOWED = "service_not_allowed"
     CANTEEN_NOT_ALLOWED = "canteen_not_allowed"
     OUTSIDE_MEAL_PERIOD = "outside_meal_period"
@@ -73,6 +74,7 @@ _MESSAGES: dict[Reason, tuple[str, str]] = {
     Reason.PASSAGE_TIMEOUT: ("未通行", "Not passed"),
     Reason.GATE_FAULT: ("闸机故障，请联系管理员", "Gate did not open"),
     Reason.ANTI_PASSBACK: ("未刷卡出门，禁止重复进入", "No exit recorded since the last entry"),
+    Reason.REMOTE_OPEN: ("远程开门", "Opened remotely"),
     Reason.SERVICE_NOT_ALLOWED: ("无此消费权限", "Card not enabled for this service"),
     Reason.CANTEEN_NOT_ALLOWED: ("此卡不能在本餐厅使用", "Card not valid in this canteen"),
     Reason.OUTSIDE_MEAL_PERIOD: ("非营业时段", "Outside meal hours"),

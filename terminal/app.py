@@ -7,13 +7,14 @@ below; there is no discovery.
 """
 
 import logging
+import queue
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from drivers.interfaces import CardReader, Display, Gate, Keypad, PassageOutcome, Screen
@@ -37,6 +38,9 @@ from models.door import AntiPassback
 from models.errors import ConfigError
 from models.pos import PosPolicy
 from models.wallet import Service
+from sync.engine import CommandRefused
+from sync.service import SyncService
+from terminal import __version__
 from terminal.clock import Clock, SystemClock
 from terminal.config import (
     Config,
@@ -50,10 +54,12 @@ from terminal.config import (
     SoftwareKeyStoreSection,
     resolve_secret,
 )
+from terminal.config_sync import sync_settings
 from terminal.flows.door import DoorFlow, DoorSettings
 from terminal.flows.pos import PosFlow, PosSettings
 from terminal.sdnotify import Notifier
 from terminal.store import Store
+from terminal.store.sync_port import StoreSyncPort
 
 logger = logging.getLogger(__name__)
 
@@ -179,7 +185,17 @@ class App:
         self.pos_flow: PosFlow | None = None
         self._devices: list[Gate | CardReader | Keypad | Display] = []
         self.store = Store.open(config.database_path)
+        self.sync: SyncService | None = None
+        # Commands from HQ arrive on the sync thread; devices are driven only by the tap loop.
+        self._commands: queue.Queue[tuple[str, Mapping[str, Any]]] = queue.Queue()
         try:
+            if config.sync.enabled:
+                self.sync = SyncService(
+                    sync_settings(config.sync, config.terminal, __version__),
+                    StoreSyncPort(self.store, config.terminal.id),
+                    commands=self._command,
+                    health=self._health,
+                )
             self.reader = READERS[config.reader.driver](config.reader, self.sim)
             self._devices.append(self.reader)
             self.flow: Flow = self._door() if config.door is not None else self._pos()
@@ -236,8 +252,37 @@ class App:
             store=self.store,
             clock=self.clock,
             timezone=ZoneInfo(self.config.terminal.timezone),
+            degraded=self._degraded,
         )
         return self.pos_flow
+
+    def _degraded(self) -> bool:
+        return self.sync is not None and self.sync.degraded
+
+    def _health(self) -> Mapping[str, str]:
+        health = {"reader": self.reader.health()}
+        if self.door_flow is not None:
+            health["gate"] = self.door_flow.gate.health()
+        return {name: "ok" if h.ok else f"{h.state}: {h.detail}" for name, h in health.items()}
+
+    def _command(self, name: str, args: Mapping[str, Any]) -> Mapping[str, Any]:
+        if name == "open" and self.door_flow is not None:
+            self._commands.put((name, args))
+            return {"queued": True}
+        raise CommandRefused(f"{name} is not available on this terminal in this version")
+
+    def _run_commands(self) -> None:
+        while True:
+            try:
+                name, args = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if name == "open" and self.door_flow is not None:
+                self.door_flow.remote_open(str(args.get("reason", "")), "hq")
+
+    def start_sync(self) -> None:
+        if self.sync is not None:
+            self.sync.start()
 
     def run(self, stop: threading.Event, notifier: Notifier | None = None) -> None:
         """Handle taps until ``stop`` is set; a tap in progress always finishes first."""
@@ -246,6 +291,7 @@ class App:
         last_ping = time.monotonic()
         while not stop.is_set():
             self.flow.poll(0.2)
+            self._run_commands()
             # Pinging from this loop (not a timer thread) means a hung tap stops the pings and
             # systemd restarts us, which is the point of the watchdog.
             if interval is not None and time.monotonic() - last_ping >= interval:
@@ -253,6 +299,12 @@ class App:
                 last_ping = time.monotonic()
 
     def close(self) -> None:
+        if self.sync is not None:
+            # First, while the link is up: it publishes the offline status.
+            try:
+                self.sync.stop()
+            except Exception:
+                logger.exception("stopping the HQ link failed")
         for part in reversed(self._devices):
             try:
                 part.close()

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from models.errors import ConfigError, TerminalError
+from sync.hq.cli import add_hq_commands
 from terminal import __version__, config, configdoc, daemon, demo
 from terminal.diag.cli import add_diag_commands
 
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     reference = cfg_commands.add_parser("reference", help="print the Markdown config reference")
     reference.set_defaults(handler=_config_reference)
     add_diag_commands(commands)
+    add_hq_commands(commands)
     return parser
 
 

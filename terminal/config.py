@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from models.errors import ConfigError
+from terminal.config_sync import SyncSection
 from terminal.diag.config import DiagSection
 
 _ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -304,6 +305,10 @@ class Config(Section):
     display: SimDisplaySection | None = Field(None, description="The POS customer display.")
     diag: DiagSection = Field(
         default_factory=DiagSection, description="The local diagnostic socket (`ykt diag`)."
+    )
+    sync: SyncSection = Field(
+        default_factory=SyncSection,
+        description="The link to HQ over MQTT (docs/protocol.md); off by default.",
     )
 
     @model_validator(mode="after")

@@ -36,8 +36,9 @@ def run(config: Config) -> int:
             role,
             config.reader.driver,
         )
+        app.start_sync()
         # On this thread, before the tap loop: diag hooks into the flow's reader here.
-        with serving(app, config.diag):
+        with serving(app, config.diag, sync=app.sync):
             notifier.ready(f"serving {role}")
             app.run(stop, notifier)
     finally:

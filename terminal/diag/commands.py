@@ -230,9 +230,7 @@ class Commands:
         return status
 
     def _sync_enabled(self) -> bool:
-        if self.live is not None:
-            return self.sync is not None
-        return getattr(self.config, "sync", None) is not None
+        return bool(self.config.sync.enabled)
 
     def _mode(self, sync: dict[str, Any]) -> str:
         if self.live is None:

@@ -6,7 +6,7 @@ the turnstile then reports (someone passed, nobody did, the board failed) is jou
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, tzinfo
 from enum import StrEnum
 
@@ -183,6 +183,24 @@ class DoorFlow:
             ref=ref,
             used=used,
         )
+
+    def remote_open(self, reason: str, by: str) -> Committed | None:
+        """An ``open`` command from HQ: journalled like a tap (credential "remote"), then open."""
+        now = self._local_now()
+        decision = Decision(True, Reason.REMOTE_OPEN, detail=reason)
+        draft = replace(
+            self._draft(now, decision, self.store.view_seq), credential="remote", authorised_by=by
+        )
+        try:
+            committed = self.store.commit(
+                draft, SecurityEvent("remote_open", {"reason": reason, "by": by})
+            )
+        except StoreError as exc:
+            logger.error("remote open not recorded, gate stays shut: %s", exc)
+            return None
+        logger.info("remote open by %s: %s", by, reason, extra={"seq": committed.seq})
+        self._pass(decision, committed, self.store.view_seq)
+        return committed
 
     def decide_and_commit(
         self, credential: Credential, now: datetime

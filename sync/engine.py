@@ -1,0 +1,355 @@
+"""What the terminal does with each message from HQ, and what it sends back.
+
+The engine has no network and no threads: the link hands it ``(topic, payload)`` and a publish
+function, so every rule of PROTOCOL.md (verification, order, gaps, deny priority, freshness,
+commands at most once) is tested here without a broker. A call returns only after its effect is
+committed, so the caller may acknowledge the MQTT message right after; a store failure raises,
+and the message is then left unacknowledged for the broker to deliver again.
+"""
+
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from sync.changes import KeysChange, bad, integer, parse_batch, parse_deny, req_text
+from sync.envelope import Envelope, Rejected, Rejection, Signer, open_envelope, parse_rfc3339
+from sync.keys import Keyring
+from sync.outbox import OutboxDrain, Publish
+from sync.port import BatchOutcome, Head, SyncPort
+from sync.settings import SyncSettings
+from sync.snapshot import Progress, SnapshotAssembler
+from sync.topics import HQ_TO_TERMINAL, SITE_TOPICS, Topics
+
+logger = logging.getLogger(__name__)
+
+ENGINE_COMMANDS = frozenset({"resync", "status"})
+TERMINAL_COMMANDS = frozenset({"open", "diag_bundle", "reload_config", "set_mode"})
+_LOUD_REJECTIONS = 10  # per reason, then one line per 1000
+
+
+class CommandRefused(Exception):  # noqa: N818 - it is an answer, not a failure
+    """Raised by a command handler to answer ``ok: false`` with a reason."""
+
+
+class CommandHandler(Protocol):
+    """The terminal's side of ``open``, ``diag_bundle``, ``reload_config`` and ``set_mode``."""
+
+    def __call__(self, name: str, args: Mapping[str, Any]) -> Mapping[str, Any]: ...
+
+
+def refuse_all(name: str, args: Mapping[str, Any]) -> Mapping[str, Any]:
+    raise CommandRefused(f"{name} is not available on this terminal")
+
+
+class SyncEngine:
+    def __init__(
+        self,
+        settings: SyncSettings,
+        port: SyncPort,
+        signer: Signer,
+        *,
+        commands: CommandHandler = refuse_all,
+        health: Callable[[], Mapping[str, str]] = dict,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.topics = Topics(settings.prefix, settings.site, settings.tid)
+        self._port = port
+        self._signer = signer
+        self._commands = commands
+        self._health = health
+        self._clock = clock
+        self._mono = monotonic
+        self.keyring = Keyring(settings.hq_keys)
+        self.keyring.update(*port.hq_keys())
+        self.snapshots = SnapshotAssembler(port)
+        self.outbox = OutboxDrain(port, signer, self.topics, settings)
+        self.rejected: Counter[str] = Counter()
+        self.applied_batches = 0
+        self.resyncs = 0
+        self.boot_id = os.urandom(8).hex()
+        self._started = monotonic()
+        self._connected = False
+        self._fresh_connection = False
+        self._behind_since: float | None = None
+        self._resync_at: float | None = None
+        self._last_chunk_at = 0.0
+        self._status_at: float | None = None
+        self._last_degraded: bool | None = None
+        # The accepted head, cached: degraded() is asked on the tap path of every payment.
+        self._head = port.marks().head
+
+    # -- inbound -----------------------------------------------------------------------------
+
+    def handle(self, topic: str, payload: bytes, publish: Publish) -> None:
+        """Verify and apply one inbound message. Rejections are counted, never raised."""
+        where = self.topics.split(topic)
+        if where is None or (where[0] is not None and where[0] != self.settings.tid):
+            self._reject(Rejected(Rejection.WRONG_TERMINAL, topic), topic)
+            return
+        expected = SITE_TOPICS.get(where[1]) or HQ_TO_TERMINAL.get(where[1])
+        try:
+            envelope = open_envelope(
+                payload,
+                self.keyring,
+                site=self.settings.site,
+                tid=self.settings.tid,
+                types=frozenset({expected}) if expected else frozenset(),
+                max_bytes=self.settings.max_message_bytes,
+            )
+            handler = getattr(self, f"_on_{envelope.type}")
+            handler(envelope, publish)
+        except Rejected as exc:
+            self._reject(exc, topic)
+
+    def _reject(self, exc: Rejected, topic: str) -> None:
+        self.rejected[exc.reason] += 1
+        count = self.rejected[exc.reason]
+        if count <= _LOUD_REJECTIONS or count % 1000 == 0:
+            logger.warning(
+                "rejected a message on %s: %s (%s rejected for this reason so far)",
+                topic,
+                exc,
+                count,
+            )
+
+    def _on_head(self, envelope: Envelope, publish: Publish) -> None:
+        body = envelope.body
+        head = Head(
+            integer(body, "seq", minimum=0), req_text(body, "issued"), req_text(body, "expires")
+        )
+        if parse_rfc3339(head.expires, "expires") <= parse_rfc3339(head.issued, "issued"):
+            raise bad("head expires before it was issued")
+        if not self._port.accept_head(head):
+            raise Rejected(Rejection.STALE, f"head seq {head.seq} issued {head.issued}")
+        self._head = head
+        have = self._port.marks().change_seq
+        if head.seq < have:
+            # HQ's log is behind what we applied (restored from a backup?): its new entries
+            # would look like duplicates here. Loud, because only people can sort that out.
+            logger.error("HQ's head is at %d but this terminal applied up to %d", head.seq, have)
+        self._check_behind(head.seq, publish, immediately=self._fresh_connection)
+        self._fresh_connection = False
+        self._status_if_degraded_changed(publish)
+
+    def _on_changes(self, envelope: Envelope, publish: Publish) -> None:
+        batch = parse_batch(envelope.body)
+        outcome = self._port.apply_batch(batch.first, batch.last, batch.changes)
+        if outcome is BatchOutcome.GAP:
+            have = self._port.marks().change_seq
+            logger.info("change batch %d..%d leaves a gap after %d", batch.first, batch.last, have)
+            self._resync(publish, force=False)
+            return
+        if outcome is BatchOutcome.APPLIED:
+            self.applied_batches += 1
+            if any(isinstance(c, KeysChange) for c in batch.changes):
+                self.keyring.update(*self._port.hq_keys())
+                logger.info("HQ keys now %s", ", ".join(self.keyring.kids()))
+            self._progress(publish)
+
+    def _on_deny(self, envelope: Envelope, publish: Publish) -> None:
+        seq, entries = parse_deny(envelope.body)
+        changed = self._port.apply_deny(seq, entries)
+        logger.info("deny seq %d: %d of %d cards changed", seq, changed, len(entries))
+
+    def _on_snapshot(self, envelope: Envelope, publish: Publish) -> None:
+        self._last_chunk_at = self._mono()
+        result = self.snapshots.offer(envelope.body, self._port.marks().change_seq)
+        if result is Progress.APPLIED:
+            self.keyring.update(*self._port.hq_keys())
+            self._progress(publish)
+            self.publish_status(publish)
+        elif result is Progress.FAILED:
+            self._resync(publish, force=True)
+
+    def _on_txack(self, envelope: Envelope, publish: Publish) -> None:
+        if self.outbox.on_txack(envelope.body) and self._connected:
+            # Refill the window at once rather than at the next timer tick.
+            self.outbox.tick(self._mono(), self._clock(), publish)
+
+    def _on_cmd(self, envelope: Envelope, publish: Publish) -> None:
+        body = envelope.body
+        name = req_text(body, "name")
+        args = body.get("args", {})
+        if not isinstance(args, dict):
+            raise bad("cmd.args: an object")
+        expires = parse_rfc3339(req_text(body, "expires"), "expires")
+        now = self._clock()
+        reply: dict[str, Any] = {"cmd": envelope.id, "name": name}
+        if now > expires:
+            self._reply(publish, reply | {"ok": False, "error": "expired"})
+            raise Rejected(Rejection.EXPIRED, f"command {name} {envelope.id}")
+        if not self._port.claim_command(envelope.id, name, _iso(now)):
+            self._reply(publish, reply | {"ok": False, "error": "duplicate"})
+            raise Rejected(Rejection.STALE, f"command {envelope.id} already executed")
+        try:
+            result = self._run_command(name, args, publish)
+        except CommandRefused as exc:
+            outcome = {"ok": False, "error": str(exc)}
+        except Exception as exc:
+            logger.exception("command %s failed", name)
+            outcome = {"ok": False, "error": f"failed: {type(exc).__name__}"}
+        else:
+            outcome = {"ok": True, "result": dict(result)}
+        self._port.finish_command(envelope.id, "ok" if outcome["ok"] else str(outcome["error"]))
+        self._reply(publish, reply | outcome)
+
+    def _run_command(
+        self, name: str, args: Mapping[str, Any], publish: Publish
+    ) -> Mapping[str, Any]:
+        if name == "resync":
+            self._resync(publish, force=True)
+            return {"have": self._port.marks().change_seq}
+        if name == "status":
+            return self.status_body()
+        if name in TERMINAL_COMMANDS:
+            return self._commands(name, args)
+        raise CommandRefused(f"unknown command {name!r}")
+
+    def _reply(self, publish: Publish, body: Mapping[str, Any]) -> None:
+        payload = self._signer.seal("reply", self.topics.site, body, tid=self.topics.tid)
+        publish(self.topics.terminal_topic("reply"), payload, False)
+
+    # -- catching up -------------------------------------------------------------------------
+
+    def _progress(self, publish: Publish) -> None:
+        """The applied seq moved: if still behind the head, give HQ time before asking again."""
+        marks = self._port.marks()
+        head_seq = marks.head.seq if marks.head else 0
+        self._behind_since = self._mono() if head_seq > marks.change_seq else None
+        self._resync_at = None
+
+    def _check_behind(self, head_seq: int, publish: Publish, *, immediately: bool) -> None:
+        have = self._port.marks().change_seq
+        if head_seq <= have:
+            self._behind_since = None
+            return
+        if immediately:
+            self._resync(publish, force=True)
+        elif self._behind_since is None:
+            self._behind_since = self._mono()
+
+    def _resync(self, publish: Publish, *, force: bool) -> None:
+        now = self._mono()
+        recent = self._resync_at is not None and now - self._resync_at < self.settings.resync_after
+        if recent and not force:
+            return
+        have = self._port.marks().change_seq
+        payload = self._signer.seal("resync", self.topics.site, {"have": have}, tid=self.topics.tid)
+        publish(self.topics.terminal_topic("resync"), payload, False)
+        self._resync_at = now
+        self._behind_since = now
+        self.resyncs += 1
+        logger.info("asked HQ for the changes after %d", have)
+
+    def resync_now(self, publish: Publish) -> None:
+        """A technician's or a command's "resync": ask HQ now, whatever the timers say."""
+        self._resync(publish, force=True)
+
+    def upload_now(self) -> None:
+        """Send every unacknowledged record again on the next tick."""
+        self.outbox.reset()
+
+    # -- link events and timers ----------------------------------------------------------------
+
+    def on_connected(self, publish: Publish) -> None:
+        self._connected = True
+        self._fresh_connection = True  # the retained head arrives next: compare at once
+        self.outbox.reset()
+        self.publish_status(publish)
+
+    def on_disconnected(self) -> None:
+        self._connected = False
+
+    def tick(self, publish: Publish) -> None:
+        """Timers: outbox drain, resync when stuck behind, periodic and changed status."""
+        if not self._connected:
+            return
+        mono = self._mono()
+        self.outbox.tick(mono, self._clock(), publish)
+        settings = self.settings
+        if self.snapshots.in_progress and mono - self._last_chunk_at > 3 * settings.resync_after:
+            logger.warning("snapshot %s stalled; asking again", self.snapshots.in_progress)
+            self.snapshots.abandon()
+            self._resync(publish, force=True)
+        elif (
+            self._behind_since is not None
+            and not self.snapshots.in_progress
+            and mono - self._behind_since >= settings.resync_after
+        ):
+            self._resync(publish, force=False)
+        if self._status_at is None or mono - self._status_at >= settings.status_interval:
+            self.publish_status(publish)
+        self._status_if_degraded_changed(publish)
+
+    def degraded(self) -> bool:
+        """HQ's promise has run out (or never came): money is held to the offline caps."""
+        head = self._head
+        if head is None:
+            return True
+        issued = parse_rfc3339(head.issued, "issued")
+        expires = min(
+            parse_rfc3339(head.expires, "expires"),
+            issued + timedelta(seconds=self.settings.head_max_validity),
+        )
+        return self._clock() >= expires
+
+    def _status_if_degraded_changed(self, publish: Publish) -> None:
+        degraded = self.degraded()
+        if degraded != self._last_degraded:
+            if degraded and self._last_degraded is not None:
+                logger.warning("degraded mode: HQ's head has expired, money held to offline caps")
+            elif self._last_degraded:
+                logger.info("degraded mode over: a fresh head from HQ")
+            self._last_degraded = degraded
+            if self._connected:
+                self.publish_status(publish)
+
+    def status_body(self, *, online: bool = True) -> dict[str, Any]:
+        marks = self._port.marks()
+        stats = self._port.outbox_stats()
+        oldest_age = None
+        if stats.oldest_queued_at:
+            try:
+                queued = parse_rfc3339(stats.oldest_queued_at, "queued_at")
+                oldest_age = max(0, int((self._clock() - queued).total_seconds()))
+            except Rejected:
+                oldest_age = None
+        body: dict[str, Any] = {
+            "online": online,
+            "version": self.settings.software_version,
+            "boot_id": self.boot_id,
+            "change_seq": marks.change_seq,
+            "head_seq": marks.head.seq if marks.head else None,
+            "snapshot_id": marks.snapshot_id,
+            "last_tx_seq": stats.last_tx_seq,
+            "tx_acked": marks.tx_acked,
+            "outbox_backlog": stats.tx_backlog + stats.event_backlog,
+            "outbox_oldest_age_s": oldest_age,
+            "degraded": self.degraded(),
+            "health": dict(self._health()),
+            "uptime_s": int(self._mono() - self._started),
+            "rejected": dict(sorted(self.rejected.items())),
+        }
+        return body
+
+    def publish_status(self, publish: Publish) -> None:
+        payload = self._signer.seal(
+            "status", self.topics.site, self.status_body(), tid=self.topics.tid
+        )
+        publish(self.topics.terminal_topic("status"), payload, True)
+        self._status_at = self._mono()
+
+    def death_payload(self) -> bytes:
+        """The Last Will: the same status, offline; the broker publishes it if we vanish."""
+        body = {"online": False, "boot_id": self.boot_id, "version": self.settings.software_version}
+        return self._signer.seal("status", self.topics.site, body, tid=self.topics.tid)
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

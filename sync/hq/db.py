@@ -1,0 +1,226 @@
+"""The reference HQ's database: the site's change log, current state, ledger and received tx.
+
+One file per site, WAL, ``synchronous=FULL``. The change log is the single sequence PROTOCOL.md
+asks for; ``state`` keeps the newest entry per object (what a snapshot sends). Every operation is
+one IMMEDIATE transaction, so the change, the state and the ledger never disagree.
+"""
+
+import json
+import secrets
+import sqlite3
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from models.canonical import canonical_json
+from models.errors import SyncError
+from sync.envelope import Signer
+from sync.keys import key_id, read_private_key, write_private_key
+
+DB_NAME = "hq.db"
+KEY_NAME = "hq-signing.key"
+
+# Snapshot order: parents before children, so a staged card always finds its holder.
+STATE_ORDER = ("group", "holiday", "rule", "holder", "card", "face")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, entry TEXT NOT NULL, at TEXT NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS changes_by_kind ON changes (kind, seq);
+CREATE TABLE IF NOT EXISTS state (
+    kind TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL, line TEXT NOT NULL,
+    PRIMARY KEY (kind, key)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS people (
+    holder_id TEXT PRIMARY KEY, gender TEXT, title TEXT, building TEXT, id_hash TEXT,
+    id_last4 TEXT, phone_masked TEXT, office_phone TEXT, note TEXT
+) STRICT;
+CREATE TABLE IF NOT EXISTS cards (
+    number TEXT PRIMARY KEY, holder_id TEXT NOT NULL, issue_seq INTEGER NOT NULL,
+    status TEXT NOT NULL, card_class TEXT NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS cards_by_holder ON cards (holder_id, issue_seq);
+CREATE TABLE IF NOT EXISTS purses (
+    account TEXT NOT NULL, purse TEXT NOT NULL, balance INTEGER NOT NULL,
+    PRIMARY KEY (account, purse)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS ledger (
+    id TEXT PRIMARY KEY, account TEXT NOT NULL, purse TEXT NOT NULL, delta INTEGER NOT NULL,
+    balance_after INTEGER NOT NULL, reason TEXT NOT NULL, origin_tid TEXT,
+    origin_tx_seq INTEGER, origin_tx_id TEXT, at TEXT NOT NULL, seq INTEGER NOT NULL
+) STRICT;
+-- Never post one purse part of one terminal transaction twice, whatever happens upstream.
+CREATE UNIQUE INDEX IF NOT EXISTS ledger_by_origin ON ledger (origin_tid, origin_tx_seq, purse)
+    WHERE origin_tid IS NOT NULL;
+CREATE TABLE IF NOT EXISTS terminals (
+    tid TEXT PRIMARY KEY, pub TEXT NOT NULL, kid TEXT NOT NULL,
+    acked_through INTEGER NOT NULL DEFAULT 0, last_hash TEXT, chain_break INTEGER
+) STRICT;
+-- Every transaction record ever received, deduplicated forever by (terminal, seq).
+CREATE TABLE IF NOT EXISTS tx (
+    tid TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL, record TEXT NOT NULL,
+    received_at TEXT NOT NULL, PRIMARY KEY (tid, seq)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+    tid TEXT NOT NULL, event_id INTEGER NOT NULL, body TEXT NOT NULL, received_at TEXT NOT NULL,
+    PRIMARY KEY (tid, event_id)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS statuses (tid TEXT PRIMARY KEY, body TEXT NOT NULL, at TEXT NOT NULL)
+    STRICT;
+CREATE TABLE IF NOT EXISTS replies (
+    cmd_id TEXT PRIMARY KEY, tid TEXT NOT NULL, body TEXT NOT NULL, at TEXT NOT NULL
+) STRICT;
+"""
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def text_of(value: Mapping[str, Any]) -> str:
+    return canonical_json(value).decode()
+
+
+class HqDb:
+    """The HQ database of one site, in directory ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        path = root / DB_NAME
+        if not path.exists():
+            raise SyncError(f"no HQ database in {root}: run 'ykt hq init' first")
+        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.conn.execute("PRAGMA busy_timeout = 10000")
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        self.conn.execute("PRAGMA synchronous = FULL")
+        self.conn.executescript(SCHEMA)
+        self.site = self.meta("site") or ""
+        self.prefix = self.meta("prefix") or "ykt/v1"
+
+    @classmethod
+    def create(cls, root: Path, site: str, prefix: str, broker: str) -> "HqDb":
+        """A new site: database, signing key (0600) and a salt for hashing ID numbers."""
+        root.mkdir(parents=True, exist_ok=True)
+        if (root / DB_NAME).exists():
+            raise SyncError(f"{root} already holds an HQ database")
+        write_private_key(root / KEY_NAME, Ed25519PrivateKey.generate())
+        sqlite3.connect(root / DB_NAME).close()
+        db = cls(root)
+        with db.tx() as conn:
+            for key, value in (
+                ("site", site),
+                ("prefix", prefix),
+                ("broker", broker),
+                ("salt", secrets.token_hex(16)),
+                ("published_seq", "0"),
+            ):
+                conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value))
+        db.site, db.prefix = site, prefix
+        return db
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def signer(self) -> Signer:
+        key = read_private_key(self.root / KEY_NAME)
+        return Signer(key_id(key.public_key(), "hq-"), key)
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, conn: sqlite3.Connection, key: str, value: str) -> None:
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    # -- the change log ---------------------------------------------------------------------
+
+    def head_seq(self) -> int:
+        return int(self.conn.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()[0])
+
+    def append(
+        self,
+        conn: sqlite3.Connection,
+        kind: str,
+        body: Mapping[str, Any],
+        *,
+        state: tuple[str, str] | None = None,
+    ) -> int:
+        """Add one change (inside the caller's transaction); ``state`` = (kind, key) to keep."""
+        seq = int(conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM changes").fetchone()[0])
+        entry = text_of({"seq": seq, "kind": kind, **body})
+        conn.execute(
+            "INSERT INTO changes (seq, kind, entry, at) VALUES (?, ?, ?, ?)",
+            (seq, kind, entry, now_iso()),
+        )
+        if state is not None:
+            conn.execute(
+                "INSERT INTO state (kind, key, seq, line) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (kind, key) DO UPDATE SET seq = excluded.seq, line = excluded.line",
+                (state[0], state[1], seq, entry),
+            )
+        return seq
+
+    def forget(self, conn: sqlite3.Connection, kind: str, key: str) -> None:
+        conn.execute("DELETE FROM state WHERE kind = ? AND key = ?", (kind, key))
+
+    def changes_after(
+        self, after: int, limit: int, *, kind: str | None = None
+    ) -> list[dict[str, Any]]:
+        if kind is None:
+            rows = self.conn.execute(
+                "SELECT entry FROM changes WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
+            ).fetchall()
+        else:
+            rows = self.conn.execute(
+                "SELECT entry FROM changes WHERE kind = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (kind, after, limit),
+            ).fetchall()
+        return [json.loads(text) for (text,) in rows]
+
+    def snapshot_lines(self, tid: str) -> tuple[int, list[bytes]]:
+        """The whole state as JSON lines, read in one transaction, and the seq it is at."""
+        conn = self.conn
+        conn.execute("BEGIN")
+        try:
+            seq = self.head_seq()
+            row = conn.execute("SELECT acked_through FROM terminals WHERE tid = ?", (tid,))
+            acked = row.fetchone()
+            meta = {"kind": "meta", "seq": seq, "tx_through": int(acked[0]) if acked else 0}
+            lines = [canonical_json(meta)]
+            for kind in STATE_ORDER:
+                for (line,) in conn.execute(
+                    "SELECT line FROM state WHERE kind = ? ORDER BY key", (kind,)
+                ):
+                    lines.append(line.encode())
+            for account, purse, balance in conn.execute(
+                "SELECT account, purse, balance FROM purses ORDER BY account, purse"
+            ):
+                line = {"kind": "purse", "account": account, "purse": purse, "balance": balance}
+                lines.append(canonical_json(line))
+            keys = [json.loads(t) for (t,) in conn.execute(
+                "SELECT entry FROM changes WHERE kind = 'keys' ORDER BY seq"
+            )]  # fmt: skip
+            lines.extend(canonical_json(k) for k in keys)
+        finally:
+            conn.execute("COMMIT")
+        return seq, lines

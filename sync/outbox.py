@@ -1,0 +1,110 @@
+"""Draining the outbox to HQ: batches of journal records to ``tx``, events to ``event``.
+
+Only HQ's ``txack`` moves the outbox (a PUBACK only says the broker has it, and brokers drop
+queued messages). A window of batches is in flight at a time; if no ack arrives within
+``resend_after`` everything unacknowledged is sent again — HQ ignores records it already has,
+so resending is always safe and never doubles anything.
+"""
+
+import logging
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sync.changes import bad, integer
+from sync.envelope import Signer
+from sync.port import SyncPort
+from sync.settings import SyncSettings
+from sync.topics import Topics
+
+logger = logging.getLogger(__name__)
+
+Publish = Callable[[str, bytes, bool], None]
+
+
+def _iso(value: datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class OutboxDrain:
+    def __init__(
+        self, port: SyncPort, signer: Signer, topics: Topics, settings: SyncSettings
+    ) -> None:
+        self._port = port
+        self._signer = signer
+        self._topics = topics
+        self._settings = settings
+        self.acked = port.marks().tx_acked
+        self._sent_through = self.acked
+        self._inflight: deque[tuple[int, float]] = deque()  # (last seq of a batch, sent at)
+        self.resends = 0
+
+    def reset(self) -> None:
+        """Send everything unacknowledged again from the start (reconnect, or no ack in time)."""
+        self._sent_through = self.acked
+        self._inflight.clear()
+
+    def on_txack(self, body: Mapping[str, Any]) -> int:
+        """Apply ``{"through": K, "events"?: [ids]}``; returns records dropped from the outbox."""
+        through = integer(body, "through", minimum=0)
+        events = body.get("events", [])
+        if not isinstance(events, list) or not all(
+            isinstance(e, int) and not isinstance(e, bool) for e in events
+        ):
+            raise bad("txack.events: a list of event ids")
+        if events:
+            self._port.ack_events(events)
+        if through <= self.acked:
+            return 0
+        removed = self._port.ack_tx(through)
+        self.acked = through
+        self._sent_through = max(self._sent_through, through)
+        while self._inflight and self._inflight[0][0] <= through:
+            self._inflight.popleft()
+        return removed
+
+    def tick(self, mono: float, now: datetime, publish: Publish) -> int:
+        """Send what the window allows; returns the number of records sent."""
+        settings = self._settings
+        if self._inflight and mono - self._inflight[0][1] > settings.resend_after:
+            self.resends += 1
+            logger.info(
+                "no txack for tx after %d within %.0f s: resending",
+                self.acked,
+                settings.resend_after,
+            )
+            self.reset()
+        sent = 0
+        while len(self._inflight) < settings.tx_window:
+            records = self._port.tx_records(self._sent_through, settings.tx_batch)
+            if not records:
+                break
+            first, last = int(records[0]["seq"]), int(records[-1]["seq"])
+            payload = self._signer.seal(
+                "tx", self._topics.site, {"records": records}, tid=self._topics.tid
+            )
+            publish(self._topics.terminal_topic("tx"), payload, False)
+            self._port.mark_tx_sent(first, last, _iso(now))
+            self._inflight.append((last, mono))
+            self._sent_through = last
+            sent += len(records)
+        self._send_events(now, publish)
+        return sent
+
+    def _send_events(self, now: datetime, publish: Publish) -> None:
+        before = _iso(now - timedelta(seconds=self._settings.resend_after))
+        due = self._port.events_due(50, before)
+        if not due:
+            return
+        for event in due:
+            payload = self._signer.seal(
+                "event", self._topics.site, event.body, tid=self._topics.tid
+            )
+            publish(self._topics.terminal_topic("event"), payload, False)
+        ids: Sequence[int] = [event.id for event in due]
+        self._port.mark_events_sent(ids, _iso(now))
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)

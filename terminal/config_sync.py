@@ -1,0 +1,199 @@
+"""The ``[sync]`` config section: how this terminal reaches HQ over MQTT (docs/protocol.md).
+
+Off by default: a terminal works offline without it. Plain TCP is accepted only to a loopback
+broker (tests, the demo); anywhere else TLS with a client certificate is required, because the
+broker's ACL identifies a terminal by its certificate. Certificate, key and password are secret
+references (``file:/path`` or ``credential:NAME``), never inline.
+"""
+
+import base64
+import binascii
+import ipaddress
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from sync.settings import SyncSettings, TlsFiles
+
+if TYPE_CHECKING:
+    from terminal.config import TerminalSection
+
+
+def _resolve(ref: str) -> Path:
+    # terminal.config imports this module for Config.sync, so its secret resolution (the one
+    # SecretRef uses) is looked up when a value is checked, not at import: no import cycle.
+    from terminal.config import resolve_secret  # noqa: PLC0415
+
+    return resolve_secret(ref)
+
+
+def _check_secret(ref: str) -> str:
+    _resolve(ref)
+    return ref
+
+
+# The same check as terminal.config.SecretRef: 'file:/absolute/path' or 'credential:NAME'.
+SecretRef = Annotated[str, AfterValidator(_check_secret)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+_KID = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+_PREFIX = r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$"
+_WEEK = 7 * 24 * 3600
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class SyncSection(Section):
+    """The link to headquarters (PROTOCOL.md v1)."""
+
+    enabled: bool = Field(False, description="Connect to HQ; off: the terminal runs offline only.")
+    broker_host: str = Field(
+        "127.0.0.1", min_length=1, description="MQTT broker host name or address."
+    )
+    broker_port: int | None = Field(
+        None, ge=1, le=65535, description="Broker port; default 8883 with TLS, 1883 without."
+    )
+    mqtt_version: Literal["5", "3.1.1"] = Field(
+        "5", description="MQTT protocol version: 5, or 3.1.1 for older brokers."
+    )
+    prefix: str = Field(
+        "ykt/v1",
+        pattern=_PREFIX,
+        description="Topic prefix shared with HQ (topics: prefix/site/...).",
+    )
+    tls_ca: SecretRef | None = Field(
+        None, description="CA certificate of the broker (file:/path or credential:NAME); sets TLS."
+    )
+    tls_cert: SecretRef | None = Field(
+        None, description="This terminal's client certificate (mTLS), with tls_key."
+    )
+    tls_key: SecretRef | None = Field(None, description="The client certificate's private key.")
+    username: str | None = Field(
+        None, description="Broker user name, if the broker uses passwords instead of certificates."
+    )
+    password: SecretRef | None = Field(None, description="File holding the broker password.")
+    hq_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description="HQ signing keys this terminal trusts: key id -> base64 raw Ed25519 public "
+        "key (as 'ykt hq init' prints). Later keys arrive as signed 'keys' changes.",
+    )
+    key_file: Path | None = Field(
+        None,
+        description="This terminal's signing key, created on first start with mode 0600; "
+        "default <terminal.state_dir>/sync-ed25519.key.",
+    )
+    keepalive_seconds: int = Field(30, ge=5, le=600, description="MQTT keepalive.")
+    session_expiry_seconds: int = Field(
+        8 * 24 * 3600,
+        ge=_WEEK,
+        le=365 * 24 * 3600,
+        description="How long the broker keeps this terminal's session while it is away "
+        "(MQTT 5; at least 7 days).",
+    )
+    head_max_validity_seconds: int = Field(
+        _WEEK,
+        ge=60,
+        description="Upper bound on how long one HQ head keeps the terminal out of degraded "
+        "mode, whatever expiry HQ put in it.",
+    )
+    resync_after_seconds: float = Field(
+        5.0, gt=0, le=600, description="Behind HQ's head this long without progress: resync."
+    )
+    tx_batch: int = Field(500, ge=1, le=5000, description="Transaction records per tx message.")
+    tx_window: int = Field(
+        4, ge=1, le=64, description="tx messages in flight before waiting for HQ's txack."
+    )
+    resend_seconds: float = Field(
+        30.0, ge=1, le=3600, description="Resend unacknowledged transactions after this long."
+    )
+    status_interval_seconds: float = Field(
+        60.0, ge=5, le=3600, description="How often the retained status is refreshed."
+    )
+    reconnect_max_seconds: float = Field(
+        60.0, ge=1, le=3600, description="Cap of the random-exponential reconnect wait."
+    )
+    max_message_bytes: int = Field(
+        1 << 20, ge=64 * 1024, le=64 << 20, description="Larger inbound messages are rejected."
+    )
+
+    @field_validator("hq_keys")
+    @classmethod
+    def _keys(cls, keys: dict[str, str]) -> dict[str, str]:
+        for kid, pub in keys.items():
+            if not re.fullmatch(_KID, kid):
+                raise ValueError(f"key id {kid!r} is not a valid key id")
+            try:
+                raw = base64.b64decode(pub, validate=True)
+            except binascii.Error:
+                raise ValueError(f"key {kid}: not base64") from None
+            if len(raw) != 32:
+                raise ValueError(f"key {kid}: an Ed25519 public key is 32 bytes")
+        return keys
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "SyncSection":
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        if self.tls_cert is not None and self.tls_ca is None:
+            raise ValueError("a client certificate needs tls_ca")
+        if self.enabled and self.tls_ca is None and not _loopback(self.broker_host):
+            raise ValueError(
+                f"plain MQTT to {self.broker_host} is refused: set tls_ca (and a client "
+                "certificate), or use a broker on loopback"
+            )
+        if self.enabled and not self.hq_keys:
+            raise ValueError("hq_keys is required when sync is enabled")
+        return self
+
+
+def sync_settings(
+    section: SyncSection, terminal: "TerminalSection", software_version: str
+) -> SyncSettings:
+    """The plain values the sync package runs on (secrets resolved to files here)."""
+    tls = None
+    if section.tls_ca is not None:
+        tls = TlsFiles(
+            _resolve(section.tls_ca),
+            _resolve(section.tls_cert) if section.tls_cert else None,
+            _resolve(section.tls_key) if section.tls_key else None,
+        )
+    password = None
+    if section.password is not None:
+        password = _resolve(section.password).read_text(encoding="utf-8").strip()
+    return SyncSettings(
+        tid=terminal.id,
+        site=terminal.site,
+        key_file=section.key_file or terminal.state_dir / "sync-ed25519.key",
+        hq_keys=dict(section.hq_keys),
+        host=section.broker_host,
+        port=section.broker_port or (8883 if tls else 1883),
+        tls=tls,
+        username=section.username,
+        password=password,
+        prefix=section.prefix,
+        mqtt_version=section.mqtt_version,
+        keepalive=section.keepalive_seconds,
+        session_expiry=section.session_expiry_seconds,
+        max_message_bytes=section.max_message_bytes,
+        tx_batch=section.tx_batch,
+        tx_window=section.tx_window,
+        resend_after=section.resend_seconds,
+        resync_after=section.resync_after_seconds,
+        status_interval=section.status_interval_seconds,
+        reconnect_max=section.reconnect_max_seconds,
+        head_max_validity=section.head_max_validity_seconds,
+        software_version=software_version,
+    )

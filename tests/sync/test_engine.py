@@ -1,0 +1,326 @@
+"""The engine without a broker: what each inbound message does and what goes back to HQ."""
+
+import json
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from models.journal import TransactionDraft
+from models.reasons import Reason
+from sync.engine import CommandRefused, SyncEngine
+from sync.envelope import Signer, loads_strict
+from sync.keys import key_id, load_or_create
+from sync.snapshot import build_chunks, chunk_bodies
+from sync.topics import Topics
+from terminal.store import SecurityEvent
+from terminal.store.sync_port import StoreSyncPort
+from tests.sync.conftest import Published
+from tests.sync.messages import (
+    NOW,
+    SITE,
+    TID,
+    batch,
+    card,
+    card_number,
+    change,
+    head,
+    holder,
+    settings,
+)
+
+TOPICS = Topics("ykt/v1", SITE, TID)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+        self.mono = 1000.0
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+        self.mono += seconds
+
+
+class Doors:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Mapping[str, Any]]] = []
+
+    def __call__(self, name: str, args: Mapping[str, Any]) -> Mapping[str, Any]:
+        self.calls.append((name, args))
+        if name == "set_mode":
+            raise CommandRefused("mode not supported")
+        return {"opened": True}
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def doors() -> Doors:
+    return Doors()
+
+
+@pytest.fixture
+def engine(
+    tmp_path: Path, port: StoreSyncPort, hq: Signer, clock: Clock, doors: Doors
+) -> SyncEngine:
+    conf = settings(tmp_path, hq, resync_after=5.0)
+    key = load_or_create(conf.key_file)
+    return SyncEngine(
+        conf,
+        port,
+        Signer(key_id(key.public_key(), "t-"), key),
+        commands=doors,
+        clock=lambda: clock.now,
+        monotonic=lambda: clock.mono,
+    )
+
+
+def bodies(published: Published, name: str) -> list[dict[str, Any]]:
+    return [json.loads(p)["body"] for t, p, _ in published if t.endswith("/" + name)]
+
+
+def send(
+    engine: SyncEngine,
+    hq: Signer,
+    topic: str,
+    msg_type: str,
+    body: dict,
+    published: Published,
+    **kw: Any,
+) -> None:
+    engine.handle(topic, hq.seal(msg_type, SITE, body, **kw), published)
+
+
+def test_changes_apply_and_a_gap_asks_for_a_resync(
+    engine: SyncEngine, hq: Signer, published: Published, port: StoreSyncPort
+) -> None:
+    first = batch(
+        [
+            change(1, "holder.upsert", holder=holder("H1")),
+            change(2, "card.upsert", card=card(1, "H1")),
+        ]
+    )
+    send(engine, hq, TOPICS.changes, "changes", first, published)
+    assert port.marks().change_seq == 2
+    send(
+        engine,
+        hq,
+        TOPICS.changes,
+        "changes",
+        batch([change(5, "card.upsert", card=card(2, "H1"))]),
+        published,
+    )
+    assert port.marks().change_seq == 2
+    assert bodies(published, "resync") == [{"have": 2}]
+    # Another gap right away does not flood HQ with resyncs.
+    send(
+        engine,
+        hq,
+        TOPICS.changes,
+        "changes",
+        batch([change(6, "card.upsert", card=card(3, "H1"))]),
+        published,
+    )
+    assert len(bodies(published, "resync")) == 1
+
+
+def test_rejections_are_counted_and_never_applied(
+    engine: SyncEngine, hq: Signer, published: Published, port: StoreSyncPort
+) -> None:
+    body = batch([change(1, "holder.upsert", holder=holder("H1"))])
+    stranger = Signer("hq-stranger", hq._key)  # right key material, unknown kid
+    engine.handle(TOPICS.changes, stranger.seal("changes", SITE, body), published)
+    engine.handle(TOPICS.changes, hq.seal("changes", "other-site", body), published)
+    payload = hq.seal("changes", SITE, body)
+    engine.handle(TOPICS.changes, payload.replace(b'"sig":"', b'"sig":"AA'), published)
+    engine.handle(TOPICS.changes, payload + b" " * (1 << 20), published)
+    engine.handle(TOPICS.changes, hq.seal("cmd", SITE, body), published)  # type for another topic
+    engine.handle(TOPICS.terminal_topic("cmd", "gate-02"), payload, published)
+    engine.handle(
+        TOPICS.changes,
+        hq.seal("changes", SITE, {"from": 1, "to": 1, "changes": [{"seq": 1}]}),
+        published,
+    )
+    assert port.marks().change_seq == 0
+    assert dict(engine.rejected) == {
+        "unknown_kid": 1,
+        "wrong_site": 1,
+        "bad_sig": 1,
+        "oversize": 1,
+        "wrong_type": 1,
+        "wrong_terminal": 1,
+        "bad_body": 1,
+    }
+
+
+def test_replayed_older_head_is_rejected(
+    engine: SyncEngine, hq: Signer, published: Published, clock: Clock
+) -> None:
+    send(engine, hq, TOPICS.head, "head", head(0, NOW), published)
+    send(engine, hq, TOPICS.head, "head", head(0, NOW - timedelta(minutes=5)), published)
+    assert engine.rejected["stale"] == 1
+
+
+def test_degraded_when_the_head_expires(
+    engine: SyncEngine, hq: Signer, published: Published, clock: Clock
+) -> None:
+    assert engine.degraded()  # no head yet
+    send(engine, hq, TOPICS.head, "head", head(0, NOW, ttl=60), published)
+    assert not engine.degraded()
+    engine.on_connected(published)
+    clock.advance(61)
+    engine.tick(published)
+    assert engine.degraded()
+    assert bodies(published, "status")[-1]["degraded"] is True
+
+
+def test_connect_behind_the_head_resyncs_at_once(
+    engine: SyncEngine, hq: Signer, published: Published
+) -> None:
+    engine.on_connected(published)
+    assert bodies(published, "status")[0]["online"] is True
+    send(engine, hq, TOPICS.head, "head", head(7), published)
+    assert bodies(published, "resync") == [{"have": 0}]
+
+
+def test_behind_without_progress_resyncs_after_a_while(
+    engine: SyncEngine, hq: Signer, published: Published, clock: Clock
+) -> None:
+    engine.on_connected(published)
+    send(engine, hq, TOPICS.head, "head", head(0), published)
+    send(engine, hq, TOPICS.head, "head", head(3, NOW + timedelta(seconds=1)), published)
+    assert bodies(published, "resync") == []
+    clock.advance(6)
+    engine.tick(published)
+    assert bodies(published, "resync") == [{"have": 0}]
+
+
+def cmd(name: str, expires: datetime, **args: Any) -> dict[str, Any]:
+    return {"name": name, "args": args, "expires": expires.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def test_commands_run_once_and_expired_ones_are_refused(
+    engine: SyncEngine, hq: Signer, published: Published, doors: Doors
+) -> None:
+    topic = TOPICS.terminal_topic("cmd")
+    payload = hq.seal(
+        "cmd", SITE, cmd("open", NOW + timedelta(minutes=1), reason="fire drill"), tid=TID
+    )
+    engine.handle(topic, payload, published)
+    engine.handle(topic, payload, published)  # redelivered
+    send(engine, hq, topic, "cmd", cmd("open", NOW - timedelta(seconds=1)), published, tid=TID)
+    send(
+        engine,
+        hq,
+        topic,
+        "cmd",
+        cmd("set_mode", NOW + timedelta(minutes=1), mode="free"),
+        published,
+        tid=TID,
+    )
+    send(engine, hq, topic, "cmd", cmd("status", NOW + timedelta(minutes=1)), published, tid=TID)
+    send(engine, hq, topic, "cmd", cmd("reboot", NOW + timedelta(minutes=1)), published, tid=TID)
+    replies = bodies(published, "reply")
+    assert [r["ok"] for r in replies] == [True, False, False, False, True, False]
+    assert [r.get("error") for r in replies[1:4]] == ["duplicate", "expired", "mode not supported"]
+    assert replies[4]["result"]["change_seq"] == 0
+    assert "unknown command" in replies[5]["error"]
+    assert doors.calls == [("open", {"reason": "fire drill"}), ("set_mode", {"mode": "free"})]
+    assert engine.rejected["expired"] == 1 and engine.rejected["stale"] == 1
+
+
+def test_outbox_drains_in_batches_moved_only_by_txack(
+    tmp_path: Path, port: StoreSyncPort, hq: Signer, clock: Clock, published: Published
+) -> None:
+    conf = settings(tmp_path, hq, tx_batch=2, tx_window=2, resend_after=10.0)
+    key = load_or_create(conf.key_file)
+    engine = SyncEngine(
+        conf, port, Signer("t", key), clock=lambda: clock.now, monotonic=lambda: clock.mono
+    )
+    for i in range(5):
+        port.store.commit(
+            TransactionDraft(
+                "door", "2026-11-23T09:00:00+08:00", i, "card", "deny", Reason.CARD_UNKNOWN, 0
+            )
+        )
+    engine.on_connected(published)
+    engine.tick(published)
+    sent = [[r["seq"] for r in b["records"]] for b in bodies(published, "tx")]
+    assert sent == [[1, 2], [3, 4]]  # the window is full
+    engine.tick(published)
+    assert len(bodies(published, "tx")) == 2
+    send(engine, hq, TOPICS.terminal_topic("txack"), "txack", {"through": 2}, published, tid=TID)
+    engine.tick(published)
+    assert [r["seq"] for r in bodies(published, "tx")[-1]["records"]] == [5]
+    assert port.outbox_stats().tx_backlog == 3
+    clock.advance(11)  # no more acks: everything unacknowledged goes again
+    engine.tick(published)
+    assert [[r["seq"] for r in b["records"]] for b in bodies(published, "tx")[-2:]] == [[3, 4], [5]]
+    send(engine, hq, TOPICS.terminal_topic("txack"), "txack", {"through": 5}, published, tid=TID)
+    assert port.outbox_stats().tx_backlog == 0
+
+
+def test_snapshot_chunks_out_of_order_with_a_duplicate(
+    engine: SyncEngine, hq: Signer, published: Published, port: StoreSyncPort
+) -> None:
+    lines = [json.dumps({"kind": "meta", "tx_through": 0}).encode()]
+    for i in range(300):
+        lines.append(json.dumps(change(i + 1, "holder.upsert", holder=holder(f"H{i}"))).encode())
+        lines.append(json.dumps(change(i + 1, "card.upsert", card=card(i, f"H{i}"))).encode())
+    chunks = build_chunks(lines, chunk_bytes=20_000)
+    parts = list(chunk_bodies(chunks, snap_id="snap-1", seq=400))
+    assert len(parts) > 3
+    topic = TOPICS.terminal_topic("snapshot")
+    order = [1, 0, 0, *range(2, len(parts))]
+    for index in order:
+        send(engine, hq, topic, "snapshot", parts[index], published, tid=TID)
+    assert port.marks().change_seq == 400
+    assert port.marks().snapshot_id == "snap-1"
+    view = port.store.door_view(card_number(299), "east-gate", NOW.date())
+    assert view.card is not None
+
+
+def test_corrupt_snapshot_is_discarded_and_asked_again(
+    engine: SyncEngine, hq: Signer, published: Published, port: StoreSyncPort
+) -> None:
+    lines = [json.dumps(change(1, "holder.upsert", holder=holder("H1"))).encode()]
+    parts = list(chunk_bodies(build_chunks(lines), snap_id="s", seq=10))
+    parts[0]["sha256"] = "0" * 64
+    send(engine, hq, TOPICS.terminal_topic("snapshot"), "snapshot", parts[0], published, tid=TID)
+    assert port.marks().change_seq == 0
+    assert bodies(published, "resync") == [{"have": 0}]
+
+
+def test_status_and_will_are_signed_and_retained(engine: SyncEngine, published: Published) -> None:
+    engine.publish_status(published)
+    topic, payload, retain = published[-1]
+    assert topic == TOPICS.terminal_topic("status") and retain
+    assert loads_strict(payload)["body"]["online"] is True
+    assert loads_strict(engine.death_payload())["body"]["online"] is False
+
+
+def test_events_go_out_once_each_and_leave_on_hq_ack(
+    engine: SyncEngine, hq: Signer, published: Published, port: StoreSyncPort, clock: Clock
+) -> None:
+    event_id = port.store.record_event(
+        SecurityEvent("door_forced", {"seconds": 12}), at="2026-11-23T09:00:00+08:00", door="east"
+    )
+    engine.on_connected(published)
+    engine.tick(published)
+    engine.tick(published)  # not again before the resend timeout
+    sent = bodies(published, "event")
+    assert [(e["event_id"], e["type"], e["door"], e["detail"]) for e in sent] == [
+        (event_id, "door_forced", "east", {"seconds": 12})
+    ]
+    clock.advance(31)
+    engine.tick(published)
+    assert len(bodies(published, "event")) == 2  # no ack: sent again
+    ack = {"through": 0, "events": [event_id]}
+    send(engine, hq, TOPICS.terminal_topic("txack"), "txack", ack, published, tid=TID)
+    assert port.outbox_stats().event_backlog == 0
