@@ -57,4 +57,12 @@ def test_any_line_parses_or_is_a_script_error(line: str) -> None:
     except ScriptError as exc:
         assert str(exc).startswith("line 1:")
     else:
-        assert step is None or step.action in {"tap", "present", "remove", "tear", "fault", "wait"}
+        assert step is None or step.action in {
+            "tap",
+            "present",
+            "remove",
+            "tear",
+            "fault",
+            "wait",
+            "key",
+        }
