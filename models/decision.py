@@ -15,6 +15,8 @@ class Alert(StrEnum):
     CANCELLED_CARD_USED = "cancelled_card_used"
     CLONED_CARD = "cloned_card"
     ANTI_PASSBACK = "anti_passback"
+    CARD_LENDING = "card_lending"  # card + face: someone else's face with the card (不得转借)
+    FACE_SPOOF = "face_spoof"  # a matching face failed the liveness check
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,12 @@ class Reason(StrEnum):
     CORRECTION_NOT_AUTHORISED = "correction_not_authorised"
     CORRECTION_NOT_FOUND = "correction_not_found"
     CORRECTION_EXCEEDS = "correction_exceeds"
+    FACE_MISMATCH = "face_mismatch"
+    FACE_REQUIRED = "face_required"
+    FACE_NOT_LIVE = "face_not_live"
+    FACE_NOT_ENROLLED = "face_not_enrolled"
+    FACE_UNKNOWN = "face_unknown"
+    FACE_UNAVAILABLE = "face_unavailable"
 
 
 _MESSAGES: dict[Reason, tuple[str, str]] = {
@@ -93,6 +99,12 @@ _MESSAGES: dict[Reason, tuple[str, str]] = {
     Reason.CORRECTION_NOT_AUTHORISED: ("无纠错权限", "Not authorised to correct"),
     Reason.CORRECTION_NOT_FOUND: ("原交易不存在", "Original payment not found"),
     Reason.CORRECTION_EXCEEDS: ("纠错金额超过原交易", "Correction exceeds the payment"),
+    Reason.FACE_MISMATCH: ("人脸与持卡人不符", "Face does not match the card holder"),
+    Reason.FACE_REQUIRED: ("请正对摄像头刷脸", "Face check required: look at the camera"),
+    Reason.FACE_NOT_LIVE: ("活体检测未通过", "Liveness check failed"),
+    Reason.FACE_NOT_ENROLLED: ("未登记人脸，请到卡务中心", "No face enrolled: see the card office"),
+    Reason.FACE_UNKNOWN: ("未识别到登记人员", "Face not recognised"),
+    Reason.FACE_UNAVAILABLE: ("人脸识别暂不可用，请刷卡", "Face check unavailable: use your card"),
 }
 
 

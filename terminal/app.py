@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+from drivers.camera.sim import SimCameraControl
 from drivers.interfaces import CardReader, Display, Gate, Keypad, PassageOutcome, Screen
 from drivers.pcsc import PcscCardReader, PcscSettings
 from drivers.sim import (
@@ -35,7 +36,7 @@ from drivers.sim import (
 )
 from drivers.turnstile.board import SerialGate, SerialGateSettings
 from models.door import AntiPassback
-from models.errors import ConfigError
+from models.errors import ConfigError, TerminalError
 from models.pos import PosPolicy
 from models.wallet import Service
 from sync.engine import CommandRefused
@@ -55,6 +56,8 @@ from terminal.config import (
     resolve_secret,
 )
 from terminal.config_sync import sync_settings
+from terminal.faces.build import FaceParts, build_face_parts
+from terminal.faces.door import DoorFaces
 from terminal.flows.door import DoorFlow, DoorSettings
 from terminal.flows.pos import PosFlow, PosSettings
 from terminal.sdnotify import Notifier
@@ -72,6 +75,7 @@ class SimControls:
     gate: SimGateControl = field(default_factory=SimGateControl)
     keypad: SimKeypadControl = field(default_factory=SimKeypadControl)
     display: SimDisplay = field(default_factory=SimDisplay)
+    camera: SimCameraControl | None = None  # a camera.driver = "sim" terminal plays these frames
 
 
 def _play_stdin(sim: "SimControls") -> None:
@@ -183,6 +187,8 @@ class App:
         self.clock = clock or SystemClock()
         self.door_flow: DoorFlow | None = None
         self.pos_flow: PosFlow | None = None
+        self.face_parts: FaceParts | None = None
+        self._housekept = 0.0
         self._devices: list[Gate | CardReader | Keypad | Display] = []
         self.store = Store.open(config.database_path)
         self.sync: SyncService | None = None
@@ -196,6 +202,9 @@ class App:
                     commands=self._command,
                     health=self._health,
                 )
+            if config.faces.enabled:
+                self.face_parts = build_face_parts(config.faces, self.store, self.sim.camera)
+                self.face_parts.enrol_pending(self.clock.now())
             self.reader = READERS[config.reader.driver](config.reader, self.sim)
             self._devices.append(self.reader)
             self.flow: Flow = self._door() if config.door is not None else self._pos()
@@ -208,18 +217,29 @@ class App:
         assert door is not None and gate_section is not None  # the config validator ensures it
         gate = GATES[gate_section.driver](gate_section, self.sim)
         self._devices.append(gate)
+        faces = None
+        if self.face_parts is not None and door.face != "off":
+            section = self.config.faces
+            faces = DoorFaces(
+                self.face_parts.verifier,
+                self.face_parts.faces,
+                seconds=section.card_face_seconds,
+                retention=section.still_retention,
+            )
         self.door_flow = DoorFlow(
             settings=DoorSettings(
                 door.id,
                 None if door.direction == "none" else door.direction,
                 door.open_seconds,
                 AntiPassback(door.anti_passback, door.anti_passback_minutes),
+                face=door.face,
             ),
             reader=self.reader,
             gate=gate,
             store=self.store,
             clock=self.clock,
             timezone=ZoneInfo(self.config.terminal.timezone),
+            faces=faces,
         )
         return self.door_flow
 
@@ -280,6 +300,18 @@ class App:
             if name == "open" and self.door_flow is not None:
                 self.door_flow.remote_open(str(args.get("reason", "")), "hq")
 
+    def _housekeeping(self) -> None:
+        """Every 10 s: face stills past retention, templates or photos that sync brought in."""
+        if self.face_parts is None or time.monotonic() - self._housekept < 10:
+            return
+        self._housekept = time.monotonic()
+        now = self.clock.now()
+        try:
+            self.face_parts.enrol_pending(now)
+            self.face_parts.housekeeping(now)
+        except TerminalError as exc:
+            logger.warning("face housekeeping: %s", exc)
+
     def start_sync(self) -> None:
         if self.sync is not None:
             self.sync.start()
@@ -292,6 +324,7 @@ class App:
         while not stop.is_set():
             self.flow.poll(0.2)
             self._run_commands()
+            self._housekeeping()
             # Pinging from this loop (not a timer thread) means a hung tap stops the pings and
             # systemd restarts us, which is the point of the watchdog.
             if interval is not None and time.monotonic() - last_ping >= interval:
@@ -305,6 +338,11 @@ class App:
                 self.sync.stop()
             except Exception:
                 logger.exception("stopping the HQ link failed")
+        if self.face_parts is not None:
+            try:
+                self.face_parts.close()
+            except Exception:
+                logger.exception("closing the camera failed")
         for part in reversed(self._devices):
             try:
                 part.close()

@@ -12,6 +12,7 @@ from models.errors import ConfigError, TerminalError
 from sync.hq.cli import add_hq_commands
 from terminal import __version__, config, configdoc, daemon, demo
 from terminal.diag.cli import add_diag_commands
+from terminal.faces.cli import add_faces_commands
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     reference = cfg_commands.add_parser("reference", help="print the Markdown config reference")
     reference.set_defaults(handler=_config_reference)
     add_diag_commands(commands)
+    add_faces_commands(commands)
     add_hq_commands(commands)
     return parser
 

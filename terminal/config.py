@@ -27,6 +27,7 @@ from pydantic import (
 from models.errors import ConfigError
 from terminal.config_sync import SyncSection
 from terminal.diag.config import DiagSection
+from terminal.faces.config import FacesSection
 
 _ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -146,6 +147,11 @@ class DoorSection(Section):
     )
     anti_passback_minutes: int = Field(
         720, ge=1, le=10_080, description="How long a passage counts for anti-passback."
+    )
+    face: Literal["off", "holder", "always"] = Field(
+        "off",
+        description="Card + face: off; holder: for holders HQ marks require_face; always: "
+        "for every card (needs [faces] enabled).",
     )
 
 
@@ -306,6 +312,10 @@ class Config(Section):
     diag: DiagSection = Field(
         default_factory=DiagSection, description="The local diagnostic socket (`ykt diag`)."
     )
+    faces: FacesSection = Field(
+        default_factory=FacesSection,
+        description="Face recognition: camera, encoder, thresholds, liveness (docs/faces.md).",
+    )
     sync: SyncSection = Field(
         default_factory=SyncSection,
         description="The link to HQ over MQTT (docs/protocol.md); off by default.",
@@ -319,6 +329,8 @@ class Config(Section):
             raise ValueError("a [door] terminal needs a [gate] section")
         if self.pos is not None and (self.keypad is None or self.display is None):
             raise ValueError("a [pos] terminal needs [keypad] and [display] sections")
+        if self.door is not None and self.door.face != "off" and not self.faces.enabled:
+            raise ValueError(f"door.face = {self.door.face!r} needs [faces] enabled = true")
         return self
 
     @property

@@ -27,6 +27,7 @@ from models.errors import DriverError, StoreError
 from models.journal import TransactionDraft
 from models.reasons import Reason
 from terminal.clock import Clock, rfc3339
+from terminal.faces.door import DoorFaces, FaceStep
 from terminal.store import Committed, Effect, PassageUsed, SecurityEvent, Store
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class DoorSettings:
     direction: str | None
     open_seconds: float
     anti_passback: AntiPassback = field(default_factory=AntiPassback)
+    face: str = "off"  # "off" | "holder" | "always": when card + face is required
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +95,10 @@ class DoorFlow:
         store: Store,
         clock: Clock,
         timezone: tzinfo,
+        faces: DoorFaces | None = None,
     ) -> None:
         self.settings = settings
+        self.faces = faces
         self.reader = reader
         self.gate = gate
         self.store = store
@@ -167,6 +171,7 @@ class DoorFlow:
         kind: str = "door",
         ref: str | None = None,
         used: bool | None = None,
+        face_score: int | None = None,
     ) -> TransactionDraft:
         return TransactionDraft(
             kind=kind,
@@ -182,6 +187,7 @@ class DoorFlow:
             direction=self.settings.direction,
             ref=ref,
             used=used,
+            face_score=face_score,
         )
 
     def remote_open(self, reason: str, by: str) -> Committed | None:
@@ -214,12 +220,27 @@ class DoorFlow:
         )
         request = DoorRequest(credential, self.settings.door_id, self.settings.direction)
         decision = decide(request, view, now)
+        step: FaceStep | None = None
+        if (
+            self.faces is not None
+            and decision.allowed
+            and self.faces.required(self.settings.face, view.holder)
+        ):
+            # The card may pass; now the face must be its holder's, within faces.card_face_seconds.
+            step = self.faces.check(decision)
+            decision = step.decision
         event = None
         if decision.alert is not None:
-            event = SecurityEvent(
-                str(decision.alert), {"reason": str(decision.reason), "detail": decision.detail}
-            )
-        committed = self.store.commit(self._draft(now, decision, view.view_seq), event)
+            detail: dict[str, object] = {"reason": str(decision.reason), "detail": decision.detail}
+            if step is not None:
+                detail |= step.event_detail()
+            event = SecurityEvent(str(decision.alert), detail)
+        score = None if step is None else step.score_milli
+        committed = self.store.commit(
+            self._draft(now, decision, view.view_seq, face_score=score), event
+        )
+        if step is not None and self.faces is not None:
+            self.faces.keep_evidence(step, committed, now)
         return decision, committed, view.view_seq
 
     def _tap(self, credential: Credential) -> None:

@@ -1,0 +1,238 @@
+"""Face benchmarks: pipeline per frame per backend, 1:N search, gallery memory, calibration.
+
+    .venv/bin/python bench/faces.py            # 60 frames per backend, 1,000 searches, calibration
+    .venv/bin/python bench/faces.py --quick    # 12 frames, 200 searches, cached calibration only
+
+Needs ../shared (lfw-dev photos and the YuNet model) beside the project.
+
+1. *pipeline*: detect + quality gate + template on 640 x 480 frames (lfw-dev photos at their own
+   pixel size on a grey frame), per backend: ``onnx`` (YuNet + dlib ResNet) and ``dlib`` (HOG on
+   the frame shrunk to 320 px + dlib ResNet). Ratio dlib ÷ onnx, same run. Detection alone is
+   reported too: both backends share the recognizer, so that is where they differ.
+2. *1:N search* over 100,000 templates (seeded random unit vectors, 128 values: search time does
+   not depend on what the vectors encode): ``Gallery.identify`` against face_recognition's own
+   ``compare_faces`` + ``face_distance`` on the same gallery as one float64 array (the form its
+   examples use, and its fastest), same run.
+3. *memory*: RSS growth of a fresh process building the 100,000-template gallery (float32 and
+   float16).
+4. *calibration*: TAR at FAR 1e-3/1e-4/1e-5 per backend on lfw-dev (terminal/faces/calibrate.py;
+   encodings are cached outside the project, so a second run takes seconds).
+"""
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import machine, percentiles, progress, write_result
+
+from drivers.camera.images import place, read_image
+from drivers.face.backends import EncoderSettings, build_encoder
+from drivers.face.dlib_backend import DlibHogSettings, import_face_recognition
+from drivers.face.interface import Encoder
+from drivers.face.modelfile import ModelFile
+from drivers.face.pipeline import read_face
+from drivers.face.quality import QualitySettings
+from drivers.face.yunet import YUNET_2023MAR_SHA256, YuNetSettings
+from models.matcher import Gallery, Template
+from terminal.faces.calibrate import cache_path, calibrate, default_cache_dir, list_images
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT / ".." / "shared"
+LFW = SHARED / "faces" / "lfw-dev"
+YUNET = SHARED / "models" / "yunet" / "face_detection_yunet_2023mar.onnx"
+GALLERY = 100_000
+DIM = 128
+
+
+def encoders(*, calibration: bool = False) -> dict[str, Encoder]:
+    yunet = YuNetSettings(ModelFile(YUNET, YUNET_2023MAR_SHA256), score_threshold=0.6)
+    # At the gate HOG runs on the frame shrunk to 320 px; for 250 px LFW photos one upsampling
+    # pass is needed to find their ~100 px faces (what `ykt faces calibrate` uses).
+    hog = DlibHogSettings(640, 1) if calibration else DlibHogSettings(320, 1)
+    return {
+        "onnx": build_encoder(EncoderSettings("onnx", "dlib", yunet=yunet)),
+        "dlib": build_encoder(EncoderSettings("dlib", dlib_hog=hog)),
+    }
+
+
+def bench_pipeline(frames: int) -> dict[str, Any]:
+    names = list_images(LFW)[:: max(1, len(list_images(LFW)) // frames)][:frames]
+    images = [place(read_image(LFW / n), 640, 480) for n in names]
+    gate = QualitySettings()
+    out: dict[str, Any] = {"frames": len(images), "frame": "640x480"}
+    for name, encoder in encoders().items():
+        progress(f"pipeline {name}: {len(images)} frames")
+        read_face(encoder, images[0], gate)  # warm-up: first call allocates
+        total, detect, embedded = [], [], 0
+        for image in images:
+            started = time.perf_counter_ns()
+            encoder.detect(image)
+            detect.append(time.perf_counter_ns() - started)
+            started = time.perf_counter_ns()
+            embedded += read_face(encoder, image, gate).ok
+            total.append(time.perf_counter_ns() - started)
+        out[name] = {
+            "model": encoder.model_id,
+            "pipeline": percentiles(total),
+            "detect": percentiles(detect),
+            "frames_with_template": embedded,
+        }
+    out["ratio_dlib_over_onnx_pipeline_p50"] = round(
+        out["dlib"]["pipeline"]["p50_ms"] / out["onnx"]["pipeline"]["p50_ms"], 2
+    )
+    out["ratio_dlib_over_onnx_detect_p50"] = round(
+        out["dlib"]["detect"]["p50_ms"] / out["onnx"]["detect"]["p50_ms"], 2
+    )
+    return out
+
+
+def _vectors(count: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    v = rng.normal(size=(count, DIM)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def bench_search(searches: int) -> dict[str, Any]:
+    started = time.monotonic()
+    known = _vectors(GALLERY, 1)
+    probes = _vectors(searches, 2)
+    generation_s = time.monotonic() - started
+    out: dict[str, Any] = {"gallery": GALLERY, "searches": searches, "dim": DIM}
+    for store in ("float32", "float16"):
+        progress(f"1:N search, {GALLERY:,} templates, {store}")
+        gallery = Gallery("bench", DIM, store=store)  # type: ignore[arg-type]
+        t0 = time.monotonic()
+        for i in range(GALLERY):
+            gallery.add(f"h{i}", Template("bench", known[i]))
+        build_s = time.monotonic() - t0
+        samples = []
+        for p in probes:
+            probe = Template("bench", p)
+            t = time.perf_counter_ns()
+            gallery.identify(probe, threshold=0.951, margin=0.03)
+            samples.append(time.perf_counter_ns() - t)
+        out[f"ours_{store}"] = percentiles(samples) | {"build_s": round(build_s, 2)}
+    face_recognition = import_face_recognition()
+    as_array = known.astype(np.float64)  # what face_encodings() returns
+    samples = []
+    progress("1:N baseline: face_recognition.compare_faces + face_distance")
+    for p in probes[: max(50, searches // 4)]:
+        probe = p.astype(np.float64)
+        t = time.perf_counter_ns()
+        matches = face_recognition.compare_faces(as_array, probe, tolerance=0.6)
+        distances = face_recognition.face_distance(as_array, probe)
+        best = int(np.argmin(distances))
+        _ = matches[best]
+        samples.append(time.perf_counter_ns() - t)
+    out["face_recognition"] = percentiles(samples)
+    out["ratio_p99"] = round(out["face_recognition"]["p99_ms"] / out["ours_float32"]["p99_ms"], 1)
+    out["ratio_p50"] = round(out["face_recognition"]["p50_ms"] / out["ours_float32"]["p50_ms"], 1)
+    out["generation_s"] = round(generation_s, 2)
+    return out
+
+
+_RSS_PROBE = """
+import sys, numpy as np
+sys.path.insert(0, {root!r})
+from models.matcher import Gallery, Template
+def rss():
+    for line in open('/proc/self/status'):
+        if line.startswith('VmRSS:'):
+            return int(line.split()[1]) * 1024
+before = rss()
+rng = np.random.default_rng(1)
+g = Gallery('bench', {dim}, store={store!r})
+for i in range({n}):
+    v = rng.normal(size={dim}).astype(np.float32)
+    g.add(f'h{{i:06d}}', Template.of('bench', v))
+print(before, rss(), g.nbytes)
+"""
+
+
+def bench_memory() -> dict[str, Any]:
+    out: dict[str, Any] = {"gallery": GALLERY}
+    for store in ("float32", "float16"):
+        progress(f"RSS of a {GALLERY:,}-template gallery ({store})")
+        code = _RSS_PROBE.format(root=str(ROOT), dim=DIM, store=store, n=GALLERY)
+        text = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=True).stdout  # fmt: skip
+        before, after, matrix = (int(x) for x in text.split())
+        out[store] = {
+            "rss_before_mb": round(before / 2**20, 1),
+            "rss_after_mb": round(after / 2**20, 1),
+            "growth_mb": round((after - before) / 2**20, 1),
+            "matrix_mb": round(matrix / 2**20, 1),
+        }
+    return out
+
+
+def bench_calibration(quick: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, encoder in encoders(calibration=True).items():
+        cache = default_cache_dir()
+        if quick and not cache_path(cache, encoder, list_images(LFW), LFW.name).is_file():
+            out[name] = "skipped in --quick: no cached encodings (run once without --quick)"
+            continue
+        progress(f"calibration {name} on lfw-dev (cached after the first run)")
+        result = calibrate(encoder, LFW, cache_dir=cache, cache_tag=LFW.name)
+        out[name] = result.as_dict()
+    return out
+
+
+def table(result: dict[str, Any]) -> str:
+    lines = []
+    pipe = result["pipeline"]
+    lines.append(f"pipeline per 640x480 frame ({pipe['frames']} frames), ms p50 / p99:")
+    for name in ("onnx", "dlib"):
+        p, d = pipe[name]["pipeline"], pipe[name]["detect"]
+        lines.append(f"  {name:5s} total {p['p50_ms']:8.1f} / {p['p99_ms']:8.1f}   "
+                     f"detect {d['p50_ms']:7.1f} / {d['p99_ms']:7.1f}")  # fmt: skip
+    lines.append(f"  ratio dlib ÷ onnx: pipeline {pipe['ratio_dlib_over_onnx_pipeline_p50']}x, "
+                 f"detection {pipe['ratio_dlib_over_onnx_detect_p50']}x")  # fmt: skip
+    s = result["search"]
+    lines.append(f"1:N over {s['gallery']:,} templates, ms p50 / p99:")
+    for key in ("ours_float32", "ours_float16", "face_recognition"):
+        lines.append(f"  {key:17s} {s[key]['p50_ms']:8.2f} / {s[key]['p99_ms']:8.2f}")
+    lines.append(f"  ratio face_recognition ÷ ours (float32): p99 {s['ratio_p99']}x, "
+                 f"p50 {s['ratio_p50']}x")  # fmt: skip
+    m = result["memory"]
+    for store in ("float32", "float16"):
+        r = m[store]
+        lines.append(f"RSS growth, {m['gallery']:,} templates {store}: {r['growth_mb']} MB "
+                     f"(matrix {r['matrix_mb']} MB, process {r['rss_after_mb']} MB)")  # fmt: skip
+    for name, cal in result["calibration"].items():
+        if isinstance(cal, str):
+            lines.append(f"calibration {name}: {cal}")
+            continue
+        points = ", ".join(f"FAR {p['far_target']:.0e}: TAR {p['tar']:.1%} @ {p['threshold']}"
+                           for p in cal["points"])  # fmt: skip
+        lines.append(f"calibration {name} ({cal['model_id']}): {points}; EER {cal['eer']:.2%}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small run, < 1 minute")
+    args = parser.parse_args()
+    if not (LFW / "pairs.tsv").is_file() or not YUNET.is_file():
+        print(f"needs the shared test data at {SHARED.resolve()} (lfw-dev, yunet)")
+        return 2
+    result: dict[str, Any] = {"machine": machine(), "quick": args.quick}
+    result["pipeline"] = bench_pipeline(12 if args.quick else 60)
+    result["search"] = bench_search(200 if args.quick else 1000)
+    result["memory"] = bench_memory()
+    result["calibration"] = bench_calibration(args.quick)
+    print(table(result))
+    print(f"written {write_result('faces', result)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

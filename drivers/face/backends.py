@@ -1,0 +1,81 @@
+"""Building an encoder from settings, through an explicit mapping (no discovery by import).
+
+Backends:
+
+- ``onnx``: YuNet (OpenCV ``FaceDetectorYN``) for detection and landmarks, then the configured
+  recognizer: ``sface`` (OpenCV Zoo SFace through ``FaceRecognizerSF``), ``onnx`` (any
+  ArcFace-style embedding model through OpenCV DNN) or ``dlib`` (dlib's ResNet on the YuNet face;
+  the one recognizer whose weights come from a package rather than from the operator);
+- ``dlib``: dlib's HOG detector and ResNet, as the face-recognition package runs them.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from drivers.face.dlib_backend import DlibHogDetector, DlibHogSettings, DlibModels, DlibRecognizer
+from drivers.face.interface import Encoder, FaceRecognizer
+from drivers.face.modelfile import ModelFile
+from drivers.face.recognizers import OnnxRecognizer, OnnxRecognizerSettings, SFaceRecognizer
+from drivers.face.yunet import YuNetDetector, YuNetSettings
+from models.errors import DriverError
+
+Backend = Literal["onnx", "dlib"]
+RecognizerKind = Literal["sface", "onnx", "dlib"]
+
+
+@dataclass(frozen=True, slots=True)
+class EncoderSettings:
+    backend: Backend = "onnx"
+    recognizer: RecognizerKind = "dlib"
+    yunet: YuNetSettings | None = None
+    sface: ModelFile | None = None
+    onnx: OnnxRecognizerSettings | None = None
+    dlib_hog: DlibHogSettings = field(default_factory=DlibHogSettings)
+
+
+class _Shared:
+    """Loads dlib's models at most once per encoder build."""
+
+    def __init__(self) -> None:
+        self._dlib: DlibModels | None = None
+
+    def dlib(self) -> DlibModels:
+        if self._dlib is None:
+            self._dlib = DlibModels()
+        return self._dlib
+
+
+def _sface(settings: EncoderSettings, shared: _Shared) -> FaceRecognizer:
+    if settings.sface is None:
+        raise DriverError("recognizer 'sface' needs the SFace model file (path and sha256)")
+    return SFaceRecognizer(settings.sface)
+
+
+def _onnx(settings: EncoderSettings, shared: _Shared) -> FaceRecognizer:
+    if settings.onnx is None:
+        raise DriverError("recognizer 'onnx' needs the ONNX model file (path and sha256)")
+    return OnnxRecognizer(settings.onnx)
+
+
+def _dlib(settings: EncoderSettings, shared: _Shared) -> FaceRecognizer:
+    return DlibRecognizer(shared.dlib())
+
+
+RECOGNIZERS: dict[str, Callable[[EncoderSettings, _Shared], FaceRecognizer]] = {
+    "sface": _sface,
+    "onnx": _onnx,
+    "dlib": _dlib,
+}
+
+
+def build_encoder(settings: EncoderSettings) -> Encoder:
+    """The configured encoder; ``DriverError`` naming what is missing when it cannot be built."""
+    shared = _Shared()
+    if settings.backend == "dlib":
+        models = shared.dlib()
+        return Encoder("dlib", DlibHogDetector(models, settings.dlib_hog), DlibRecognizer(models))
+    if settings.yunet is None:
+        raise DriverError("backend 'onnx' needs the YuNet model file (path and sha256)")
+    detector = YuNetDetector(settings.yunet)
+    return Encoder("onnx", detector, RECOGNIZERS[settings.recognizer](settings, shared))

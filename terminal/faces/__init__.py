@@ -1,0 +1,2 @@
+"""Faces in the terminal: configuration, enrolment, the verifier the flows call, calibration,
+and the ``ykt faces`` commands."""

@@ -1,0 +1,99 @@
+"""Composing the face parts from the ``[faces]`` section, for the composition root (app.py).
+
+Order: camera, encoder (verifies model files), liveness (exports or finds its ONNX files), store
+access, verifier (loads the gallery). Anything missing fails here, at start, with a
+:class:`DriverError` that names the file or package, not at the first tap.
+"""
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from drivers.camera.interface import Camera
+from drivers.camera.opencv import OpenCVCamera
+from drivers.camera.sim import SimCamera, SimCameraControl
+from drivers.face.backends import build_encoder
+from drivers.face.interface import Encoder
+from drivers.liveness.interface import LivenessCheck
+from drivers.liveness.runner import MiniFASNetLiveness, MiniFASNetSettings
+from terminal.faces.config import FacesSection
+from terminal.faces.enrol import PendingResult, enrol_pending
+from terminal.faces.verifier import FaceVerifier, VerifierSettings
+from terminal.store import Store
+from terminal.store.faces import FaceStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class FaceParts:
+    camera: Camera
+    encoder: Encoder
+    liveness: LivenessCheck | None
+    faces: FaceStore
+    verifier: FaceVerifier
+    section: FacesSection
+
+    def enrol_pending(self, now: datetime) -> PendingResult:
+        """Enrol registration photos HQ sent, then bring the gallery up to date."""
+        result = enrol_pending(
+            self.faces, self.encoder, self.section.quality.gate(enrolment=True), now=now
+        )
+        for holder_id in result.enrolled:
+            self.verifier.refresh(holder_id)
+        return result
+
+    def housekeeping(self, now: datetime) -> None:
+        """Run periodically: expire stills, follow template changes made by sync."""
+        expired = self.faces.expire_stills(now)
+        if expired:
+            logger.info("%d security stills reached the end of their retention", expired)
+        self.verifier.reload_if_changed()
+
+    def close(self) -> None:
+        self.camera.close()
+
+
+def build_face_parts(
+    section: FacesSection, store: Store, sim_camera: SimCameraControl | None = None
+) -> FaceParts:
+    """``sim_camera`` is the demo's and tests' control when ``camera.driver`` is ``sim``."""
+    if section.camera.driver == "sim":
+        control = sim_camera or SimCameraControl(section.camera.width, section.camera.height)
+        camera: Camera = SimCamera(control)
+    else:
+        camera = OpenCVCamera(section.camera_settings())
+    try:
+        encoder = build_encoder(section.encoder_settings())
+        liveness: LivenessCheck | None = None
+        if section.liveness.models:
+            liveness = MiniFASNetLiveness(
+                MiniFASNetSettings(
+                    tuple(m.model_file() for m in section.liveness.models),
+                    section.liveness.cache_dir,
+                    section.liveness.threshold,
+                )
+            )
+        verify, identify = section.thresholds(encoder.model_id)
+        quality = section.quality
+        faces = FaceStore(store)
+        settings = VerifierSettings(
+            verify_threshold=verify,
+            identify_threshold=identify,
+            identify_margin=section.identify_margin,
+            agreement=section.agreement,
+            best_of=section.best_of,
+            attempts=section.attempts,
+            gate=quality.gate(),
+            max_gallery=section.max_gallery,
+            liveness_face_only=section.liveness.face_only,
+            liveness_card_and_face=section.liveness.card_and_face,
+            store=section.store,
+        )
+        verifier = FaceVerifier(
+            camera=camera, encoder=encoder, faces=faces, settings=settings, liveness=liveness
+        )
+    except BaseException:
+        camera.close()
+        raise
+    return FaceParts(camera, encoder, liveness, faces, verifier, section)

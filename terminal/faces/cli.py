@@ -1,0 +1,199 @@
+"""``ykt faces calibrate`` and ``ykt faces enrol``, added to ``ykt`` by :func:`add_faces_commands`.
+
+Output goes through :func:`_say` (stdout) and :func:`_warn` (stderr): these talk to people.
+"""
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from drivers.camera.images import read_image
+from drivers.face.backends import EncoderSettings, build_encoder
+from drivers.face.dlib_backend import DlibHogSettings
+from drivers.face.modelfile import ModelFile
+from drivers.face.quality import message_en, message_zh
+from drivers.face.yunet import YUNET_2023MAR_SHA256, YuNetSettings
+from models.errors import ConfigError, TerminalError
+from terminal import config
+from terminal.faces.calibrate import (
+    Calibration,
+    calibrate,
+    default_cache_dir,
+    identification_threshold,
+)
+from terminal.faces.config import FacesSection
+from terminal.faces.enrol import enrol_image
+from terminal.store import Store
+from terminal.store.faces import FaceStore
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+GALLERY_SIZES = (100, 1_000, 10_000, 100_000)
+
+
+def _say(text: object) -> None:
+    sys.stdout.write(f"{text}\n")
+
+
+def _warn(text: object) -> None:
+    sys.stderr.write(f"{text}\n")
+    sys.stderr.flush()
+
+
+def load_faces_config(path: Path) -> tuple[FacesSection, Path]:
+    """The ``[faces]`` section and the database path of a terminal config file."""
+    loaded = config.load(path)
+    section = getattr(loaded, "faces", None)
+    if not isinstance(section, FacesSection):
+        raise ConfigError(f"{path}: no [faces] section in this configuration schema")
+    return section, loaded.database_path
+
+
+def _progress(label: str) -> Any:
+    def report(done: int, total: int) -> None:
+        if done % 250 == 0 or done == total:
+            _warn(f"  {label}: {done}/{total} photos")
+
+    return report
+
+
+def _settings_from_args(args: argparse.Namespace) -> list[EncoderSettings]:
+    if args.config is not None:
+        section, _ = load_faces_config(args.config)
+        return [section.encoder_settings()]
+    yunet = None
+    if args.yunet is not None:
+        yunet = YuNetSettings(ModelFile(args.yunet, args.yunet_sha256), score_threshold=0.6)
+    # LFW photos are 250 x 250 with faces of about 100 px: one upsampling pass lets HOG find them.
+    hog = DlibHogSettings(max_width=640, upsample=1)
+    wanted = ["onnx", "dlib"] if args.backend == "all" else [args.backend]
+    if "onnx" in wanted and yunet is None:
+        raise ConfigError("backend onnx needs --yunet PATH (face_detection_yunet_2023mar.onnx)")
+    return [
+        EncoderSettings(backend=b, recognizer=args.recognizer, yunet=yunet, dlib_hog=hog)  # type: ignore[arg-type]
+        for b in wanted
+    ]
+
+
+def format_calibration(result: Calibration, fpir: float) -> str:
+    lines = [
+        f"backend {result.backend}, model {result.model_id}: {result.images} photos "
+        f"({result.failed} without a face), {result.genuine_pairs} genuine pairs, "
+        f"{result.impostor_pairs:,} impostor pairs; EER {result.eer:.2%}; "
+        f"median {result.encode_ms_median:.0f} ms per photo",
+        "  FAR target   threshold   FAR measured   false accepts   TAR     pairs.tsv FA",
+    ]
+    for p in result.points:
+        lines.append(
+            f"  {p.far_target:<12.0e} {p.threshold:<11.4f} {p.far:<14.2e} {p.false_accepts:<15d} "
+            f"{p.tar:<7.2%} {p.pairs_tsv_false_accepts}"
+        )
+    lines.append(f"  1:N at FPIR {fpir:g} (FAR per comparison ≈ FPIR / N):")
+    for size in GALLERY_SIZES:
+        point = identification_threshold(result.points, size, fpir)
+        if point is None:
+            lines.append(f"    N={size:>7,}: beyond the calibrated range: not supported")
+        else:
+            lines.append(
+                f"    N={size:>7,}: threshold {point.threshold:.4f} (FAR {point.far_target:.0e}),"
+                f" TAR {point.tar:.2%}"
+            )
+    return "\n".join(lines)
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    try:
+        settings = _settings_from_args(args)
+    except ConfigError as exc:
+        _warn(exc)
+        return EXIT_USAGE
+    results = []
+    for item in settings:
+        encoder = build_encoder(item)
+        _warn(f"calibrating {encoder.name} ({encoder.model_id})")
+        result = calibrate(
+            encoder,
+            args.data,
+            cache_dir=None if args.no_cache else default_cache_dir(),
+            cache_tag=args.data.name,
+            progress=_progress(encoder.name),
+        )
+        results.append(result)
+        _say(format_calibration(result, args.fpir))
+    if args.json is not None:
+        args.json.write_text(
+            json.dumps([r.as_dict() for r in results], indent=2, ensure_ascii=False) + "\n",
+            encoding="utf-8",
+        )
+    return EXIT_OK
+
+
+def _enrol(args: argparse.Namespace) -> int:
+    try:
+        section, database = load_faces_config(args.config)
+    except ConfigError as exc:
+        _warn(exc)
+        return EXIT_USAGE
+    encoder = build_encoder(section.encoder_settings())
+    result = enrol_image(encoder, read_image(args.photo), section.quality.gate(enrolment=True))
+    if result.template is None or result.rejection is not None:
+        reason = result.rejection
+        text = f"{message_zh(reason)} / {message_en(reason)}" if reason else "rejected"
+        _warn(f"photo rejected: {text}")
+        return EXIT_FAILED
+    store = Store.open(database)
+    try:
+        FaceStore(store).put_template(
+            args.holder,
+            result.template,
+            source="device",
+            at=datetime.now(UTC),
+            quality=None if result.quality is None else round(result.quality.rank, 4),
+        )
+    finally:
+        store.close()
+    _say(f"enrolled with model {result.template.model}")
+    return EXIT_OK
+
+
+def add_faces_commands(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Add ``faces calibrate`` and ``faces enrol`` to the ``ykt`` parser's subcommands."""
+    faces = commands.add_parser("faces", help="face templates: calibrate thresholds, enrol photos")
+    sub = faces.add_subparsers(dest="faces_command", required=True, metavar="SUBCOMMAND")
+
+    cal = sub.add_parser(
+        "calibrate", help="TAR at FAR 1e-3/1e-4/1e-5 per backend on labelled photos"
+    )
+    cal.add_argument("--data", type=Path, required=True, help="folder with pairs.tsv and photos")
+    cal.add_argument("--config", type=Path, help="use the [faces] section of this config")
+    cal.add_argument("--backend", choices=("onnx", "dlib", "all"), default="all")
+    cal.add_argument("--recognizer", choices=("dlib", "sface", "onnx"), default="dlib")
+    cal.add_argument("--yunet", type=Path, help="YuNet model file (backend onnx)")
+    cal.add_argument(
+        "--yunet-sha256", default=YUNET_2023MAR_SHA256, help="sha256 of the YuNet file"
+    )
+    cal.add_argument("--fpir", type=float, default=0.01, help="1:N false-positive target")
+    cal.add_argument("--json", type=Path, help="also write the results as JSON here")
+    cal.add_argument("--no-cache", action="store_true", help="re-encode every photo")
+    cal.set_defaults(handler=_calibrate)
+
+    enrol = sub.add_parser("enrol", help="compute and store a holder's template from a photo")
+    enrol.add_argument("--config", type=Path, required=True, help="terminal config file")
+    enrol.add_argument("--holder", required=True, help="holder id")
+    enrol.add_argument("photo", type=Path, help="registration photo (JPEG or PNG)")
+    enrol.set_defaults(handler=_enrol)
+
+
+def run(argv: list[str]) -> int:
+    """Run a ``faces`` command without the rest of ``ykt`` (tests, before it is wired)."""
+    parser = argparse.ArgumentParser(prog="ykt")
+    add_faces_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.handler(args)
+    except TerminalError as exc:
+        _warn(f"ykt: {exc}")
+        return EXIT_FAILED
+    return result

@@ -1,0 +1,1 @@
+"""Faces: matcher math, encoders on real photos, quality gate, enrolment, liveness, privacy."""
