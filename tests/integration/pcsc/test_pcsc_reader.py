@@ -205,7 +205,9 @@ def test_reader_missing_is_reported_not_raised(make_reader: MakeReader) -> None:
 
 
 def test_psam_genuine_and_cloned(make_reader: MakeReader, emulators: Emulators) -> None:
-    emulators.sam()
+    # A PSAM sits in its slot before the terminal starts; under load pcscd's 400 ms polling may
+    # not have seen a freshly started emulator yet, so wait for that as a real install would.
+    emulators.wait_in_field(emulators.sam())
     reader = make_reader(key_file=None, sam_reader_pattern=emulators.sam_reader)
     wait_health(reader, "ready", timeout=5)
 
@@ -230,7 +232,8 @@ def test_missing_psam_is_reported_and_recovered(
     assert "key store" in event.detail
     emulators.kill(card)
 
-    emulators.sam("--chain")  # the SAM's answers also go through GET RESPONSE
+    # The SAM's answers also go through GET RESPONSE.
+    emulators.wait_in_field(emulators.sam("--chain"))
     wait_health(reader, "ready", timeout=5)
     emulators.card()
     assert presented_card(reader).genuine is Genuineness.GENUINE
@@ -238,6 +241,7 @@ def test_missing_psam_is_reported_and_recovered(
 
 def test_psam_replaced_between_taps(make_reader: MakeReader, emulators: Emulators) -> None:
     sam = emulators.sam()
+    emulators.wait_in_field(sam)
     reader = make_reader(key_file=None, sam_reader_pattern=emulators.sam_reader)
     wait_health(reader, "ready", timeout=5)
     card = emulators.card()
@@ -249,8 +253,7 @@ def test_psam_replaced_between_taps(make_reader: MakeReader, emulators: Emulator
     # selects the SAM application again within the same tap.
     emulators.kill(sam)
     time.sleep(0.5)
-    emulators.sam()
-    time.sleep(0.5)
+    emulators.wait_in_field(emulators.sam())
     emulators.card()
     assert presented_card(reader).genuine is Genuineness.GENUINE
     assert reader.health().ok
