@@ -136,9 +136,7 @@ def load_pos_view(
         f"AND purse IN ({marks})",
         (account, _day_start_utc(now), *_MONEY),
     ).fetchone()[0]
-    pending_terminal = conn.execute(
-        f"SELECT coalesce(sum(amount), 0) FROM pending_debits WHERE purse IN ({marks})", _MONEY
-    ).fetchone()[0]
+    pending_terminal = conn.execute("SELECT amount FROM pending_total WHERE id = 1").fetchone()[0]
     last_charge, _, _ = _usage(conn, card.number)
     return PosView(
         view_seq=view_seq,

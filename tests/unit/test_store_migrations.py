@@ -102,3 +102,29 @@ def test_corrupt_file_is_quarantined_and_replaced(tmp_path: Path) -> None:
     kept = list(tmp_path.glob("terminal.db.corrupt-*"))
     assert len(kept) == 1
     assert kept[0].read_bytes().startswith(b"this is not a database")
+
+
+def test_pending_total_follows_the_pending_debits(store: Store) -> None:
+    def total() -> tuple[int, int]:
+        with store.read() as conn:
+            kept = conn.execute("SELECT amount FROM pending_total").fetchone()[0]
+            summed = conn.execute(
+                "SELECT coalesce(sum(amount), 0) FROM pending_debits WHERE purse != 'work_meals'"
+            ).fetchone()[0]
+        return kept, summed
+
+    with store.write() as conn:
+        conn.execute(
+            "INSERT INTO journal (seq, id, kind, at, decision, reason, prev_hash, hash, record) "
+            "VALUES (1, 't1', 'meal', 'x', 'allow', 'allowed', '', '', '{}')"
+        )
+        conn.executemany(
+            "INSERT INTO pending_debits (tx_id, tx_seq, account, purse, amount, at) "
+            "VALUES (?, 1, 'H1', ?, ?, 'x')",
+            [("t1", "cash", 300), ("t1", "meal_subsidy", 200), ("t1", "work_meals", 1)],
+        )
+    assert total() == (500, 500)
+    with store.write() as conn:
+        conn.execute("UPDATE pending_debits SET amount = 250 WHERE purse = 'cash'")
+        conn.execute("DELETE FROM pending_debits WHERE purse = 'meal_subsidy'")
+    assert total() == (250, 250)
