@@ -110,6 +110,11 @@ def assess(status: dict[str, Any]) -> tuple[Level, list[str]]:
         failed.append(f"database: {database['error']}")
     elif database.get("schema_version", 0) > database.get("schema_latest", 0):
         failed.append("database schema is newer than this software")
+    if database.get("quarantined"):
+        degraded.append(
+            "database was quarantined and started empty "
+            f"({', '.join(database['quarantined'])}): re-enrol this terminal at HQ under a new id"
+        )
     sync = status.get("sync", {})
     if sync.get("enabled"):
         if sync.get("head_expired"):

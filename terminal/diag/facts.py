@@ -126,6 +126,12 @@ class Database:
             "wal_bytes": sizes["-wal"],
             "schema_version": schema.schema_version(self._conn),
             "schema_latest": schema.latest_version(),
+            # Files an earlier start moved aside as unreadable (see docs/operations.md).
+            "quarantined": sorted(
+                p.name
+                for p in self.path.parent.glob(self.path.name + ".corrupt-*")
+                if not p.name.endswith(("-wal", "-shm"))
+            ),
         }
 
     def sync_state(self) -> dict[str, str]:

@@ -14,6 +14,7 @@ from terminal.diag.cli import add_diag_commands
 from terminal.diag.config import DEFAULT_GROUP, DEFAULT_SOCKET, DiagSection
 from terminal.diag.protocol import Exit, Level, exit_for, worst
 from terminal.diag.server import Access
+from terminal.store import Store
 
 
 @pytest.mark.parametrize(
@@ -130,3 +131,15 @@ def test_add_diag_commands_fits_the_ykt_parser() -> None:
         assert callable(args.handler)
     with pytest.raises(SystemExit):
         parser.parse_args(["diag", "sync", "sideways"])
+
+
+def test_a_quarantined_database_degrades_the_status(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "terminal.db")
+    store.close()
+    (tmp_path / "terminal.db.corrupt-20261122T010203").write_bytes(b"garbage")
+    with facts.Database(tmp_path / "terminal.db") as db:
+        files = db.files()
+    assert files["quarantined"] == ["terminal.db.corrupt-20261122T010203"]
+    level, problems = commands.assess({"daemon": {"running": True}, "database": files})
+    assert level == "degraded"
+    assert any("re-enrol" in p for p in problems)
