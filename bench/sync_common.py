@@ -6,16 +6,12 @@ rather than the hours one card-office operation at a time would.
 """
 
 import base64
-import os
 import random
-import shutil
-import socket
 import struct
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from models.canonical import canonical_json
 from sync.envelope import public_key_b64
 from sync.hq.db import HqDb
+from sync.hq.mosquitto import Mosquitto
 from sync.hq.office import Office
 from sync.service import SyncService
 from sync.settings import SyncSettings
@@ -34,51 +31,15 @@ from terminal.store.sync_port import StoreSyncPort
 
 SITE = "bench-site"
 TID = "bench-t1"
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 TEMPLATE_DIM = 128
 REPO = Path(__file__).resolve().parents[1]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.01) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()
-
-
-class Mosquitto:
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        conf = directory / "mosquitto.conf"
-        user = "user root\n" if os.geteuid() == 0 else ""
-        conf.write_text(
-            f"{user}persistence false\nlistener {self.port} 127.0.0.1\nallow_anonymous true\n"
-            "max_queued_messages 100000\n"
-        )
-        self.process = subprocess.Popen(
-            [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        if not wait_for(self._up, 5):
-            raise RuntimeError("mosquitto did not start")
-
-    def _up(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                return True
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
+def start_broker(directory: Path) -> Mosquitto:
+    """A loopback broker that queues deep enough for a whole backlog in flight."""
+    broker = Mosquitto(directory, extra="max_queued_messages 100000\n")
+    broker.start()
+    return broker
 
 
 def template(rng: random.Random) -> str:

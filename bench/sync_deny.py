@@ -24,15 +24,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DATA_DIR, machine, percentiles, progress, write_result
 from sync_common import (
     BenchTerminal,
-    Mosquitto,
     build_site,
     card_number,
+    start_broker,
     start_hq,
     terminal_settings,
-    wait_for,
 )
 
 from sync.hq.db import HqDb
+from sync.hq.mosquitto import wait_for
 from sync.hq.office import Office
 
 
@@ -74,7 +74,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(dir=DATA_DIR, prefix="sync-deny-") as scratch:
         root = Path(scratch)
         db = build_site(root / "hq", idle_n + loaded_n + 100, faces=False)
-        broker = Mosquitto(root)
+        broker = start_broker(root)
         hq = start_hq(db.root, broker.port)
         terminal = BenchTerminal(root / "t", terminal_settings(root / "t", db, broker.port), db)
         office = Office(HqDb(db.root))

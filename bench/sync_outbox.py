@@ -26,15 +26,16 @@ from sync_common import (
     Mosquitto,
     build_site,
     card_number,
+    start_broker,
     start_hq,
     terminal_settings,
-    wait_for,
 )
 
 from models.canonical import ZERO_HASH
 from models.journal import TransactionDraft
 from models.reasons import Reason
 from sync.hq.db import HqDb
+from sync.hq.mosquitto import wait_for
 from terminal.store import journal
 
 
@@ -95,7 +96,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(dir=DATA_DIR, prefix="sync-outbox-") as scratch:
         root = Path(scratch)
         db = build_site(root / "hq", 1000, faces=False)
-        broker = Mosquitto(root)
+        broker = start_broker(root)
         hq = start_hq(db.root, broker.port)
         try:
             progress(f"batched drain of {count:,}")

@@ -30,13 +30,14 @@ from sync_common import (
     BenchTerminal,
     Mosquitto,
     build_site,
+    start_broker,
     start_hq,
     terminal_settings,
-    wait_for,
 )
 
 from sync.changes import parse_change
 from sync.hq.db import HqDb
+from sync.hq.mosquitto import wait_for
 from terminal.store import Store
 from terminal.store.sync_apply import Applier
 
@@ -127,7 +128,7 @@ def main() -> int:
         generated = time.monotonic()
         db = build_site(root / "hq", holders)
         generation = time.monotonic() - generated
-        broker = Mosquitto(root)
+        broker = start_broker(root)
         try:
             # Interleaved, so a noisy neighbour slows both alike; medians reported.
             for r in range(args.rounds):
