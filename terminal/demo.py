@@ -22,7 +22,7 @@ from drivers.sim import ScriptError, parse_script_line, play_step
 from models.cards import CardFault, Genuineness, PresentedCard, mask_card_number
 from models.reasons import message_en, message_zh
 from terminal import config as config_module
-from terminal import demo_pos
+from terminal import demo_pos, demo_sync
 from terminal.app import App, SimControls
 from terminal.clock import SetClock, SystemClock
 from terminal.config import Config
@@ -230,4 +230,6 @@ def main(*, interactive: bool = False, state_dir: Path | None = None, pace: floa
         finally:
             app.close()
         pos_ok = demo_pos.main(console, config, config.terminal.state_dir, len(SCENARIO) + 1)
-        return result if pos_ok else 1
+        first = len(SCENARIO) + 1 + len(demo_pos.canteen_steps()) + len(demo_pos.shop_steps())
+        sync_ok = demo_sync.main(console, config, pace, first)
+        return result if pos_ok and sync_ok else 1
