@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from models.cards import Credential
+from models.cards import CardCredential
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +25,7 @@ class Health:
 class CardPresented:
     """A card entered the field and was read (or failed to read in a way that decides: a fault)."""
 
-    credential: Credential
+    credential: CardCredential
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,7 +89,39 @@ class CardFault:
     number: str | None = None
 
 
-Credential = PresentedCard | CardFault
+@dataclass(frozen=True, slots=True)
+class FaceCredential:
+    """A face the terminal recognised among the enrolled holders (1:N, liveness passed).
+
+    It names a holder, not a card: the rules judge it on the holder's current card (the one with
+    the highest issue sequence), so a holder whose card is lost, cancelled, frozen or expired does
+    not pass by face either (docs/rules.md). ``score_milli`` is the cosine score in thousandths:
+    journal records carry integers only.
+    """
+
+    holder_id: str
+    score_milli: int
+
+    @property
+    def number(self) -> None:
+        """A face carries no card number; code that asks any credential for one gets ``None``."""
+        return None
+
+
+# What a card reader produces: a card it read, or a card it could not turn into a credential.
+CardCredential = PresentedCard | CardFault
+# Everything the rules accept as a credential.
+Credential = PresentedCard | CardFault | FaceCredential
+
+
+def held_key(credential: Credential) -> str:
+    """What identifies "the same presentation" while it lasts: a card held on the reader, or the
+    same person still standing at the camera, is not a second tap."""
+    if isinstance(credential, FaceCredential):
+        return f"face:{credential.holder_id}"
+    if isinstance(credential, CardFault):
+        return f"fault:{credential.number or credential.reason}"
+    return credential.number
 
 
 def mask_card_number(number: str) -> str:

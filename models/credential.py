@@ -2,12 +2,27 @@
 
 Door and POS differ in one place only: a spend-only card (staff who left, RULES.md) may still pay
 at a POS from its remaining balance until its deadline, but opens no door.
+
+A face (:class:`~models.cards.FaceCredential`) is judged on the holder's current card: the card
+checks that need a card in the field (genuineness, what the card's own file says) do not apply,
+the card's lifecycle and registry window do. All credentials resolve to the same holder and the
+same permissions (RULES.md), and a holder who could not pass with their card does not pass by
+face.
 """
 
 from dataclasses import dataclass
 from datetime import date
 
-from models.cards import Card, CardFault, CardStatus, Credential, Genuineness, Holder, HolderStatus
+from models.cards import (
+    Card,
+    CardFault,
+    CardStatus,
+    Credential,
+    FaceCredential,
+    Genuineness,
+    Holder,
+    HolderStatus,
+)
 from models.decision import Alert, Decision
 from models.reasons import Reason
 
@@ -48,6 +63,10 @@ def check_credential(
     for_payment: bool,
 ) -> Checked | Decision:
     """The credential's holder if every check passes, else the denial (with any alert)."""
+    if isinstance(credential, FaceCredential):
+        return _check_face(
+            credential, card, holder, newest_issue_seq, today, for_payment=for_payment
+        )
     if isinstance(credential, CardFault):
         return Decision.deny(
             credential.reason, card_number=credential.number, detail=credential.detail
@@ -62,9 +81,6 @@ def check_credential(
     if card is None or card.number != credential.number:
         return Decision.deny(Reason.CARD_UNKNOWN, card_number=credential.number)
     number, holder_id = card.number, card.holder_id
-    spend_only = card.status is CardStatus.SPEND_ONLY or (
-        holder is not None and holder.status is HolderStatus.SPEND_ONLY
-    )
     status_denial = _STATUS_DENIALS.get(card.status)
     if status_denial is not None and not (for_payment and card.status is CardStatus.SPEND_ONLY):
         reason, alert = status_denial
@@ -95,8 +111,17 @@ def check_credential(
         outside = _outside(today, start, end)
         if outside is not None:
             return Decision.deny(outside, holder_id=holder_id, card_number=number)
+    return _check_holder(card, holder, today, for_payment=for_payment)
+
+
+def _check_holder(
+    card: Card, holder: Holder | None, today: date, *, for_payment: bool
+) -> Checked | Decision:
+    """The holder's own checks, after the card's: registered, active, within their period."""
+    number, holder_id = card.number, card.holder_id
     if holder is None:
         return Decision.deny(Reason.HOLDER_UNKNOWN, holder_id=holder_id, card_number=number)
+    spend_only = card.status is CardStatus.SPEND_ONLY or holder.status is HolderStatus.SPEND_ONLY
     if holder.status is HolderStatus.SPEND_ONLY and not for_payment:
         return Decision.deny(Reason.CARD_SPEND_ONLY, holder_id=holder_id, card_number=number)
     if holder.status is HolderStatus.INACTIVE:
@@ -111,3 +136,43 @@ def check_credential(
     if spend_only and holder.spend_only_until is not None and today > holder.spend_only_until:
         return Decision.deny(Reason.CARD_SPEND_ONLY_ENDED, holder_id=holder_id, card_number=number)
     return Checked(card, holder, spend_only)
+
+
+def _check_face(
+    credential: FaceCredential,
+    card: Card | None,
+    holder: Holder | None,
+    newest_issue_seq: int | None,
+    today: date,
+    *,
+    for_payment: bool,
+) -> Checked | Decision:
+    """A recognised face, judged on the holder's current card (``card``, from the store).
+
+    No security event here: nobody presented the lost or replaced card, its holder stood at the
+    camera. The refusal still gives the card's reason, so the card office sees why.
+    """
+    holder_id = credential.holder_id
+    if card is None or card.holder_id != holder_id:
+        if holder is None or holder.id != holder_id:
+            return Decision.deny(Reason.HOLDER_UNKNOWN, holder_id=holder_id)
+        # Every holder has a card (RULES.md); one without is not (or no longer) set up here.
+        return Decision.deny(
+            Reason.HOLDER_INACTIVE, holder_id=holder_id, detail="no card on record"
+        )
+    number = card.number
+    if newest_issue_seq is not None and card.issue_seq < newest_issue_seq:
+        # The view must carry the current card; an older one is void whatever its status says.
+        return Decision.deny(
+            Reason.CARD_REPLACED,
+            holder_id=holder_id,
+            card_number=number,
+            detail=f"issue sequence {card.issue_seq} < current {newest_issue_seq}",
+        )
+    status_denial = _STATUS_DENIALS.get(card.status)
+    if status_denial is not None and not (for_payment and card.status is CardStatus.SPEND_ONLY):
+        return Decision.deny(status_denial[0], holder_id=holder_id, card_number=number)
+    outside = _outside(today, card.valid_from, card.valid_until)
+    if outside is not None:
+        return Decision.deny(outside, holder_id=holder_id, card_number=number)
+    return _check_holder(card, holder, today, for_payment=for_payment)

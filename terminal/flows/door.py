@@ -19,7 +19,7 @@ from drivers.interfaces import (
     ReaderEvent,
     TapIncomplete,
 )
-from models.cards import CardFault, Credential, mask_card_number
+from models.cards import Credential, held_key, mask_card_number
 from models.decide import decide
 from models.decision import Decision
 from models.door import AntiPassback, DoorRequest
@@ -77,12 +77,6 @@ class FlowNotice:
 
 
 Listener = Callable[[TapOutcome | FlowNotice], None]
-
-
-def _held_key(credential: Credential) -> str:
-    if isinstance(credential, CardFault):
-        return f"fault:{credential.number or credential.reason}"
-    return credential.number
 
 
 class DoorFlow:
@@ -155,7 +149,7 @@ class DoorFlow:
             self._held = None
             self._tell(FlowNotice(self._local_now(), Notice.TAP_AGAIN, event.detail))
         elif isinstance(event, CardPresented):
-            key = _held_key(event.credential)
+            key = held_key(event.credential)
             if key == self._held:
                 self._tell(FlowNotice(self._local_now(), Notice.HELD))
                 return

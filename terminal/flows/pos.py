@@ -27,7 +27,7 @@ from drivers.interfaces import (
     Screen,
     TapIncomplete,
 )
-from models.cards import CardFault, Credential, mask_card_number
+from models.cards import Credential, held_key, mask_card_number
 from models.correction import CorrectionRequest
 from models.decide import decide
 from models.decision import Decision
@@ -131,11 +131,11 @@ class PosFlow:
             # a correction means this card is the supervisor's.
             while (key := self.keypad.next_event(0)) is not None:
                 if isinstance(key, CorrectionRequested):
-                    self._held = _held_key(event.credential)
+                    self._held = held_key(event.credential)
                     self._correct(key, event.credential)
                     return
                 self._key(key)
-            key_ = _held_key(event.credential)
+            key_ = held_key(event.credential)
             if key_ != self._held:
                 self._held = key_
                 self._pay(event.credential)
@@ -332,7 +332,7 @@ class PosFlow:
         while (left := deadline - time.monotonic()) > 0:
             event = self.reader.next_event(min(left, 0.2))
             if isinstance(event, CardPresented):
-                self._held = _held_key(event.credential)
+                self._held = held_key(event.credential)
                 return event.credential
             if isinstance(event, CardRemoved):
                 self._held = None
@@ -404,9 +404,3 @@ class PosFlow:
                 listener(outcome)
             except Exception:
                 logger.exception("flow listener failed")
-
-
-def _held_key(credential: Credential) -> str:
-    if isinstance(credential, CardFault):
-        return f"fault:{credential.number or credential.reason}"
-    return credential.number

@@ -25,6 +25,13 @@ _HOLDER = (
     "FROM holders WHERE id = ?"
 )
 _NEWEST_ISSUE = "SELECT max(issue_seq) FROM cards WHERE holder_id = ?"
+# The holder's current card: the highest issue sequence (an older card is void); should HQ ever
+# send two cards with the same sequence, an active one is preferred, then the lower number.
+_CURRENT_CARD = (
+    "SELECT number, holder_id, issue_seq, card_class, status, valid_from, valid_until "
+    "FROM cards WHERE holder_id = ? "
+    "ORDER BY issue_seq DESC, status = 'active' DESC, number LIMIT 1"
+)
 _GROUPS_AT_DOOR = (
     "SELECT g.id, g.calendar FROM holder_groups AS hg "
     "JOIN group_doors AS gd ON gd.group_id = hg.group_id AND gd.door_id = ? "
@@ -69,6 +76,27 @@ def find_card(conn: sqlite3.Connection, number: str) -> Card | None:
     return None if row is None else _card(row)
 
 
+def current_card(conn: sqlite3.Connection, holder_id: str) -> Card | None:
+    """The card a holder's face is judged on: their newest (docs/rules.md)."""
+    row = conn.execute(_CURRENT_CARD, (holder_id,)).fetchone()
+    return None if row is None else _card(row)
+
+
+def _holder(conn: sqlite3.Connection, holder_id: str) -> Holder | None:
+    row = conn.execute(_HOLDER, (holder_id,)).fetchone()
+    if row is None:
+        return None
+    return Holder(
+        id=row[0],
+        name=row[1],
+        card_class=row[2],
+        status=HolderStatus(row[3]),
+        valid_from=_date(row[4]),
+        valid_until=_date(row[5]),
+        require_face=bool(row[6]),
+    )
+
+
 def load_door_view(
     conn: sqlite3.Connection, number: str, door_id: str, today: date, view_seq: int
 ) -> DoorView:
@@ -76,18 +104,23 @@ def load_door_view(
     card = find_card(conn, number)
     if card is None:
         return DoorView(view_seq=view_seq)
-    row = conn.execute(_HOLDER, (card.holder_id,)).fetchone()
-    holder = None
-    if row is not None:
-        holder = Holder(
-            id=row[0],
-            name=row[1],
-            card_class=row[2],
-            status=HolderStatus(row[3]),
-            valid_from=_date(row[4]),
-            valid_until=_date(row[5]),
-            require_face=bool(row[6]),
-        )
+    return _door_view(conn, card, door_id, today, view_seq)
+
+
+def load_door_view_for_holder(
+    conn: sqlite3.Connection, holder_id: str, door_id: str, today: date, view_seq: int
+) -> DoorView:
+    """The same view for a recognised face: the holder's current card stands for the card."""
+    card = current_card(conn, holder_id)
+    if card is None:
+        return DoorView(view_seq=view_seq, holder=_holder(conn, holder_id))
+    return _door_view(conn, card, door_id, today, view_seq)
+
+
+def _door_view(
+    conn: sqlite3.Connection, card: Card, door_id: str, today: date, view_seq: int
+) -> DoorView:
+    holder = _holder(conn, card.holder_id)
     newest = conn.execute(_NEWEST_ISSUE, (card.holder_id,)).fetchone()[0]
     groups = []
     calendars: dict[str, Calendar] = {}

@@ -12,6 +12,7 @@ from typing import Any
 
 from uuid6 import uuid7
 
+from models.cards import Card
 from models.correction import CorrectionView
 from models.door import AntiPassback, DoorView, Passage
 from models.errors import StoreError
@@ -98,14 +99,33 @@ class Store:
     ) -> DoorView:
         with self._lock:
             view = allowlist.load_door_view(self._conn, number, door_id, today, self._view_seq)
-            if anti_passback is None or anti_passback.mode == "off" or view.card is None:
-                return view
-            last = pos.last_passage(self._conn, view.card.number)
-            return replace(
-                view,
-                anti_passback=anti_passback,
-                last_passage=None if last is None else Passage(*last),
+            return self._with_passback(view, anti_passback)
+
+    def door_view_for_holder(
+        self, holder_id: str, door_id: str, today: date, anti_passback: AntiPassback | None = None
+    ) -> DoorView:
+        """The view for a recognised face: the holder's current card stands in for a card, so
+        its status, validity and last passage count exactly as if it had been tapped."""
+        with self._lock:
+            view = allowlist.load_door_view_for_holder(
+                self._conn, holder_id, door_id, today, self._view_seq
             )
+            return self._with_passback(view, anti_passback)
+
+    def _with_passback(self, view: DoorView, anti_passback: AntiPassback | None) -> DoorView:
+        if anti_passback is None or anti_passback.mode == "off" or view.card is None:
+            return view
+        last = pos.last_passage(self._conn, view.card.number)
+        return replace(
+            view,
+            anti_passback=anti_passback,
+            last_passage=None if last is None else Passage(*last),
+        )
+
+    def current_card(self, holder_id: str) -> Card | None:
+        """The holder's newest card: what a face stands for at a door or a till."""
+        with self._lock:
+            return allowlist.current_card(self._conn, holder_id)
 
     def rules(self) -> RuleSet:
         """The parsed rules, re-read only when the rules table changed."""
@@ -135,6 +155,40 @@ class Store:
             return pos.load_pos_view(
                 self._conn,
                 number,
+                merchant_id=merchant_id,
+                service=service,
+                rules=rules,
+                policy=policy,
+                now=now,
+                view_seq=self._view_seq,
+                degraded=degraded,
+            )
+
+    def pos_view_for_holder(
+        self,
+        holder_id: str,
+        *,
+        merchant_id: str,
+        service: Service,
+        policy: PosPolicy,
+        now: datetime,
+        degraded: bool,
+    ) -> PosView:
+        """The payment view for a recognised face: the holder's current card pays."""
+        rules = self.rules()
+        with self._lock:
+            card = allowlist.current_card(self._conn, holder_id)
+            if card is None:
+                return PosView(
+                    view_seq=self._view_seq,
+                    merchant=rules.merchant(merchant_id, service),
+                    policy=policy,
+                    holder=pos.load_holder(self._conn, holder_id),
+                    degraded=degraded,
+                )
+            return pos.load_pos_view(
+                self._conn,
+                card.number,
                 merchant_id=merchant_id,
                 service=service,
                 rules=rules,

@@ -1,0 +1,33 @@
+"""The store's views for a recognised face: the holder's newest card stands for a card."""
+
+from models import FaceCredential, Reason, decide
+from models.door import DoorRequest
+from terminal.demo_site import DOOR, card_number, seed
+from terminal.store import Store
+from tests.factories import MONDAY_9
+
+
+def test_a_replaced_cards_holder_is_judged_on_the_new_card(store: Store) -> None:
+    seed(store)
+    # H007's first card was replaced by card 17 (issue sequence 2).
+    current = store.current_card("H007")
+    assert current is not None and current.number == card_number(17)
+    view = store.door_view_for_holder("H007", DOOR, MONDAY_9.date())
+    assert view.card == current and view.newest_issue_seq == 2
+    assert view.holder is not None and view.holder.id == "H007"
+
+
+def test_a_holder_whose_only_card_is_lost_gets_the_lost_card_view(store: Store) -> None:
+    seed(store)
+    view = store.door_view_for_holder("H005", DOOR, MONDAY_9.date())
+    decision = decide(DoorRequest(FaceCredential("H005", 970), DOOR, "in"), view, MONDAY_9)
+    assert decision.reason is Reason.CARD_LOST and decision.alert is None
+
+
+def test_an_unknown_holder_has_no_card_and_no_view(store: Store) -> None:
+    seed(store)
+    assert store.current_card("H404") is None
+    view = store.door_view_for_holder("H404", DOOR, MONDAY_9.date())
+    assert view.card is None and view.holder is None
+    decision = decide(DoorRequest(FaceCredential("H404", 970), DOOR, "in"), view, MONDAY_9)
+    assert decision.reason is Reason.HOLDER_UNKNOWN
