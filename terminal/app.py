@@ -58,6 +58,7 @@ from terminal.config import (
 from terminal.config_sync import sync_settings
 from terminal.faces.build import FaceParts, build_face_parts
 from terminal.faces.door import DoorFaces
+from terminal.faces.watch import FaceWatch
 from terminal.flows.door import DoorFlow, DoorSettings
 from terminal.flows.pos import PosFlow, PosSettings
 from terminal.sdnotify import Notifier
@@ -188,6 +189,7 @@ class App:
         self.door_flow: DoorFlow | None = None
         self.pos_flow: PosFlow | None = None
         self.face_parts: FaceParts | None = None
+        self.face_watch: FaceWatch | None = None
         self._housekept = 0.0
         self._devices: list[Gate | CardReader | Keypad | Display] = []
         self.store = Store.open(config.database_path)
@@ -226,6 +228,15 @@ class App:
                 seconds=section.card_face_seconds,
                 retention=section.still_retention,
             )
+        if self.face_parts is not None and door.face_only:
+            section = self.config.faces
+            self.face_watch = FaceWatch(
+                self.face_parts.verifier,
+                self.face_parts.faces,
+                seconds=section.identify_seconds,
+                repeat_seconds=section.repeat_seconds,
+                retention=section.still_retention,
+            )
         self.door_flow = DoorFlow(
             settings=DoorSettings(
                 door.id,
@@ -240,6 +251,7 @@ class App:
             clock=self.clock,
             timezone=ZoneInfo(self.config.terminal.timezone),
             faces=faces,
+            watch=self.face_watch,
         )
         return self.door_flow
 
@@ -319,6 +331,8 @@ class App:
     def run(self, stop: threading.Event, notifier: Notifier | None = None) -> None:
         """Handle taps until ``stop`` is set; a tap in progress always finishes first."""
         notifier = notifier or Notifier()
+        if self.face_watch is not None:
+            self.face_watch.start()
         interval = notifier.watchdog_interval
         last_ping = time.monotonic()
         while not stop.is_set():
@@ -338,6 +352,8 @@ class App:
                 self.sync.stop()
             except Exception:
                 logger.exception("stopping the HQ link failed")
+        if self.face_watch is not None:
+            self.face_watch.stop()
         if self.face_parts is not None:
             try:
                 self.face_parts.close()

@@ -153,6 +153,11 @@ class DoorSection(Section):
         description="Card + face: off; holder: for holders HQ marks require_face; always: "
         "for every card (needs [faces] enabled).",
     )
+    face_only: bool = Field(
+        False,
+        description="Also admit people by face alone (1:N, no card); needs [faces] enabled and, "
+        "unless faces.liveness.face_only is false, liveness models.",
+    )
 
 
 class SimReaderSection(Section):
@@ -331,6 +336,16 @@ class Config(Section):
             raise ValueError("a [pos] terminal needs [keypad] and [display] sections")
         if self.door is not None and self.door.face != "off" and not self.faces.enabled:
             raise ValueError(f"door.face = {self.door.face!r} needs [faces] enabled = true")
+        if self.door is not None and self.door.face_only:
+            if not self.faces.enabled:
+                raise ValueError("door.face_only needs [faces] enabled = true")
+            if self.faces.liveness.face_only and not self.faces.liveness.models:
+                # Refused at start rather than at the first face: a printed photo must never
+                # open a face-only gate.
+                raise ValueError(
+                    "door.face_only needs liveness: set faces.liveness.models, or "
+                    "faces.liveness.face_only = false to accept faces without it"
+                )
         return self
 
     @property

@@ -181,6 +181,13 @@ class FacesSection(_Section):
         5.0, gt=0, le=30, description="Time after a card tap for a matching face (T)."
     )
     identify_seconds: float = Field(3.0, gt=0, le=30, description="Time a 1:N attempt may take.")
+    repeat_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="Face-only: a holder still at the camera after passing is not admitted again "
+        "until they leave or this long passes without them.",
+    )
     max_gallery: int = Field(
         1000, ge=1, description="Refuse face-only passage above this many templates (capacity)."
     )

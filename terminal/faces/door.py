@@ -13,11 +13,10 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from drivers.camera.images import encode_jpeg
 from models.cards import Holder
 from models.decision import Alert, Decision
-from models.errors import DriverError, StoreError
 from models.reasons import Reason
+from terminal.faces.evidence import keep_still
 from terminal.faces.verifier import FaceOutcome, FaceResult, FaceVerifier
 from terminal.store.faces import FaceStore
 from terminal.store.journal import Committed
@@ -106,17 +105,14 @@ class DoorFaces:
 
     def keep_evidence(self, step: FaceStep, committed: Committed, at: datetime) -> None:
         """Store the mismatching frame as a still of the security event, if configured."""
-        evidence = step.result.evidence
-        if evidence is None or step.decision.alert is None or self.retention <= timedelta(0):
+        if step.decision.alert is None:
             return
-        try:
-            self.faces.add_still(
-                encode_jpeg(evidence),
-                kind=str(step.decision.alert),
-                at=at,
-                retention=self.retention,
-                holder_id=step.decision.holder_id,
-                tx_seq=committed.seq,
-            )
-        except (DriverError, StoreError) as exc:
-            logger.error("evidence still not kept: %s", exc)
+        keep_still(
+            self.faces,
+            step.result.evidence,
+            kind=str(step.decision.alert),
+            at=at,
+            retention=self.retention,
+            holder_id=step.decision.holder_id,
+            tx_seq=committed.seq,
+        )

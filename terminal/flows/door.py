@@ -6,6 +6,7 @@ the turnstile then reports (someone passed, nobody did, the board failed) is jou
 
 import logging
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, tzinfo
 from enum import StrEnum
@@ -19,15 +20,23 @@ from drivers.interfaces import (
     ReaderEvent,
     TapIncomplete,
 )
-from models.cards import Credential, held_key, mask_card_number
+from models.cards import Credential, FaceCredential, held_key, mask_card_number
 from models.decide import decide
-from models.decision import Decision
+from models.decision import Alert, Decision
 from models.door import AntiPassback, DoorRequest
 from models.errors import DriverError, StoreError
 from models.journal import TransactionDraft
 from models.reasons import Reason
 from terminal.clock import Clock, rfc3339
 from terminal.faces.door import DoorFaces, FaceStep
+from terminal.faces.watch import (
+    FaceGone,
+    FaceNotRecognised,
+    FaceSeen,
+    FaceSpoofed,
+    FaceWatch,
+    WatchEvent,
+)
 from terminal.store import Committed, Effect, PassageUsed, SecurityEvent, Store
 
 logger = logging.getLogger(__name__)
@@ -46,6 +55,7 @@ class Notice(StrEnum):
     TAP_AGAIN = "tap_again"  # the card left mid-read: nothing recorded
     STORE_FAILED = "store_failed"  # the decision could not be recorded, so the gate stays shut
     ALARM = "alarm"  # the gate board reported door forced, held open or tamper
+    FACE_UNKNOWN = "face_unknown"  # a face at the camera, but nobody to admit by face
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,9 +100,11 @@ class DoorFlow:
         clock: Clock,
         timezone: tzinfo,
         faces: DoorFaces | None = None,
+        watch: FaceWatch | None = None,
     ) -> None:
         self.settings = settings
         self.faces = faces
+        self.watch = watch
         self.reader = reader
         self.gate = gate
         self.store = store
@@ -114,6 +126,11 @@ class DoorFlow:
 
     def poll(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for one reader event and handle it completely."""
+        if self.watch is not None:
+            while (seen := self.watch.take()) is not None:
+                self.handle_face(seen)
+            # A face is as much a presentation as a card: do not let it wait behind the reader.
+            timeout = min(timeout, 0.05)
         try:
             event = self.reader.next_event(timeout)
         except DriverError as exc:
@@ -149,12 +166,54 @@ class DoorFlow:
             self._held = None
             self._tell(FlowNotice(self._local_now(), Notice.TAP_AGAIN, event.detail))
         elif isinstance(event, CardPresented):
-            key = held_key(event.credential)
-            if key == self._held:
-                self._tell(FlowNotice(self._local_now(), Notice.HELD))
-                return
-            self._held = key
-            self._tap(event.credential)
+            self._present(event.credential)
+
+    def handle_face(self, event: WatchEvent) -> None:
+        """What the face-only watch saw (face-only gates)."""
+        if isinstance(event, FaceGone):
+            if self._held is not None and self._held.startswith("face:"):
+                self._held = None
+        elif isinstance(event, FaceNotRecognised):
+            self._tell(FlowNotice(self._local_now(), Notice.FACE_UNKNOWN, str(event.outcome)))
+        elif isinstance(event, FaceSpoofed):
+            self._face_spoofed(event)
+        elif isinstance(event, FaceSeen):
+            self._present(event.credential)
+
+    def _present(self, credential: Credential) -> None:
+        key = held_key(credential)
+        if key == self._held:
+            self._tell(FlowNotice(self._local_now(), Notice.HELD))
+            return
+        self._held = key
+        self._tap(credential)
+
+    def _face_spoofed(self, event: FaceSpoofed) -> None:
+        """A face matched a holder but failed liveness: journalled, never admitted."""
+        now = self._local_now()
+        card = self.store.current_card(event.holder_id)
+        decision = Decision.deny(
+            Reason.FACE_NOT_LIVE,
+            holder_id=event.holder_id,
+            card_number=None if card is None else card.number,
+            alert=Alert.FACE_SPOOF,
+            detail="face-only passage",
+        )
+        draft = replace(
+            self._draft(now, decision, self.store.view_seq, face_score=event.score_milli),
+            credential="face",
+        )
+        security = SecurityEvent("face_spoof", {"reason": str(decision.reason), "face": "not_live"})
+        try:
+            committed = self.store.commit(draft, security)
+        except StoreError as exc:
+            logger.error("face spoof attempt not recorded: %s", exc)
+            self._tell(FlowNotice(now, Notice.STORE_FAILED, str(exc)))
+            return
+        if self.watch is not None:
+            self.watch.keep_evidence(event, tx_seq=committed.seq, at=now)
+        credential = FaceCredential(event.holder_id, event.score_milli or 0)
+        self._tell(TapOutcome(now, credential, decision, committed, None))
 
     def _draft(
         self,
@@ -209,19 +268,25 @@ class DoorFlow:
 
         Raises ``StoreError`` when the decision could not be recorded.
         """
-        view = self.store.door_view(
-            credential.number or "", self.settings.door_id, now.date(), self.settings.anti_passback
-        )
-        request = DoorRequest(credential, self.settings.door_id, self.settings.direction)
+        door_id, passback = self.settings.door_id, self.settings.anti_passback
+        if isinstance(credential, FaceCredential):
+            view = self.store.door_view_for_holder(
+                credential.holder_id, door_id, now.date(), passback
+            )
+        else:
+            view = self.store.door_view(credential.number or "", door_id, now.date(), passback)
+        request = DoorRequest(credential, door_id, self.settings.direction)
         decision = decide(request, view, now)
         step: FaceStep | None = None
         if (
             self.faces is not None
+            and not isinstance(credential, FaceCredential)
             and decision.allowed
             and self.faces.required(self.settings.face, view.holder)
         ):
             # The card may pass; now the face must be its holder's, within faces.card_face_seconds.
-            step = self.faces.check(decision)
+            with self.watch.paused() if self.watch is not None else nullcontext():
+                step = self.faces.check(decision)
             decision = step.decision
         event = None
         if decision.alert is not None:
@@ -230,9 +295,12 @@ class DoorFlow:
                 detail |= step.event_detail()
             event = SecurityEvent(str(decision.alert), detail)
         score = None if step is None else step.score_milli
-        committed = self.store.commit(
-            self._draft(now, decision, view.view_seq, face_score=score), event
-        )
+        draft = self._draft(now, decision, view.view_seq, face_score=score)
+        if isinstance(credential, FaceCredential):
+            draft = replace(draft, credential="face", face_score=credential.score_milli)
+        elif step is not None:
+            draft = replace(draft, credential="card+face")
+        committed = self.store.commit(draft, event)
         if step is not None and self.faces is not None:
             self.faces.keep_evidence(step, committed, now)
         return decision, committed, view.view_seq

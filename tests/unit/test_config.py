@@ -261,6 +261,13 @@ def test_pos_terminal_config(tmp_path: Path) -> None:
         (POS.replace('[display]\ndriver = "sim"\n', ""), "needs [keypad] and [display]"),
         (MINIMAL.replace('[gate]\ndriver = "sim"\n', ""), "needs a [gate]"),
         (POS.replace('service = "meal"', 'service = "laundry"'), "pos.service"),
+        (MINIMAL.replace('id = "east-gate"', 'id = "east-gate"\nface_only = true'), "face_only"),
+        # Face-only without liveness models: a printed photo could open it, so it is refused.
+        (
+            MINIMAL.replace('id = "east-gate"', 'id = "east-gate"\nface_only = true')
+            + '[faces]\nenabled = true\nbackend = "dlib"\n',
+            "needs liveness",
+        ),
     ],
 )
 def test_role_sections_must_fit_together(tmp_path: Path, text: str, message: str) -> None:
