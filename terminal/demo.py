@@ -22,7 +22,7 @@ from drivers.sim import ScriptError, parse_script_line, play_step
 from models.cards import CardFault, Genuineness, PresentedCard, mask_card_number
 from models.reasons import message_en, message_zh
 from terminal import config as config_module
-from terminal import demo_pos, demo_sync
+from terminal import demo_faces, demo_pos, demo_sync
 from terminal.app import App, SimControls
 from terminal.clock import SetClock, SystemClock
 from terminal.config import Config
@@ -231,5 +231,6 @@ def main(*, interactive: bool = False, state_dir: Path | None = None, pace: floa
             app.close()
         pos_ok = demo_pos.main(console, config, config.terminal.state_dir, len(SCENARIO) + 1)
         first = len(SCENARIO) + 1 + len(demo_pos.canteen_steps()) + len(demo_pos.shop_steps())
-        sync_ok = demo_sync.main(console, config, pace, first)
-        return result if pos_ok and sync_ok else 1
+        faces_ok = demo_faces.main(console, config, config.terminal.state_dir, first)
+        sync_ok = demo_sync.main(console, config, pace, first + demo_faces.STEPS)
+        return result if pos_ok and faces_ok and sync_ok else 1

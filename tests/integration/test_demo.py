@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from terminal.demo_faces import shared_data
 from terminal.demo_sync import INSTALL_HINT, find_mosquitto
 
 pytestmark = pytest.mark.integration
@@ -42,7 +43,28 @@ def test_demo_runs_and_narrates_every_case() -> None:
     assert "canteen-1: 9 records, chain verified" in out
     assert "shop-1: 3 records, chain verified" in out
     assert "Traceback" not in result.stderr
+    _assert_faces_act(out)
     _assert_sync_act(out)
+
+
+def _assert_faces_act(out: str) -> None:
+    text = " ".join(out.split())
+    if shared_data() is None:
+        assert "act skipped" in text
+        return
+    act = text[text.index("Enrolment from the registration photos") :]
+    card_face = re.search(
+        r"ALLOW 张伟 \(gold\), card \S+ reason allowed.*?credential card\+face", act
+    )
+    assert card_face is not None, act
+    lent = act[act.index("A lent card") :]
+    assert "DENY 李娜 (red)" in lent and "reason face_mismatch" in lent
+    assert "security event: card_lending" in lent and "1 still kept as evidence" in lent
+    face_only = act[act.index("walks up without her card") :]
+    assert "ALLOW 李娜 (red), by face alone" in face_only and "credential face," in face_only
+    assert "not counted again" in face_only
+    assert "face_unknown" in act and "nothing is journalled" in act
+    assert "Faces journal: 5 records, 1 evidence still, chain verified" in act
 
 
 def _assert_sync_act(out: str) -> None:
