@@ -94,6 +94,9 @@ class TimedGate:
     def alarms(self) -> list[str]:
         return self._gate.alarms()
 
+    def set_mode(self, mode: str) -> None:
+        self._gate.set_mode(mode)
+
     def health(self) -> Health:
         return self._gate.health()
 

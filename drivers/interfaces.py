@@ -76,6 +76,11 @@ class Gate(Protocol):
         """
         ...
 
+    def set_mode(self, mode: str) -> None:
+        """``normal``, ``free`` (held released for an evacuation) or ``locked`` (refuses every
+        opening); ``DriverError`` when the board is unreachable or refuses."""
+        ...
+
     def alarms(self) -> list[str]:
         """Take the alarms raised since the last call (door_forced, held_open, tamper)."""
         ...
@@ -115,7 +120,14 @@ class CorrectionRequested:
     amount: int
 
 
-KeypadEvent = AmountEntered | PinEntered | Confirmed | Cancelled | CorrectionRequested
+@dataclass(frozen=True, slots=True)
+class FacePayRequested:
+    """The customer chose to pay by face instead of tapping a card."""
+
+
+KeypadEvent = (
+    AmountEntered | PinEntered | Confirmed | Cancelled | CorrectionRequested | FacePayRequested
+)
 
 
 class Keypad(Protocol):

@@ -20,6 +20,7 @@ from drivers.interfaces import (
     CardRemoved,
     Confirmed,
     CorrectionRequested,
+    FacePayRequested,
     Health,
     KeypadEvent,
     PassageOutcome,
@@ -135,7 +136,8 @@ def parse_script_line(line: str, lineno: int = 1) -> ScriptStep | None:
 
     Grammar: ``tap NUMBER [seq=N] [genuine=yes|no] [until=YYYY-MM-DD] [hold=SECONDS]``,
     ``present NUMBER [...]``, ``remove``, ``tear``, ``fault malformed|unknown``, ``wait SECONDS``;
-    on a POS also ``amount FEN``, ``pin DIGITS``, ``confirm``, ``cancel``, ``correct TX FEN``.
+    on a POS also ``amount FEN``, ``pin DIGITS``, ``confirm``, ``cancel``, ``correct TX FEN``,
+    ``face``.
     """
     try:
         words = shlex.split(line, comments=True)
@@ -187,6 +189,8 @@ def _keypad_step(
         return Cancelled()
     if verb == "correct" and len(positional) == 2:
         return CorrectionRequested(positional[0], _fen(positional[1], lineno))
+    if verb == "face" and not positional:
+        return FacePayRequested()
     return None
 
 
@@ -226,6 +230,8 @@ class SimGateControl:
         self.openings: list[str | None] = []
         self.fail_next_open = False
         self.raised: list[str] = []
+        self.mode = "normal"  # what set_mode last made the simulated board accept
+        self.refuse_next_mode = False
 
     def alarm(self, kind: str) -> None:
         """The simulated board reports ``door_forced``, ``held_open`` or ``tamper``."""
@@ -238,16 +244,32 @@ class SimGateControl:
 class SimGate:
     """A turnstile that passes (or times out) as its control says."""
 
+    MODES = ("normal", "free", "locked")
+
     def __init__(self, control: SimGateControl) -> None:
         self._control = control
         self._open = False
 
     def open(self, direction: str | None, seconds: float) -> None:
+        if self._control.mode == "locked":
+            raise DriverError("gate locked")
+        if self._control.mode == "free":
+            # Held released already, as SerialGate in free mode: nothing to open, no opening.
+            self._open = False
+            return
         if self._control.fail_next_open:
             self._control.fail_next_open = False
             raise DriverError("simulated gate board did not answer")
         self._control.openings.append(direction)
         self._open = True
+
+    def set_mode(self, mode: str) -> None:
+        if mode not in self.MODES:
+            raise ValueError(f"mode {mode!r} is not 'normal', 'free' or 'locked'")
+        if self._control.refuse_next_mode:
+            self._control.refuse_next_mode = False
+            raise DriverError(f"simulated gate board refused {mode} mode")
+        self._control.mode = str(mode)
 
     def wait_passage(self, timeout: float) -> PassageOutcome:
         if not self._open:

@@ -32,6 +32,8 @@ class Reason(StrEnum):
     GATE_FAULT = "gate_fault"
     ANTI_PASSBACK = "anti_passback"
     REMOTE_OPEN = "remote_open"
+    DOOR_LOCKED = "door_locked"  # lockdown ordered by HQ: nobody passes
+    FREE_PASSAGE = "free_passage"  # evacuation ordered by HQ: the gate stands open
     SERVICE_NOT_ALLOWED = "service_not_allowed"
     CANTEEN_NOT_ALLOWED = "canteen_not_allowed"
     OUTSIDE_MEAL_PERIOD = "outside_meal_period"
@@ -81,6 +83,8 @@ _MESSAGES: dict[Reason, tuple[str, str]] = {
     Reason.GATE_FAULT: ("闸机故障，请联系管理员", "Gate did not open"),
     Reason.ANTI_PASSBACK: ("未刷卡出门，禁止重复进入", "No exit recorded since the last entry"),
     Reason.REMOTE_OPEN: ("远程开门", "Opened remotely"),
+    Reason.DOOR_LOCKED: ("通道已锁闭", "Entrance locked"),
+    Reason.FREE_PASSAGE: ("紧急疏散，请直接通行", "Free passage: walk through"),
     Reason.SERVICE_NOT_ALLOWED: ("无此消费权限", "Card not enabled for this service"),
     Reason.CANTEEN_NOT_ALLOWED: ("此卡不能在本餐厅使用", "Card not valid in this canteen"),
     Reason.OUTSIDE_MEAL_PERIOD: ("非营业时段", "Outside meal hours"),

@@ -7,7 +7,6 @@ below; there is no discovery.
 """
 
 import logging
-import queue
 import sys
 import threading
 import time
@@ -39,7 +38,6 @@ from models.door import AntiPassback
 from models.errors import ConfigError, TerminalError
 from models.pos import PosPolicy
 from models.wallet import Service
-from sync.engine import CommandRefused
 from sync.service import SyncService
 from terminal import __version__
 from terminal.clock import Clock, SystemClock
@@ -58,9 +56,11 @@ from terminal.config import (
 from terminal.config_sync import sync_settings
 from terminal.faces.build import FaceParts, build_face_parts
 from terminal.faces.door import DoorFaces
+from terminal.faces.pos import PosFaces
 from terminal.faces.watch import FaceWatch
 from terminal.flows.door import DoorFlow, DoorSettings
 from terminal.flows.pos import PosFlow, PosSettings
+from terminal.remote import RemoteCommands
 from terminal.sdnotify import Notifier
 from terminal.store import Store
 from terminal.store.sync_port import StoreSyncPort
@@ -181,7 +181,12 @@ class App:
     """A running terminal: the store, the devices and one flow (door or POS) wired together."""
 
     def __init__(
-        self, config: Config, *, clock: Clock | None = None, sim: SimControls | None = None
+        self,
+        config: Config,
+        *,
+        clock: Clock | None = None,
+        sim: SimControls | None = None,
+        config_path: Path | None = None,
     ) -> None:
         self.config = config
         self.sim = sim or SimControls()
@@ -194,8 +199,7 @@ class App:
         self._devices: list[Gate | CardReader | Keypad | Display] = []
         self.store = Store.open(config.database_path)
         self.sync: SyncService | None = None
-        # Commands from HQ arrive on the sync thread; devices are driven only by the tap loop.
-        self._commands: queue.Queue[tuple[str, Mapping[str, Any]]] = queue.Queue()
+        self.remote = RemoteCommands(door_flow=None, config_path=config_path)
         try:
             if config.sync.enabled:
                 self.sync = SyncService(
@@ -209,7 +213,13 @@ class App:
                 self.face_parts.enrol_pending(self.clock.now())
             self.reader = READERS[config.reader.driver](config.reader, self.sim)
             self._devices.append(self.reader)
-            self.flow: Flow = self._door() if config.door is not None else self._pos()
+            self.flow: Flow
+            if config.door is not None:
+                self.flow = door_flow = self._door()
+                door_flow.restore_mode()
+                self.remote.door_flow = door_flow
+            else:
+                self.flow = self._pos()
         except BaseException:
             self.close()
             raise
@@ -285,8 +295,20 @@ class App:
             clock=self.clock,
             timezone=ZoneInfo(self.config.terminal.timezone),
             degraded=self._degraded,
+            faces=self._pos_faces(pos.face_pay),
         )
         return self.pos_flow
+
+    def _pos_faces(self, face_pay: bool) -> PosFaces | None:
+        if self.face_parts is None or not face_pay:
+            return None
+        section = self.config.faces
+        return PosFaces(
+            self.face_parts.verifier,
+            self.face_parts.faces,
+            seconds=section.identify_seconds,
+            retention=section.still_retention,
+        )
 
     def _degraded(self) -> bool:
         return self.sync is not None and self.sync.degraded
@@ -298,19 +320,8 @@ class App:
         return {name: "ok" if h.ok else f"{h.state}: {h.detail}" for name, h in health.items()}
 
     def _command(self, name: str, args: Mapping[str, Any]) -> Mapping[str, Any]:
-        if name == "open" and self.door_flow is not None:
-            self._commands.put((name, args))
-            return {"queued": True}
-        raise CommandRefused(f"{name} is not available on this terminal in this version")
-
-    def _run_commands(self) -> None:
-        while True:
-            try:
-                name, args = self._commands.get_nowait()
-            except queue.Empty:
-                return
-            if name == "open" and self.door_flow is not None:
-                self.door_flow.remote_open(str(args.get("reason", "")), "hq")
+        # On the sync thread; the sync service exists before the flow, hence the indirection.
+        return self.remote.handle(name, args)
 
     def _housekeeping(self) -> None:
         """Every 10 s: face stills past retention, templates or photos that sync brought in."""
@@ -329,15 +340,16 @@ class App:
             self.sync.start()
 
     def run(self, stop: threading.Event, notifier: Notifier | None = None) -> None:
-        """Handle taps until ``stop`` is set; a tap in progress always finishes first."""
+        """Handle taps until ``stop`` is set or a config reload is due; a tap in progress always
+        finishes first."""
         notifier = notifier or Notifier()
         if self.face_watch is not None:
             self.face_watch.start()
         interval = notifier.watchdog_interval
         last_ping = time.monotonic()
-        while not stop.is_set():
+        while not stop.is_set() and not self.remote.reload_due:
             self.flow.poll(0.2)
-            self._run_commands()
+            self.remote.run_pending()
             self._housekeeping()
             # Pinging from this loop (not a timer thread) means a hung tap stops the pings and
             # systemd restarts us, which is the point of the watchdog.

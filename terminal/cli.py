@@ -43,7 +43,7 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
-    return daemon.run(loaded)
+    return daemon.run(loaded, args.config)
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -240,9 +240,14 @@ class SerialGateSection(Section):
     )
     baudrate: int = Field(9600, gt=0, le=921_600, description="Line speed, 8N1.")
     ack_timeout_seconds: float = Field(
-        0.3, ge=0.01, le=10, description="Wait for the board to acknowledge an open command."
+        0.3,
+        ge=0.01,
+        le=10,
+        description="Wait for the board to acknowledge an open or mode command.",
     )
-    retries: int = Field(2, ge=0, le=10, description="Resends of an unacknowledged open.")
+    retries: int = Field(
+        2, ge=0, le=10, description="Resends of an unacknowledged open or mode command."
+    )
     silence_timeout_seconds: float = Field(
         3.0, ge=0.1, le=600, description="A board silent this long is reported unhealthy."
     )
@@ -284,6 +289,11 @@ class PosSection(Section):
     )
     prompt_timeout_seconds: float = Field(
         30, gt=0, le=300, description="How long a PIN or confirmation prompt waits."
+    )
+    face_pay: bool = Field(
+        False,
+        description="Let customers pay by face (1:N, then they confirm on the display); needs "
+        "[faces] enabled and, unless faces.liveness.face_only is false, liveness models.",
     )
 
 
@@ -336,17 +346,22 @@ class Config(Section):
             raise ValueError("a [pos] terminal needs [keypad] and [display] sections")
         if self.door is not None and self.door.face != "off" and not self.faces.enabled:
             raise ValueError(f"door.face = {self.door.face!r} needs [faces] enabled = true")
+        if self.pos is not None and self.pos.face_pay:
+            self._check_one_to_n("pos.face_pay")
         if self.door is not None and self.door.face_only:
-            if not self.faces.enabled:
-                raise ValueError("door.face_only needs [faces] enabled = true")
-            if self.faces.liveness.face_only and not self.faces.liveness.models:
-                # Refused at start rather than at the first face: a printed photo must never
-                # open a face-only gate.
-                raise ValueError(
-                    "door.face_only needs liveness: set faces.liveness.models, or "
-                    "faces.liveness.face_only = false to accept faces without it"
-                )
+            self._check_one_to_n("door.face_only")
         return self
+
+    def _check_one_to_n(self, key: str) -> None:
+        if not self.faces.enabled:
+            raise ValueError(f"{key} needs [faces] enabled = true")
+        if self.faces.liveness.face_only and not self.faces.liveness.models:
+            # Refused at start rather than at the first face: a printed photo must never open a
+            # face-only gate or pay from someone's purse.
+            raise ValueError(
+                f"{key} needs liveness: set faces.liveness.models, or "
+                "faces.liveness.face_only = false to accept faces without it"
+            )
 
     @property
     def database_path(self) -> Path:

@@ -3,11 +3,15 @@
 import logging
 import signal
 import threading
+from pathlib import Path
 from types import FrameType
 
+from models.errors import ConfigError
 from terminal import __version__
+from terminal import config as config_module
 from terminal.app import App
 from terminal.config import Config
+from terminal.diag.commands import Commands
 from terminal.diag.server import serving
 from terminal.logs import setup_logging
 from terminal.sdnotify import Notifier
@@ -15,7 +19,9 @@ from terminal.sdnotify import Notifier
 logger = logging.getLogger(__name__)
 
 
-def run(config: Config) -> int:
+def run(config: Config, path: Path | None = None) -> int:
+    """Serve until SIGTERM/SIGINT; a ``reload_config`` from HQ restarts the parts in-process
+    with the re-read file (``path``), keeping the signal handlers and the systemd watchdog."""
     setup_logging(config.log.level, config.log.format)
     stop = threading.Event()
 
@@ -26,7 +32,27 @@ def run(config: Config) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     notifier = Notifier()
-    app = App(config)
+    while True:
+        reload = _serve(config, path, stop, notifier)
+        if not reload or stop.is_set() or path is None:
+            break
+        try:
+            config = config_module.load(path)
+        except ConfigError as exc:
+            # Checked when the command came; changed again since. Go on with what ran.
+            logger.error("config changed after it was checked, keeping the running one: %s", exc)
+            continue
+        setup_logging(config.log.level, config.log.format)
+        logger.info("config reloaded from %s", path)
+    notifier.stopping()
+    logger.info("stopped")
+    return 0
+
+
+def _serve(config: Config, path: Path | None, stop: threading.Event, notifier: Notifier) -> bool:
+    """Run one App until stopped; ``True`` when it stopped for a config reload."""
+    app = App(config, config_path=path)
+    app.remote.bundle = lambda: Commands(config, diag=config.diag, sync=app.sync).bundle({})
     try:
         role = f"door {config.door.id}" if config.door else f"POS {config.pos.merchant}"  # type: ignore[union-attr]
         logger.info(
@@ -41,8 +67,6 @@ def run(config: Config) -> int:
         with serving(app, config.diag, sync=app.sync):
             notifier.ready(f"serving {role}")
             app.run(stop, notifier)
+        return app.remote.reload_due
     finally:
-        notifier.stopping()
         app.close()
-        logger.info("stopped")
-    return 0

@@ -10,7 +10,9 @@ bytes, acknowledges board events, polls STATUS every ``status_interval`` (the bo
 and, when the port fails (USB adapter unplugged, board powered off), closes it and reopens it with
 capped exponential backoff; the delay only resets once the board has answered, so a port that
 opens and dies at once never becomes a tight loop. The caller's thread (the door flow) writes OPEN
-frames under a write lock and waits on a condition for the reader to file the ack or the passage.
+and MODE frames under a write lock and waits on a condition for the reader to file the ack or the
+passage; when the board answers again after a reconnect or a silence, a short-lived thread sends
+the remembered mode again (the reader cannot wait for an ack it has to read itself).
 pyserial's ``serial.threaded.ReaderThread`` is not used: it stops for good at the first read
 error, and this gate must outlive an unplugged adapter.
 """
@@ -20,10 +22,9 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import TypeVar
 
 import serial
 
@@ -36,8 +37,12 @@ from drivers.turnstile.codec import (
     Discarded,
     DoorForced,
     EventAck,
+    GateMode,
     HeldOpen,
     Message,
+    ModeAck,
+    ModeRequest,
+    ModeResult,
     OpenAck,
     OpenRequest,
     OpenResult,
@@ -47,12 +52,14 @@ from drivers.turnstile.codec import (
     Tamper,
     encode,
 )
-from models.errors import ConfigError, DriverError
+from drivers.turnstile.settings import FIRST_BACKOFF, PortOpener, SerialGateSettings, SerialPort
+from models.errors import DriverError
+
+__all__ = ["SecurityEvent", "SecurityKind", "SerialGate", "SerialGateSettings", "open_port"]
 
 logger = logging.getLogger(__name__)
 
 _READ_TIMEOUT = 0.05  # how long one read blocks; bounds how late the reader notices close()
-_FIRST_BACKOFF = 0.1
 _DEDUPE_SECONDS = 5.0  # longer than the board's whole repeat schedule for one event
 _MAX_SECURITY_EVENTS = 1000
 _JOIN_SECONDS = 3.0
@@ -88,55 +95,8 @@ _DIRECTIONS: dict[str | None, Direction] = {
     "in": Direction.IN,
     "out": Direction.OUT,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class SerialGateSettings:
-    """What the serial gate needs; the terminal's config layer fills it from TOML."""
-
-    port: str  # device path or pyserial URL
-    baudrate: int = 9600  # most turnstile controller boards ship at 9600 8N1
-    ack_timeout: float = 0.3  # seconds to wait for OPEN_ACK before sending the OPEN again
-    retries: int = 2  # repeats after the first OPEN; then the board counts as unreachable
-    status_interval: float = 1.0  # STATUS poll period, which doubles as the heartbeat
-    silence_timeout: float = 3.0  # no valid frame for this long: health is not ok
-    passage_grace: float = 0.3  # added to the window for an event in flight or repeated once
-    max_backoff: float = 5.0  # cap of the reopen delay while the port is gone
-    write_timeout: float = 0.5  # a write that blocks longer is a failed attempt
-
-    def __post_init__(self) -> None:
-        if not self.port:
-            raise ConfigError("port: must name a device or a pyserial URL")
-        if self.baudrate <= 0:
-            raise ConfigError(f"baudrate: {self.baudrate} is not a positive rate")
-        _between("ack_timeout", self.ack_timeout, 0.01, 10)
-        _between("retries", self.retries, 0, 10)
-        _between("status_interval", self.status_interval, 0.01, 60)
-        _between("silence_timeout", self.silence_timeout, self.status_interval, 600)
-        _between("passage_grace", self.passage_grace, 0, 5)
-        _between("max_backoff", self.max_backoff, _FIRST_BACKOFF, 300)
-        _between("write_timeout", self.write_timeout, 0.01, 10)
-
-
-def _between(key: str, value: float, low: float, high: float) -> None:
-    if not low <= value <= high:  # also refuses nan
-        raise ConfigError(f"{key}: {value} is outside [{low}, {high}]")
-
-
-class SerialPort(Protocol):
-    """The part of a pyserial port this driver uses (every URL handler provides it)."""
-
-    @property
-    def in_waiting(self) -> int: ...
-
-    def read(self, size: int = ..., /) -> bytes: ...
-
-    def write(self, data: bytes, /) -> int | None: ...
-
-    def close(self) -> None: ...
-
-
-PortOpener = Callable[[SerialGateSettings], SerialPort]
+_MODES = {mode.name.lower(): mode for mode in GateMode}
+_Ack = TypeVar("_Ack", OpenAck, ModeAck)
 
 
 def open_port(settings: SerialGateSettings) -> SerialPort:
@@ -176,12 +136,16 @@ class SerialGate:
         self._status: StatusReply | None = None
         self._seq = 0
         self._poll_seq = 0
-        self._awaiting: int | None = None
-        self._acks: dict[int, OpenAck] = {}
+        self._awaiting: dict[int, type[OpenAck] | type[ModeAck]] = {}
+        self._acks: dict[int, OpenAck | ModeAck] = {}
         self._opening: _Opening | None = None
         self._security: deque[SecurityEvent] = deque(maxlen=_MAX_SECURITY_EVENTS)
         self._seen: dict[tuple[int, int, bytes], float] = {}
         self._discarded = 0
+        self._mode_lock = threading.Lock()  # one MODE exchange at a time, a caller's or a re-send
+        self._wanted: GateMode | None = None  # re-sent whenever the board comes back
+        self._confirmed: GateMode | None = None  # what the board acknowledged on this link
+        self._restorer: threading.Thread | None = None
         self._thread = threading.Thread(
             target=self._run, name=f"turnstile-{settings.port}", daemon=True
         )
@@ -200,44 +164,57 @@ class SerialGate:
         with self._cond:
             if self._closed:
                 raise DriverError("turnstile gate is closed")
+            if self._confirmed is GateMode.FREE:
+                # The board already holds the gate released and would ignore an OPEN; with no
+                # opening, wait_passage returns TIMEOUT at once (free passages carry seq 0).
+                self._opening = None
+                logger.debug("turnstile: free mode, open() sends nothing")
+                return
             seq = self._next_seq()
             # Registered before sending: the reader may file the passage before this thread
             # even wakes up for the ack.
             opening = _Opening(seq, code)
             self._opening = opening
-            self._awaiting = seq
-            self._acks.clear()
-        frame = encode(OpenRequest(seq, code, units))
-        attempts = self._settings.retries + 1
-        ack: OpenAck | None = None
-        for attempt in range(1, attempts + 1):
-            # The same seq every time, so a board that opened but whose ack was lost answers
-            # again instead of opening twice.
-            self._send(frame, "OPEN")
-            ack = self._wait_ack(seq)
-            if ack is not None or self._closed:
-                break
-            logger.warning(
-                "turnstile: no ack for OPEN seq=%d (attempt %d of %d)", seq, attempt, attempts
-            )
-        if ack is None or ack.result is not OpenResult.ACCEPTED:
+            self._awaiting[seq] = OpenAck
+        try:
+            ack = self._exchange(seq, encode(OpenRequest(seq, code, units)), "OPEN", OpenAck)
+            if ack.result is not OpenResult.ACCEPTED:
+                raise DriverError(f"turnstile board refused to open: {ack.result.name.lower()}")
+        except DriverError:
             with self._cond:
-                self._awaiting = None
                 if self._opening is opening:
                     self._opening = None
-                problem = self._problem
-            if ack is None:
-                why = f"; port: {problem}" if problem else ""
-                raise DriverError(
-                    f"turnstile board did not acknowledge OPEN after {attempts} attempts{why}"
-                )
-            raise DriverError(f"turnstile board refused to open: {ack.result.name.lower()}")
+            raise
         logger.info(
             "turnstile released: seq=%d direction=%s window=%.1fs",
             seq,
             code.name.lower(),
             units / 10,
         )
+
+    def set_mode(self, mode: str) -> None:
+        """Put the board in ``normal``, ``free`` or ``locked`` mode (the protocol doc's "Modes").
+
+        The mode is remembered and sent again whenever the board answers after a reconnect or a
+        silence, since a board that restarted is back in normal. While the board has confirmed
+        ``free``, :meth:`open` sends nothing. ``DriverError`` when the board refuses (the
+        remembered mode stays the previous one) or does not answer (the new one is kept, so it
+        reaches the board once it answers again).
+        """
+        try:
+            wanted = _MODES[mode]
+        except KeyError:
+            raise ValueError(f"mode {mode!r} is not 'normal', 'free' or 'locked'") from None
+        with self._mode_lock:
+            with self._cond:
+                if self._closed:
+                    raise DriverError("turnstile gate is closed")
+                previous, self._wanted = self._wanted, wanted
+            if self._send_mode(wanted) is not ModeResult.ACCEPTED:
+                with self._cond:
+                    self._wanted = previous
+                raise DriverError(f"turnstile board refused {mode} mode")
+        logger.warning("turnstile mode %s", wanted.name.lower())
 
     def wait_passage(self, timeout: float) -> PassageOutcome:
         with self._cond:
@@ -279,9 +256,11 @@ class SerialGate:
             self._closed = True
             self._cond.notify_all()
         self._stop.set()
-        self._thread.join(_JOIN_SECONDS)
-        if self._thread.is_alive():
-            logger.warning("turnstile reader thread did not stop within %.0fs", _JOIN_SECONDS)
+        for thread in (self._thread, self._restorer):
+            if thread is not None:
+                thread.join(_JOIN_SECONDS)
+                if thread.is_alive():
+                    logger.warning("%s did not stop within %.0fs", thread.name, _JOIN_SECONDS)
 
     # -- beyond the interface ------------------------------------------------------------------
 
@@ -309,12 +288,63 @@ class SerialGate:
         self._seq = self._seq % 255 + 1
         return self._seq
 
-    def _wait_ack(self, seq: int) -> OpenAck | None:
+    def _exchange(self, seq: int, frame: bytes, what: str, kind: type[_Ack]) -> _Ack:
+        """Send a request (its seq already in ``_awaiting``) until its ack arrives.
+
+        The same frame every time, so a board that acted but whose ack was lost answers again
+        instead of acting twice. ``DriverError`` after ``retries`` repeats without an ack.
+        """
+        attempts = self._settings.retries + 1
+        try:
+            for attempt in range(1, attempts + 1):
+                self._send(frame, what)
+                with self._cond:
+                    self._cond.wait_for(
+                        lambda: seq in self._acks or self._closed, self._settings.ack_timeout
+                    )
+                    ack = self._acks.pop(seq, None)
+                if isinstance(ack, kind):
+                    return ack
+                if self._closed:
+                    break
+                logger.warning(
+                    "turnstile: no ack for %s seq=%d (attempt %d of %d)",
+                    what,
+                    seq,
+                    attempt,
+                    attempts,
+                )
+        finally:
+            with self._cond:
+                self._awaiting.pop(seq, None)
+                self._acks.pop(seq, None)
+                problem = self._problem
+        why = f"; port: {problem}" if problem else ""
+        raise DriverError(
+            f"turnstile board did not acknowledge {what} after {attempts} attempts{why}"
+        )
+
+    def _send_mode(self, mode: GateMode) -> ModeResult:
         with self._cond:
-            self._cond.wait_for(
-                lambda: seq in self._acks or self._closed, self._settings.ack_timeout
-            )
-            return self._acks.pop(seq, None)
+            seq = self._next_seq()
+            self._awaiting[seq] = ModeAck
+            before, self._confirmed = self._confirmed, None  # unknown until the board answers
+        ack = self._exchange(seq, encode(ModeRequest(seq, mode)), "MODE", ModeAck)
+        with self._cond:
+            self._confirmed = mode if ack.result is ModeResult.ACCEPTED else before
+        return ack.result
+
+    def _restore_mode(self) -> None:
+        with self._mode_lock:
+            with self._cond:
+                mode = self._wanted
+                if mode is None or self._closed or self._confirmed is mode:
+                    return
+            try:
+                result = self._send_mode(mode).name.lower()
+            except DriverError as exc:
+                result = str(exc)
+        logger.warning("turnstile: %s mode sent again: %s", mode.name.lower(), result)
 
     def _send(self, data: bytes, what: str) -> bool:
         with self._cond:
@@ -333,12 +363,14 @@ class SerialGate:
 
     def _describe(self) -> str:
         parts = []
+        if self._wanted not in (None, GateMode.NORMAL):
+            unsure = "" if self._confirmed is self._wanted else " (not confirmed by the board)"
+            parts.append(f"mode {self._wanted.name.lower()}{unsure}")
         if self._status is not None:
-            alarms = [a.name.lower() for a in Alarm if a and a in self._status.alarms and a.name]
             parts.append(
                 f"door {'open' if self._status.door_open else 'closed'}, passages"
                 f" in={self._status.passages_in} out={self._status.passages_out},"
-                f" alarms: {', '.join(alarms) or 'none'}"
+                f" alarms: {_alarm_names(self._status.alarms)}"
             )
         if self._discarded:
             parts.append(f"{self._discarded} bad frames")
@@ -363,10 +395,10 @@ class SerialGate:
                 logger.exception("turnstile reader failed")
                 self._down("failed", "internal error in the reader, see the log")
                 answered = False
-            delay = _FIRST_BACKOFF if answered else self._backoff(delay)
+            delay = FIRST_BACKOFF if answered else self._backoff(delay)
 
     def _backoff(self, delay: float) -> float:
-        return min(max(delay * 2, _FIRST_BACKOFF), self._settings.max_backoff)
+        return min(max(delay * 2, FIRST_BACKOFF), self._settings.max_backoff)
 
     def _down(self, state: str, problem: str) -> None:
         with self._cond:
@@ -403,6 +435,7 @@ class SerialGate:
         finally:
             with self._cond:
                 self._port = None
+                self._confirmed = None
                 if self._opening is not None and not self._stop.is_set():
                     self._opening.lost = True
                 self._cond.notify_all()
@@ -431,29 +464,48 @@ class SerialGate:
                     "turnstile: dropped %d bytes (%s): %s", item.size, item.reason, item.data.hex()
                 )
                 continue
-            if isinstance(item, OpenRequest | StatusRequest | EventAck):
+            if isinstance(item, OpenRequest | StatusRequest | EventAck | ModeRequest):
                 # Our own requests coming back (an echoing adapter, a loop-back) say nothing about
                 # the board, so they must not count as a sign of life.
                 logger.debug("turnstile: ignoring a host request read from the line: %s", item)
                 continue
             heard = True
+            now = time.monotonic()
             with self._cond:
-                self._last_rx = time.monotonic()
-            if isinstance(item, OpenAck | StatusReply):
+                back = self._last_rx is None or now - self._last_rx > self._settings.silence_timeout
+                self._last_rx = now
+                if back:
+                    # A new link, or a board that went quiet (perhaps restarting): whatever it
+                    # acknowledged before may be gone.
+                    self._confirmed = None
+                restore = back and self._wanted is not None
+            if restore:
+                self._start_restore()
+            if isinstance(item, OpenAck | ModeAck | StatusReply):
                 self._reply(item)
             else:
                 self._event(item)
         return heard
 
-    def _reply(self, reply: OpenAck | StatusReply) -> None:
+    def _start_restore(self) -> None:
+        # In a thread of its own: the ack it waits for is read by this (the reader) thread.
+        thread = threading.Thread(
+            target=self._restore_mode, name=f"turnstile-mode-{self._settings.port}", daemon=True
+        )
+        self._restorer = thread
+        thread.start()
+
+    def _reply(self, reply: OpenAck | ModeAck | StatusReply) -> None:
         with self._cond:
-            if isinstance(reply, OpenAck) and reply.seq == self._awaiting:
+            if isinstance(reply, StatusReply):
+                if reply.seq == self._poll_seq:
+                    self._status = reply
+                    return
+            elif self._awaiting.get(reply.seq) is type(reply):
                 self._acks[reply.seq] = reply
                 self._cond.notify_all()
-            elif isinstance(reply, StatusReply) and reply.seq == self._poll_seq:
-                self._status = reply
-            else:
-                logger.debug("turnstile: stale reply seq=%d ignored", reply.seq)
+                return
+            logger.debug("turnstile: stale reply seq=%d ignored", reply.seq)
 
     def _event(self, event: BoardEvent) -> None:
         # Acknowledge every copy: the board repeats until it hears an ack, and the ack for an
@@ -482,7 +534,10 @@ class SerialGate:
 
     def _passage(self, event: Passage) -> None:
         opening = self._opening
-        if opening is None or event.opening_seq != opening.seq:
+        if event.opening_seq == 0:
+            # Free mode or a hard-wired (fire alarm) release: expected, and nobody's opening.
+            logger.info("turnstile free passage %s", event.direction.name.lower())
+        elif opening is None or event.opening_seq != opening.seq:
             logger.warning(
                 "turnstile: passage %s for opening %d matches no open window (late or unsolicited)",
                 event.direction.name.lower(),
@@ -503,3 +558,7 @@ class SerialGate:
                 event.direction.name.lower(),
                 extra={"opening_seq": opening.seq, "board_seq": event.seq},
             )
+
+
+def _alarm_names(alarms: Alarm) -> str:
+    return ", ".join(a.name.lower() for a in Alarm if a and a in alarms and a.name) or "none"

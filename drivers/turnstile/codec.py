@@ -187,8 +187,10 @@ class Command(IntEnum):
     OPEN = 0x01
     STATUS = 0x02
     EVENT_ACK = 0x03
+    MODE = 0x04
     OPEN_ACK = 0x81
     STATUS_REPLY = 0x82
+    MODE_ACK = 0x84
     PASSAGE = 0xC1
     DOOR_FORCED = 0xC2
     HELD_OPEN = 0xC3
@@ -205,6 +207,18 @@ class OpenResult(IntEnum):
     ACCEPTED = 0x00
     BUSY = 0x01  # an opening is still in progress
     REFUSED = 0x02  # alarm or tamper state: the board will not release the gate
+
+
+class GateMode(IntEnum):
+    NORMAL = 0x00  # OPEN releases the gate for one passage
+    FREE = 0x01  # held released both ways until told otherwise (evacuation)
+    LOCKED = 0x02  # every OPEN is refused (lockdown)
+
+
+class ModeResult(IntEnum):
+    # No BUSY: a mode is a standing state, never queued behind an opening.
+    ACCEPTED = 0x00
+    REFUSED = 0x02  # e.g. free while tamper is active: the serial line itself may be compromised
 
 
 class Alarm(IntFlag):
@@ -274,6 +288,23 @@ class EventAck:
 
 
 @dataclass(frozen=True, slots=True)
+class ModeRequest:
+    """Host -> board: enter ``mode`` and stay in it; applying the same mode again is harmless."""
+
+    COMMAND: ClassVar[Command] = Command.MODE
+    seq: int
+    mode: GateMode
+
+    def payload(self) -> bytes:
+        return bytes((self.mode,))
+
+    @classmethod
+    def parse(cls, seq: int, payload: bytes) -> "ModeRequest":
+        _exact(payload, 1)
+        return cls(seq, GateMode(payload[0]))
+
+
+@dataclass(frozen=True, slots=True)
 class OpenAck:
     """Board -> host: answer to the OPEN with the same ``seq``."""
 
@@ -288,6 +319,23 @@ class OpenAck:
     def parse(cls, seq: int, payload: bytes) -> "OpenAck":
         _exact(payload, 1)
         return cls(seq, OpenResult(payload[0]))
+
+
+@dataclass(frozen=True, slots=True)
+class ModeAck:
+    """Board -> host: answer to the MODE with the same ``seq``."""
+
+    COMMAND: ClassVar[Command] = Command.MODE_ACK
+    seq: int
+    result: ModeResult = ModeResult.ACCEPTED
+
+    def payload(self) -> bytes:
+        return bytes((self.result,))
+
+    @classmethod
+    def parse(cls, seq: int, payload: bytes) -> "ModeAck":
+        _exact(payload, 1)
+        return cls(seq, ModeResult(payload[0]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,8 +450,10 @@ Message = (
     OpenRequest
     | StatusRequest
     | EventAck
+    | ModeRequest
     | OpenAck
     | StatusReply
+    | ModeAck
     | Passage
     | DoorForced
     | HeldOpen
@@ -415,8 +465,10 @@ _PARSERS: dict[int, Callable[[int, bytes], Message]] = {
     Command.OPEN: OpenRequest.parse,
     Command.STATUS: StatusRequest.parse,
     Command.EVENT_ACK: EventAck.parse,
+    Command.MODE: ModeRequest.parse,
     Command.OPEN_ACK: OpenAck.parse,
     Command.STATUS_REPLY: StatusReply.parse,
+    Command.MODE_ACK: ModeAck.parse,
     Command.PASSAGE: Passage.parse,
     Command.DOOR_FORCED: DoorForced.parse,
     Command.HELD_OPEN: HeldOpen.parse,

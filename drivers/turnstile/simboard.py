@@ -41,8 +41,12 @@ from drivers.turnstile.codec import (
     Discarded,
     DoorForced,
     EventAck,
+    GateMode,
     HeldOpen,
     Message,
+    ModeAck,
+    ModeRequest,
+    ModeResult,
     OpenAck,
     OpenRequest,
     OpenResult,
@@ -77,6 +81,9 @@ class Incident(StrEnum):
     CLEAR = "clear"  # alarms reset, door closed: a technician was there
     UNPLUG = "unplug"  # the USB adapter is pulled: the pty disappears
     REPLUG = "replug"  # ...and comes back, as a new pty behind the same link
+    REBOOT = "reboot"  # power cycle: power-up state (normal mode, counters 0), a new pty
+    WALK_IN = "walk-in"  # someone walks through unasked: a free passage, if the gate is free
+    WALK_OUT = "walk-out"
 
 
 class SimBoardControl:
@@ -100,6 +107,7 @@ class SimBoardControl:
         self._received: list[Message] = []
         self._sent: list[Message] = []
         self._openings: list[OpenRequest] = []
+        self._modes: list[ModeRequest] = []
 
     def next_passage(self, mode: PassageMode) -> None:
         """What happens after the next opening (queued; then back to ``mode``)."""
@@ -133,11 +141,18 @@ class SimBoardControl:
         with self._lock:
             return list(self._openings)
 
+    def modes(self) -> list[ModeRequest]:
+        """The MODEs the board acted on (a repeated seq is answered, not acted on again)."""
+        with self._lock:
+            return list(self._modes)
+
     def _note(self, message: Message, acted: bool) -> None:
         with self._lock:
             self._received.append(message)
             if acted and isinstance(message, OpenRequest):
                 self._openings.append(message)
+            elif acted and isinstance(message, ModeRequest):
+                self._modes.append(message)
 
     def _note_sent(self, message: Message) -> None:
         with self._lock:
@@ -190,9 +205,16 @@ class SimBoard:
         self._counts = {Direction.IN: 0, Direction.OUT: 0}
         self._alarms = Alarm.NONE
         self._last_open: tuple[OpenRequest, OpenAck] | None = None
+        self._last_mode: tuple[ModeRequest, ModeAck] | None = None
+        self._mode = GateMode.NORMAL
         self._timers: list[tuple[float, Callable[[], None]]] = []
         self._pending: dict[int, _Pending] = {}
         self._event_seq = 0
+
+    @property
+    def gate_mode(self) -> GateMode:
+        """The mode the board is in (set by the host's MODE, back to normal on a reboot)."""
+        return self._mode
 
     @property
     def path(self) -> str:
@@ -282,6 +304,12 @@ class SimBoard:
                 elif incident is Incident.REPLUG:
                     if self._master is None:
                         self._plug()
+                elif incident is Incident.REBOOT:
+                    self._unplug()
+                    self._power_up()
+                    self._plug()
+                elif incident in (Incident.WALK_IN, Incident.WALK_OUT):
+                    self._walk(Direction.IN if incident is Incident.WALK_IN else Direction.OUT)
                 elif incident is Incident.CLEAR:
                     self._alarms, self._door_open = Alarm.NONE, False
                 elif incident is Incident.DOOR_FORCED:
@@ -295,23 +323,40 @@ class SimBoard:
                     self._alarms |= Alarm.TAMPER
                     self._emit(Tamper)
 
+    def _power_up(self) -> None:
+        self._door_open = False
+        self._counts = {Direction.IN: 0, Direction.OUT: 0}
+        self._alarms = Alarm.NONE
+        self._last_open = self._last_mode = None
+        self._mode = GateMode.NORMAL
+        self._timers.clear()
+        self._event_seq = 0
+
+    def _walk(self, direction: Direction) -> None:
+        if self._mode is GateMode.FREE:
+            self._after(time.monotonic(), 0, direction)
+        else:
+            logger.info("simulated board: the arm is locked, nobody walks through")
+
     def _handle(self, item: Message | Discarded) -> None:
         if isinstance(item, Discarded):
             logger.debug("simulated board dropped %d bytes (%s)", item.size, item.reason)
             return
+        # The last OPEN and the last MODE are remembered with their answers: a repeat is the
+        # host retrying after a lost ack, answered again but not acted on again.
+        last = self._last_open if isinstance(item, OpenRequest) else self._last_mode
         repeat = (
-            isinstance(item, OpenRequest)
-            and self._last_open is not None
-            and self._last_open[0] == item
+            isinstance(item, OpenRequest | ModeRequest) and last is not None and last[0] == item
         )
         self.control._note(item, acted=not repeat and not self.control.silent)
         if self.control.silent:
             return
-        if isinstance(item, OpenRequest):
-            if self._last_open is not None and repeat:
-                self._send(self._last_open[1])
-            else:
-                self._send(self._open(item))
+        if repeat and last is not None:
+            self._send(last[1])
+        elif isinstance(item, OpenRequest):
+            self._send(self._open(item))
+        elif isinstance(item, ModeRequest):
+            self._send(self._set_mode(item))
         elif isinstance(item, StatusRequest):
             self._send(
                 StatusReply(
@@ -325,11 +370,25 @@ class SimBoard:
         elif isinstance(item, EventAck):
             self._pending.pop(item.seq, None)
 
+    def _set_mode(self, request: ModeRequest) -> ModeAck:
+        # With the enclosure open the serial line itself may be the intruder's, so no standing
+        # release then; locked and normal never hold the gate released, so they always apply.
+        refuse = request.mode is GateMode.FREE and Alarm.TAMPER in self._alarms
+        ack = ModeAck(request.seq, ModeResult.REFUSED if refuse else ModeResult.ACCEPTED)
+        self._last_mode = (request, ack)
+        if not refuse:
+            self._mode = request.mode
+            logger.info("simulated board: %s mode", request.mode.name.lower())
+        return ack
+
     def _open(self, request: OpenRequest) -> OpenAck:
-        ack = OpenAck(request.seq, self.control._take_result())
+        if self._mode is GateMode.LOCKED:
+            ack = OpenAck(request.seq, OpenResult.REFUSED)
+        else:
+            ack = OpenAck(request.seq, self.control._take_result())
         self._last_open = (request, ack)
-        if ack.result is not OpenResult.ACCEPTED:
-            return ack
+        if ack.result is not OpenResult.ACCEPTED or self._mode is GateMode.FREE:
+            return ack  # in free mode the arm is already released: nothing to open
         window = request.units / 10
         mode = self.control._take_passage()
         direction = Direction.IN if request.direction is Direction.EITHER else request.direction
@@ -393,7 +452,9 @@ _HELP = """commands, one per line:
   garble                   send the next OPEN_ACK with a broken CRC
   forced | held | tamper   raise that alarm (an event, and the flag in STATUS)
   clear                    reset alarms and the door sensor
+  walk-in | walk-out       someone walks through unasked (a passage only in free mode)
   unplug | replug          pull / put back the USB adapter (needs --link to be found again)
+  reboot                   power-cycle the board: normal mode, counters 0, a new pty
   quit"""
 
 

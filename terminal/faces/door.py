@@ -11,14 +11,13 @@ matched keeps no image.
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from models.cards import Holder
 from models.decision import Alert, Decision
 from models.reasons import Reason
-from terminal.faces.evidence import keep_still
-from terminal.faces.verifier import FaceOutcome, FaceResult, FaceVerifier
-from terminal.store.faces import FaceStore
+from terminal.faces.evidence import FaceUse, keep_still
+from terminal.faces.verifier import FaceOutcome, FaceResult
 from terminal.store.journal import Committed
 
 logger = logging.getLogger(__name__)
@@ -68,21 +67,8 @@ class FaceStep:
         return detail
 
 
-class DoorFaces:
+class DoorFaces(FaceUse):
     """The door flow's access to faces: when a face is required, the check, the evidence."""
-
-    def __init__(
-        self,
-        verifier: FaceVerifier,
-        faces: FaceStore,
-        *,
-        seconds: float,
-        retention: timedelta,
-    ) -> None:
-        self.verifier = verifier
-        self.faces = faces
-        self.seconds = seconds
-        self.retention = retention
 
     @staticmethod
     def required(mode: str, holder: Holder | None) -> bool:

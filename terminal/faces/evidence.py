@@ -1,11 +1,13 @@
 """Security-event stills: the one kind of face image the terminal keeps, for a limited time."""
 
 import logging
+from dataclasses import KW_ONLY, dataclass
 from datetime import datetime, timedelta
 
 from drivers.camera.images import encode_jpeg
 from drivers.camera.interface import Frame
 from models.errors import DriverError, StoreError
+from terminal.faces.verifier import FaceVerifier
 from terminal.store.faces import FaceStore
 
 logger = logging.getLogger(__name__)
@@ -39,3 +41,15 @@ def keep_still(
         )
     except (DriverError, StoreError) as exc:
         logger.error("evidence still of %s not kept: %s", kind, exc)
+
+
+@dataclass(eq=False)
+class FaceUse:
+    """What a flow needs to use faces: the verifier, the store for stills, how long a check may
+    take, and how long a security still is kept."""
+
+    verifier: FaceVerifier
+    faces: FaceStore
+    _: KW_ONLY
+    seconds: float
+    retention: timedelta

@@ -42,6 +42,17 @@ from terminal.store import Committed, Effect, PassageUsed, SecurityEvent, Store
 logger = logging.getLogger(__name__)
 
 
+class DoorMode(StrEnum):
+    """What HQ ordered for this door (``set_mode``); kept across restarts."""
+
+    NORMAL = "normal"
+    FREE = "free"  # evacuation: the gate stands released, taps are still recorded
+    LOCKED = "locked"  # lockdown: no tap opens it
+
+
+MODE_STATE = "door_mode"
+
+
 class DoorState(StrEnum):
     IDLE = "idle"
     DECIDING = "deciding"
@@ -56,6 +67,7 @@ class Notice(StrEnum):
     STORE_FAILED = "store_failed"  # the decision could not be recorded, so the gate stays shut
     ALARM = "alarm"  # the gate board reported door forced, held open or tamper
     FACE_UNKNOWN = "face_unknown"  # a face at the camera, but nobody to admit by face
+    MODE = "mode"  # the door mode changed (detail: the new mode)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +123,41 @@ class DoorFlow:
         self.clock = clock
         self.timezone = timezone
         self.state = DoorState.IDLE
+        self.mode = DoorMode.NORMAL
         self.listeners: list[Listener] = []
         self._held: str | None = None
+
+    def restore_mode(self) -> None:
+        """At start: put the gate back into the mode HQ last ordered, which outlives restarts
+        (an evacuation does not end because the terminal rebooted)."""
+        saved = self.store.state(MODE_STATE)
+        if saved is None or saved == DoorMode.NORMAL:
+            return
+        self.mode = DoorMode(saved)
+        try:
+            self.gate.set_mode(self.mode)
+        except DriverError as exc:
+            logger.error("gate not put back into %s mode: %s", self.mode, exc)
+        logger.warning("door mode %s restored", self.mode)
+
+    def set_mode(self, mode: str, *, reason: str, by: str) -> None:
+        """Change the door mode: the board first, so a refusal there changes nothing here.
+
+        Raises ``ValueError`` for an unknown mode, ``DriverError`` when the board did not take
+        it, ``StoreError`` when it could not be recorded (the board has it then: a restart
+        puts the previous mode back, which the security event of the failure explains).
+        """
+        new = DoorMode(mode)
+        self.gate.set_mode(new)
+        now = self._local_now()
+        self.store.put_state(MODE_STATE, new)
+        self.mode = new
+        details = {"mode": str(new), "reason": reason, "by": by}
+        self.store.record_event(
+            SecurityEvent("door_mode", details), at=rfc3339(now), door=self.settings.door_id
+        )
+        logger.warning("door mode %s ordered by %s: %s", new, by, reason)
+        self._tell(FlowNotice(now, Notice.MODE, str(new)))
 
     def _local_now(self) -> datetime:
         return self.clock.now().astimezone(self.timezone)
@@ -245,6 +290,9 @@ class DoorFlow:
 
     def remote_open(self, reason: str, by: str) -> Committed | None:
         """An ``open`` command from HQ: journalled like a tap (credential "remote"), then open."""
+        if self.mode is DoorMode.LOCKED:
+            logger.warning("remote open by %s refused: the door is locked down", by)
+            return None
         now = self._local_now()
         decision = Decision(True, Reason.REMOTE_OPEN, detail=reason)
         draft = replace(
@@ -277,6 +325,13 @@ class DoorFlow:
             view = self.store.door_view(credential.number or "", door_id, now.date(), passback)
         request = DoorRequest(credential, door_id, self.settings.direction)
         decision = decide(request, view, now)
+        if self.mode is DoorMode.LOCKED and decision.allowed:
+            decision = Decision.deny(
+                Reason.DOOR_LOCKED,
+                holder_id=decision.holder_id,
+                card_number=decision.card_number,
+                detail="lockdown ordered by HQ",
+            )
         step: FaceStep | None = None
         if (
             self.faces is not None
@@ -327,7 +382,9 @@ class DoorFlow:
                 },
             )
             passage, passage_reason = None, None
-            if decision.allowed:
+            if decision.allowed and self.mode is DoorMode.FREE:
+                passage_reason = Reason.FREE_PASSAGE  # already released: nothing to open
+            elif decision.allowed:
                 self.state = DoorState.OPEN
                 passage, passage_reason = self._pass(decision, committed, view_seq)
             self._tell(TapOutcome(now, credential, decision, committed, passage, passage_reason))

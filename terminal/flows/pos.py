@@ -3,6 +3,9 @@
 The customer display says "paid" only after the payment is durable. Every tap that reaches a
 decision is journalled — allowed, denied, or cancelled at the PIN or confirmation prompt. A
 correction is started on the keypad and authorised by a supervisor's tap.
+
+Face pay (the face key, terminal/faces/pos.py) takes the place of the tap: the recognised
+holder's current card pays once the customer confirmed the name and amount on the display.
 """
 
 import logging
@@ -21,6 +24,7 @@ from drivers.interfaces import (
     Confirmed,
     CorrectionRequested,
     Display,
+    FacePayRequested,
     Keypad,
     KeypadEvent,
     PinEntered,
@@ -37,8 +41,11 @@ from models.money import Fen, format_yuan
 from models.pin import mask_name, verify_pin
 from models.pos import PosPolicy, PosRequest, PosView
 from models.reasons import Reason, message_en, message_zh
-from models.wallet import MONEY_PURSES, Purse, Service
+from models.wallet import MONEY_PURSES, Payment, Purse, Service
 from terminal.clock import Clock, rfc3339
+from terminal.faces import pos as face_pay
+from terminal.faces.pos import PosFaces
+from terminal.faces.verifier import FaceOutcome, FaceResult
 from terminal.store import Charged, Committed, Effect, PinOutcome, Refunded, SecurityEvent, Store
 
 logger = logging.getLogger(__name__)
@@ -54,6 +61,7 @@ PURSE_ZH = {
 class PosState(StrEnum):
     IDLE = "idle"
     AMOUNT = "amount"  # an amount is waiting for a card
+    FACE = "face"  # identifying the customer at the camera
     PIN = "pin"
     CONFIRM = "confirm"
     SUPERVISOR = "supervisor"
@@ -79,6 +87,7 @@ class PosOutcome:
 
 
 Listener = Callable[[PosOutcome], None]
+ViewLoader = Callable[[datetime], PosView]
 
 
 class PosFlow:
@@ -93,6 +102,7 @@ class PosFlow:
         clock: Clock,
         timezone: tzinfo,
         degraded: Callable[[], bool] = lambda: False,
+        faces: PosFaces | None = None,
     ) -> None:
         self.settings = settings
         self.reader = reader
@@ -102,6 +112,7 @@ class PosFlow:
         self.clock = clock
         self.timezone = timezone
         self.degraded = degraded
+        self.faces = faces
         self.state = PosState.IDLE
         self.listeners: list[Listener] = []
         self._amount: int | None = None
@@ -138,7 +149,10 @@ class PosFlow:
             key_ = held_key(event.credential)
             if key_ != self._held:
                 self._held = key_
-                self._pay(event.credential)
+                self._pay(
+                    event.credential,
+                    self._views(self.store.pos_view, event.credential.number or ""),
+                )
 
     def _key(self, key: KeypadEvent) -> None:
         if isinstance(key, AmountEntered):
@@ -153,6 +167,8 @@ class PosFlow:
             self._clear_amount("cancelled")
         elif isinstance(key, CorrectionRequested):
             self._correct(key)
+        elif isinstance(key, FacePayRequested):
+            self._face_pay()
 
     def _clear_amount(self, why: str) -> None:
         if self._amount is not None:
@@ -171,17 +187,23 @@ class PosFlow:
         pricing = merchant.pricing_for(merchant.period_at(now))
         return pricing is not None and pricing.mode == "entered" and self._amount is None
 
-    def _view(self, credential: Credential, now: datetime) -> PosView:
-        return self.store.pos_view(
-            credential.number or "",
-            merchant_id=self.settings.merchant_id,
-            service=self.settings.service,
-            policy=self.settings.policy,
+    def _views(self, load: Callable[..., PosView], key: str) -> ViewLoader:
+        """The view of one card (``Store.pos_view``) or one holder (``pos_view_for_holder``), read
+        again after each prompt."""
+        s = self.settings
+        return lambda now: load(
+            key,
+            merchant_id=s.merchant_id,
+            service=s.service,
+            policy=s.policy,
             now=now,
             degraded=self.degraded(),
         )
 
-    def _pay(self, credential: Credential) -> None:
+    def _pay(
+        self, credential: Credential, load: ViewLoader, face: FaceResult | None = None
+    ) -> None:
+        """Decide and commit one payment; a face pays only once the customer confirmed it."""
         now = self._local_now()
         if self._needs_amount(now):
             self._show("请先输入金额", "Enter the amount first", tone="error")
@@ -190,8 +212,12 @@ class PosFlow:
         pin_ok: bool | None = None
         confirmed = False
         effects: list[Effect] = []
-        view = self._view(credential, now)
-        decision = decide(PosRequest(credential, amount), view, now)
+        view = load(now)
+        request = PosRequest(credential, amount)
+        decision = decide(request, view, now)
+        payment = None if face is None else face_pay.would_pay(request, decision, view, now)
+        if payment is not None and not self._ask_face_confirm(payment, view):
+            decision = _cancelled(decision, "at the face pay confirmation")
         # At most one PIN prompt and one confirmation per tap, then decide again with the answer.
         for _ in range(2):
             if decision.reason is Reason.PIN_REQUIRED and pin_ok is None:
@@ -205,21 +231,53 @@ class PosFlow:
                     break
             else:
                 break
-            view = self._view(credential, now)
+            view = load(now)
             decision = decide(PosRequest(credential, amount, pin_ok, confirmed), view, now)
         if decision.reason in (Reason.PIN_REQUIRED, Reason.DUPLICATE_TAP):
-            decision = Decision.deny(
-                Reason.CANCELLED_BY_USER,
-                holder_id=decision.holder_id,
-                card_number=decision.card_number,
-                detail=f"at the {decision.reason} prompt",
-            )
+            decision = _cancelled(decision, f"at the {decision.reason} prompt")
         self.state = PosState.IDLE
-        self._commit_payment(decision, view, now, effects)
+        self._commit_payment(decision, view, now, effects, face)
+
+    def _face_pay(self) -> None:
+        if self.faces is None:
+            self._show("本机未开通刷脸支付", "Face pay is not available here", tone="error")
+            return
+        if self._needs_amount(self._local_now()):
+            self._show("请先输入金额", "Enter the amount first", tone="error")
+            return
+        self.state = PosState.FACE
+        self._show("请看摄像头", "Look at the camera", tone="prompt")
+        result = self.faces.identify()
+        self.state = PosState.IDLE if self._amount is None else PosState.AMOUNT
+        if result.matched:
+            credential = face_pay.credential(result)
+            holder = self._views(self.store.pos_view_for_holder, credential.holder_id)
+            self._pay(credential, holder, result)
+        elif result.outcome is FaceOutcome.NOT_LIVE and result.holder_id is not None:
+            self._face_spoof(self.faces, result, result.holder_id)
+        else:
+            # Nobody was identified, so there is nothing to journal; the amount stays for a card.
+            reason = face_pay.not_identified_reason(result)
+            self._show(message_zh(reason), message_en(reason), tone="error")
+
+    def _face_spoof(self, faces: PosFaces, result: FaceResult, holder_id: str) -> None:
+        now = self._local_now()
+        self._amount = None
+        self.state = PosState.IDLE
+        view = self._views(self.store.pos_view_for_holder, holder_id)(now)
+        decision = face_pay.spoof_denial(result, view.card.number if view.card else None)
+        committed = self._commit_payment(decision, view, now, [], result)
+        if committed is not None:
+            faces.keep_evidence(result, committed, now)
 
     def _commit_payment(
-        self, decision: Decision, view: PosView, now: datetime, effects: list[Effect]
-    ) -> None:
+        self,
+        decision: Decision,
+        view: PosView,
+        now: datetime,
+        effects: list[Effect],
+        face: FaceResult | None = None,
+    ) -> Committed | None:
         payment = decision.payment
         if payment is not None and decision.holder_id and decision.card_number:
             subsidised = any(p is not Purse.CASH for p, _ in payment.split)
@@ -235,24 +293,34 @@ class PosFlow:
             )
         event = None
         if decision.alert is not None:
-            event = SecurityEvent(str(decision.alert), {"reason": str(decision.reason)})
+            detail: dict[str, object] = {"reason": str(decision.reason)}
+            if face is not None:
+                detail |= face_pay.event_detail(face)
+            event = SecurityEvent(str(decision.alert), detail)
         elif decision.reason is Reason.PIN_WRONG and (
             view.pin_failures + 1 >= self.settings.policy.pin_max_failures
         ):
             event = SecurityEvent("pin_locked", {"failures": view.pin_failures + 1})
-        draft = self._draft(now, decision, view.view_seq)
+        draft = self._draft(
+            now,
+            decision,
+            view.view_seq,
+            credential="card" if face is None else "face",
+            face_score=None if face is None else face_pay.score_milli(face),
+        )
         try:
             committed = self.store.commit(draft, event, effects)
         except StoreError as exc:
             logger.error("payment not recorded, nothing charged: %s", exc)
             self._show("系统故障，未扣款", "Not charged: system fault", tone="error")
-            return
+            return None
         logger.info(
             "payment %s %s",
             "allowed" if decision.allowed else "denied",
             decision.reason,
             extra={
                 "seq": committed.seq,
+                "credential": draft.credential,
                 "card": mask_card_number(decision.card_number or ""),
                 "amount": payment.amount if payment else None,
             },
@@ -262,16 +330,26 @@ class PosFlow:
         else:
             self._show(message_zh(decision.reason), message_en(decision.reason), tone="error")
         self._tell(PosOutcome(now, draft.kind, decision, committed))
+        return committed
 
     def _draft(
-        self, now: datetime, decision: Decision, view_seq: int, **extra: str | None
+        self,
+        now: datetime,
+        decision: Decision,
+        view_seq: int,
+        *,
+        kind: str | None = None,
+        credential: str = "card",
+        face_score: int | None = None,
+        corrects: str | None = None,
+        authorised_by: str | None = None,
     ) -> TransactionDraft:
         payment = decision.payment
         return TransactionDraft(
-            kind=extra.get("kind") or str(self.settings.service),
+            kind=kind or str(self.settings.service),
             at=rfc3339(now),
             mono_ns=self.clock.monotonic_ns(),
-            credential="card",
+            credential=credential,
             decision="allow" if decision.allowed else "deny",
             reason=decision.reason,
             view_seq=view_seq,
@@ -279,8 +357,9 @@ class PosFlow:
             holder_id=decision.holder_id,
             amount=payment.amount if payment else None,
             split=tuple((str(p), a) for p, a in payment.split) if payment else (),
-            corrects=extra.get("corrects"),
-            authorised_by=extra.get("authorised_by"),
+            face_score=face_score,
+            corrects=corrects,
+            authorised_by=authorised_by,
         )
 
     def _show_paid(self, decision: Decision, view: PosView) -> None:
@@ -288,15 +367,11 @@ class PosFlow:
         assert payment is not None
         today = self._local_now().date()
         before = sum(p.available(today) for p in view.purses if p.purse in MONEY_PURSES)
-        parts = " + ".join(
-            f"{PURSE_ZH[p]} {format_yuan(Fen(a)) if p is not Purse.WORK_MEALS else a}"
-            for p, a in payment.split
-        )
         name = mask_name(view.holder.name) if view.holder else ""
         self._show(
             "支付成功 Paid",
             name,
-            f"金额 {format_yuan(Fen(payment.amount))} 元 ({parts})",
+            f"金额 {_payment_text(payment)}",
             f"余额 {format_yuan(Fen(before - payment.amount))} 元",
             tone="ok",
         )
@@ -323,6 +398,13 @@ class PosFlow:
     def _ask_confirm(self) -> bool:
         self.state = PosState.CONFIRM
         self._show("刚刚已扣款，确认再次消费？", "Just charged: OK to pay again", tone="prompt")
+        return isinstance(self._wait_key((Confirmed, Cancelled)), Confirmed)
+
+    def _ask_face_confirm(self, payment: Payment, view: PosView) -> bool:
+        # 1:N can name the wrong person: they must see whose account pays before anything moves.
+        self.state = PosState.CONFIRM
+        name = mask_name(view.holder.name) if view.holder else ""
+        self._show("确认支付？", name, f"金额 {_payment_text(payment)}", "OK to pay", tone="prompt")
         return isinstance(self._wait_key((Confirmed, Cancelled)), Confirmed)
 
     # --- corrections --------------------------------------------------------------------------
@@ -404,3 +486,20 @@ class PosFlow:
                 listener(outcome)
             except Exception:
                 logger.exception("flow listener failed")
+
+
+def _cancelled(decision: Decision, where: str) -> Decision:
+    return Decision.deny(
+        Reason.CANCELLED_BY_USER,
+        holder_id=decision.holder_id,
+        card_number=decision.card_number,
+        detail=where,
+    )
+
+
+def _payment_text(payment: Payment) -> str:
+    parts = " + ".join(
+        f"{PURSE_ZH[p]} {format_yuan(Fen(a)) if p is not Purse.WORK_MEALS else a}"
+        for p, a in payment.split
+    )
+    return f"{format_yuan(Fen(payment.amount))} 元 ({parts})"

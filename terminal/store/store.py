@@ -272,6 +272,15 @@ class Store:
             ).fetchone()
         return None if row is None else str(row[0])
 
+    def put_state(self, key: str, value: str) -> None:
+        """Set one terminal setting that must survive a restart (the door mode), on its own."""
+        with self._lock:
+            try:
+                with self.write() as conn:
+                    self.set_state(conn, key, value)
+            except sqlite3.Error as exc:
+                raise StoreError(f"could not record {key}: {exc}") from exc
+
     def set_state(self, conn: sqlite3.Connection, key: str, value: str) -> None:
         """Set a high-water mark inside the caller's write transaction."""
         conn.execute(

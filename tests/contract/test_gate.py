@@ -7,6 +7,7 @@ import pytest
 
 from drivers.interfaces import Gate, PassageOutcome
 from drivers.sim import SimGate, SimGateControl
+from models.errors import DriverError
 
 
 class SimGateHarness:
@@ -52,3 +53,29 @@ def test_one_opening_is_one_passage(harness: SimGateHarness) -> None:
 
 def test_health(harness: SimGateHarness) -> None:
     assert harness.gate.health().ok
+
+
+def test_locked_refuses_every_opening_until_normal(harness: SimGateHarness) -> None:
+    gate: Gate = harness.gate
+    gate.set_mode("locked")
+    with pytest.raises(DriverError):
+        gate.open("in", 1.0)
+    assert gate.wait_passage(0.1) is PassageOutcome.TIMEOUT
+    gate.set_mode("normal")
+    harness.someone_passes(True)
+    gate.open("in", 1.0)
+    assert gate.wait_passage(1.0) is PassageOutcome.PASSED
+
+
+def test_free_needs_no_opening(harness: SimGateHarness) -> None:
+    gate: Gate = harness.gate
+    gate.set_mode("free")
+    started = time.monotonic()
+    gate.open("in", 1.0)  # the gate stands released: returns at once
+    assert gate.wait_passage(1.0) is PassageOutcome.TIMEOUT  # ...and there is no opening to use
+    assert time.monotonic() - started < 0.5
+
+
+def test_an_unknown_mode_is_a_value_error(harness: SimGateHarness) -> None:
+    with pytest.raises(ValueError, match="mode"):
+        harness.gate.set_mode("open")

@@ -12,7 +12,10 @@ import pytest
 from drivers.turnstile.board import SerialGate, SerialGateSettings
 from drivers.turnstile.simboard import PassageMode, SimBoard, SimBoardControl
 from tests.contract.test_gate import (
+    test_an_unknown_mode_is_a_value_error,
+    test_free_needs_no_opening,
     test_health,
+    test_locked_refuses_every_opening_until_normal,
     test_one_opening_is_one_passage,
     test_open_then_nobody_passes_within_the_window,
     test_open_then_passage,
@@ -20,7 +23,10 @@ from tests.contract.test_gate import (
 )
 
 __all__ = [
+    "test_an_unknown_mode_is_a_value_error",
+    "test_free_needs_no_opening",
     "test_health",
+    "test_locked_refuses_every_opening_until_normal",
     "test_one_opening_is_one_passage",
     "test_open_then_nobody_passes_within_the_window",
     "test_open_then_passage",

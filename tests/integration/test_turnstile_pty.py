@@ -16,6 +16,9 @@ from drivers.turnstile.codec import (
     Command,
     Direction,
     EventAck,
+    GateMode,
+    ModeAck,
+    ModeRequest,
     OpenRequest,
     OpenResult,
     Passage,
@@ -285,3 +288,133 @@ def test_simulated_board_runs_as_a_command(tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
             process.wait(timeout=5)
+
+
+# -- modes ---------------------------------------------------------------------------------------
+
+
+def modes_sent(control: SimBoardControl) -> list[ModeRequest]:
+    return [m for m in control.received() if isinstance(m, ModeRequest)]
+
+
+def confirmed(gate: SerialGate, mode: str) -> bool:
+    detail = gate.health().detail
+    return f"mode {mode}" in detail and "not confirmed" not in detail
+
+
+def test_free_mode_sends_no_open_and_reports_free_passages(
+    gate: SerialGate, control: SimBoardControl, board: SimBoard
+) -> None:
+    gate.set_mode("free")
+    assert board.gate_mode is GateMode.FREE
+    (applied,) = control.modes()
+    assert gate.health().ok and confirmed(gate, "free")
+    started = time.monotonic()
+    gate.open("in", 1.0)
+    assert gate.wait_passage(1.0) is PassageOutcome.TIMEOUT  # no opening to wait for
+    assert time.monotonic() - started < 0.5
+    assert opens(control) == []
+    control.happen(Incident.WALK_OUT)
+    assert eventually(lambda: any(isinstance(m, Passage) for m in control.sent()))
+    (passage,) = {m for m in control.sent() if isinstance(m, Passage)}
+    assert (passage.direction, passage.opening_seq) == (Direction.OUT, 0)
+    assert eventually(lambda: EventAck(passage.seq) in control.received())
+    assert eventually(lambda: (s := gate.last_status()) is not None and s.passages_out == 1)
+    gate.set_mode("normal")
+    gate.open("in", 1.0)
+    assert gate.wait_passage(1.0) is PassageOutcome.PASSED
+    assert [m.mode for m in control.modes()] == [GateMode.FREE, GateMode.NORMAL]
+    assert applied.seq != control.modes()[1].seq
+
+
+def test_locked_mode_refuses_open_until_back_to_normal(
+    gate: SerialGate, control: SimBoardControl, board: SimBoard
+) -> None:
+    gate.set_mode("locked")
+    assert board.gate_mode is GateMode.LOCKED
+    with pytest.raises(DriverError, match="refused to open"):
+        gate.open("in", 1.0)
+    assert len(opens(control)) == 1  # a refusal is not retried
+    assert gate.wait_passage(0.1) is PassageOutcome.TIMEOUT
+    control.happen(Incident.WALK_IN)  # against a locked arm: no passage
+    gate.set_mode("normal")
+    assert board.gate_mode is GateMode.NORMAL
+    gate.open("in", 1.0)
+    assert gate.wait_passage(1.0) is PassageOutcome.PASSED
+    assert [m.opening_seq for m in control.sent() if isinstance(m, Passage)] == [
+        opens(control)[-1].seq
+    ]
+
+
+def test_lost_mode_ack_is_retried_and_applied_once(
+    gate: SerialGate, control: SimBoardControl
+) -> None:
+    control.garble_next(Command.MODE_ACK)
+    gate.set_mode("locked")
+    first, repeat = modes_sent(control)
+    assert first == repeat  # the same frame, same seq
+    assert control.modes() == [first]
+    assert [m for m in control.sent() if isinstance(m, ModeAck)] == [ModeAck(first.seq)] * 2
+
+
+def test_free_is_refused_while_tamper_is_active(
+    gate: SerialGate, control: SimBoardControl, board: SimBoard
+) -> None:
+    control.happen(Incident.TAMPER)
+    assert [e.kind for e in gate.security_events(timeout=2.0)] == [SecurityKind.TAMPER]
+    with pytest.raises(DriverError, match="refused free mode"):
+        gate.set_mode("free")
+    assert len(modes_sent(control)) == 1  # a refusal is not retried
+    assert board.gate_mode is GateMode.NORMAL
+    assert "mode" not in gate.health().detail  # the refused mode is not kept
+    gate.set_mode("locked")
+    assert board.gate_mode is GateMode.LOCKED
+
+
+def test_unknown_mode_is_refused_before_anything_is_sent(
+    gate: SerialGate, control: SimBoardControl
+) -> None:
+    with pytest.raises(ValueError, match="'normal', 'free' or 'locked'"):
+        gate.set_mode("evacuate")
+    assert modes_sent(control) == []
+
+
+@pytest.mark.parametrize(
+    "incidents",
+    [(Incident.REBOOT,), (Incident.UNPLUG, Incident.REPLUG)],
+    ids=["board-reboots", "adapter-replugged"],
+)
+def test_mode_is_sent_again_after_the_link_is_reopened(
+    gate: SerialGate,
+    control: SimBoardControl,
+    board: SimBoard,
+    incidents: tuple[Incident, ...],
+) -> None:
+    gate.set_mode("free")
+    (before,) = control.modes()
+    for incident in incidents:
+        control.happen(incident)
+        if incident is Incident.UNPLUG:
+            assert eventually(lambda: not gate.health().ok)
+    assert eventually(lambda: len(control.modes()) == 2), control.modes()
+    again = control.modes()[1]
+    assert again.mode is GateMode.FREE and again.seq != before.seq
+    assert board.gate_mode is GateMode.FREE
+    assert eventually(lambda: confirmed(gate, "free")), gate.health()
+    gate.open("in", 1.0)
+    assert opens(control) == []
+
+
+def test_mode_not_acknowledged_is_sent_when_the_board_answers_again(
+    gate: SerialGate, control: SimBoardControl, board: SimBoard
+) -> None:
+    control.silent = True
+    with pytest.raises(DriverError, match="did not acknowledge MODE after 3 attempts"):
+        gate.set_mode("locked")
+    assert len(set(modes_sent(control))) == 1
+    assert eventually(lambda: gate.health().state == "silent")
+    control.silent = False
+    assert eventually(lambda: board.gate_mode is GateMode.LOCKED)
+    assert eventually(lambda: confirmed(gate, "locked")), gate.health()
+    with pytest.raises(DriverError, match="refused"):
+        gate.open("in", 1.0)

@@ -268,6 +268,7 @@ def test_pos_terminal_config(tmp_path: Path) -> None:
             + '[faces]\nenabled = true\nbackend = "dlib"\n',
             "needs liveness",
         ),
+        (POS.replace('service = "meal"', 'service = "meal"\nface_pay = true'), "pos.face_pay"),
     ],
 )
 def test_role_sections_must_fit_together(tmp_path: Path, text: str, message: str) -> None:

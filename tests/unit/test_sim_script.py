@@ -4,6 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from drivers.interfaces import AmountEntered, Confirmed, FacePayRequested
 from drivers.sim import ScriptError, parse_script, parse_script_line
 from models import CardFault, Genuineness, PresentedCard, Reason
 
@@ -26,6 +27,12 @@ def test_comments_blank_lines_and_other_verbs() -> None:
     assert steps[3].card == CardFault(Reason.CARD_MALFORMED, "simulated fault")
 
 
+def test_face_pay_is_a_key_on_the_pos() -> None:
+    steps = parse_script(["amount 1250", "face", "confirm"])
+    assert [s.action for s in steps] == ["key", "key", "key"]
+    assert [s.key for s in steps] == [AmountEntered(1250), FacePayRequested(), Confirmed()]
+
+
 @pytest.mark.parametrize(
     ("line", "message"),
     [
@@ -41,6 +48,8 @@ def test_comments_blank_lines_and_other_verbs() -> None:
         ("tap 1 seq=256", "bad option value"),
         ("fault sideways", "cannot understand"),
         ("dance", "cannot understand"),
+        ("face 1", "cannot understand"),
+        ("face now=yes", "cannot understand"),
         ('tap "1', "No closing quotation"),
     ],
 )

@@ -1,5 +1,6 @@
 """Turnstile board codec: exact bytes per frame, the CRC, a decoder that survives garbage."""
 
+import binascii
 import itertools
 import re
 from pathlib import Path
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 
 from drivers.turnstile.codec import (
     Alarm,
+    Command,
     Decoder,
     Direction,
     Discarded,
@@ -18,8 +20,12 @@ from drivers.turnstile.codec import (
     EventAck,
     Frame,
     FrameDecoder,
+    GateMode,
     HeldOpen,
     Message,
+    ModeAck,
+    ModeRequest,
+    ModeResult,
     OpenAck,
     OpenRequest,
     OpenResult,
@@ -111,6 +117,14 @@ FRAMES: list[tuple[Message, str]] = [
     (HeldOpen(9), "02 00 C3 09 1E B2 03"),
     # TAMPER event seq=16 (10 -> 10 30)
     (Tamper(16), "02 00 C4 10 30 04 3D 03"),
+    # MODE seq=5: free
+    (ModeRequest(5, GateMode.FREE), "02 01 04 05 01 C1 60 03"),
+    # MODE_ACK seq=5: accepted
+    (ModeAck(5), "02 01 84 05 00 EA 1B 03"),
+    # MODE seq=6: locked (02 -> 10 22)
+    (ModeRequest(6, GateMode.LOCKED), "02 01 04 06 10 22 A4 50 03"),
+    # MODE_ACK seq=8: refused (02 -> 10 22)
+    (ModeAck(8, ModeResult.REFUSED), "02 01 84 08 10 22 BC 05 03"),
 ]
 
 
@@ -132,6 +146,34 @@ def test_every_example_in_the_protocol_doc_decodes() -> None:
     for data in documented:
         (item,) = decode_all(data)
         assert not isinstance(item, Discarded), data.hex(" ")
+
+
+def test_mode_frame_bytes_with_the_standard_library_crc() -> None:
+    # LEN=1 CMD=MODE SEQ=7 mode=normal; none of these bytes needs stuffing.
+    head = bytes((0x01, 0x04, 0x07, 0x00))
+    crc = binascii.crc_hqx(head, 0xFFFF)
+    expected = bytes((0x02,)) + head + crc.to_bytes(2, "big") + bytes((0x03,))
+    assert 0x02 not in crc.to_bytes(2, "big") and 0x03 not in crc.to_bytes(2, "big")
+    assert encode(ModeRequest(7, GateMode.NORMAL)) == expected
+    assert Command.MODE == 0x04 and Command.MODE_ACK == 0x84
+
+
+@pytest.mark.parametrize(
+    ("command", "payload"),
+    [
+        (Command.MODE, b"\x03"),  # no mode 3
+        (Command.MODE, b"\xff"),
+        (Command.MODE, b""),  # the mode byte is missing
+        (Command.MODE, b"\x01\x00"),  # one byte too many
+        (Command.MODE_ACK, b"\x01"),  # "busy" is an OPEN result, not a mode result
+        (Command.MODE_ACK, b""),
+    ],
+    ids=["mode3", "mode255", "empty", "long", "ack-busy", "ack-empty"],
+)
+def test_bad_mode_payloads_are_dropped(command: Command, payload: bytes) -> None:
+    (item,) = decode_all(encode_frame(Frame(command, 9, payload)))
+    assert isinstance(item, Discarded)
+    assert item.reason is DiscardReason.BAD_PAYLOAD
 
 
 def test_crc_is_big_endian_over_the_unstuffed_body() -> None:
@@ -237,6 +279,8 @@ messages: st.SearchStrategy[Message] = st.one_of(
     st.builds(DoorForced, seqs),
     st.builds(HeldOpen, seqs),
     st.builds(Tamper, seqs),
+    st.builds(ModeRequest, seqs, st.sampled_from(GateMode)),
+    st.builds(ModeAck, seqs, st.sampled_from(ModeResult)),
 )
 
 

@@ -1,0 +1,115 @@
+"""The commands from HQ that the terminal application carries out (docs/protocol.md "Commands").
+
+The sync engine checks signature, expiry and at-most-once, then calls :meth:`RemoteCommands.handle`
+on its own thread. Devices are driven only by the tap loop, so ``open`` and ``set_mode`` are
+handed to it and waited for (a few seconds at most: the reply then says ``queued`` and the
+command still runs once). ``reload_config`` checks the file first and refuses an invalid one
+with every error, so a typo pushed from HQ cannot take a gate down; a valid one restarts the
+terminal in-process at the next idle moment. ``diag_bundle`` answers with the same redacted
+bundle the local diag CLI builds.
+"""
+
+import logging
+import queue
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+from typing import Any
+
+from models.errors import ConfigError, DriverError, StoreError
+from sync.engine import CommandRefused
+from terminal import config as config_module
+from terminal.flows.door import DoorFlow, DoorMode
+
+logger = logging.getLogger(__name__)
+
+WAIT_SECONDS = 5.0
+RELOAD_DELAY_SECONDS = 1.0  # lets the reply reach HQ before the link is restarted
+MODES = frozenset(m.value for m in DoorMode)
+BundleProvider = Callable[[], Mapping[str, Any]]
+Pending = tuple[str, Mapping[str, Any], "Future[Mapping[str, Any]]"]
+
+
+class RemoteCommands:
+    def __init__(
+        self,
+        *,
+        door_flow: DoorFlow | None,
+        config_path: Path | None = None,
+        bundle: BundleProvider | None = None,
+    ) -> None:
+        self.door_flow = door_flow
+        self.config_path = config_path
+        self.bundle = bundle
+        self._pending: queue.Queue[Pending] = queue.Queue()
+        self._reload_at: float | None = None
+
+    @property
+    def reload_due(self) -> bool:
+        """A valid new config is waiting and the reply has had time to leave."""
+        return self._reload_at is not None and time.monotonic() >= self._reload_at
+
+    # --- on the sync thread -------------------------------------------------------------------
+
+    def handle(self, name: str, args: Mapping[str, Any]) -> Mapping[str, Any]:
+        if name in ("open", "set_mode"):
+            return self._on_tap_loop(name, args)
+        if name == "reload_config":
+            return self._reload()
+        if name == "diag_bundle":
+            if self.bundle is None:
+                raise CommandRefused("diag_bundle is not available on this terminal")
+            return {"bundle": self.bundle()}
+        raise CommandRefused(f"{name} is not available on this terminal in this version")
+
+    def _on_tap_loop(self, name: str, args: Mapping[str, Any]) -> Mapping[str, Any]:
+        if self.door_flow is None:
+            raise CommandRefused(f"{name}: this terminal controls no door")
+        if name == "set_mode" and args.get("mode") not in MODES:
+            raise CommandRefused(f"set_mode: mode must be one of {', '.join(sorted(MODES))}")
+        future: Future[Mapping[str, Any]] = Future()
+        self._pending.put((name, args, future))
+        try:
+            return future.result(timeout=WAIT_SECONDS)
+        except FutureTimeout:
+            return {"queued": True}
+
+    def _reload(self) -> Mapping[str, Any]:
+        if self.config_path is None:
+            raise CommandRefused("reload_config: this terminal was not started from a file")
+        try:
+            config_module.load(self.config_path)
+        except ConfigError as exc:
+            raise CommandRefused(
+                f"reload_config: the file is not valid, nothing changed: {exc}"
+            ) from None
+        self._reload_at = time.monotonic() + RELOAD_DELAY_SECONDS
+        logger.warning("config reload ordered by HQ: restarting with %s", self.config_path)
+        return {"valid": True, "reloading": True}
+
+    # --- on the tap loop ----------------------------------------------------------------------
+
+    def run_pending(self) -> None:
+        while True:
+            try:
+                name, args, future = self._pending.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                future.set_result(self._execute(name, args))
+            except (DriverError, StoreError, ValueError, CommandRefused) as exc:
+                future.set_exception(CommandRefused(f"{name}: {exc}"))
+
+    def _execute(self, name: str, args: Mapping[str, Any]) -> Mapping[str, Any]:
+        flow = self.door_flow
+        assert flow is not None  # checked before it was queued
+        reason = str(args.get("reason", ""))
+        if name == "open":
+            committed = flow.remote_open(reason, "hq")
+            if committed is None:
+                raise CommandRefused("the door did not open (locked down, or not recorded)")
+            return {"opened": True, "seq": committed.seq}
+        flow.set_mode(str(args["mode"]), reason=reason, by="hq")
+        return {"mode": str(flow.mode)}
