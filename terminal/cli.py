@@ -13,6 +13,7 @@ from sync.hq.cli import add_hq_commands
 from terminal import __version__, config, configdoc, daemon, demo
 from terminal.diag.cli import add_diag_commands
 from terminal.faces.cli import add_faces_commands
+from terminal.faces.hq_templates import photo_encoder
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -93,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     reference.set_defaults(handler=_config_reference)
     add_diag_commands(commands)
     add_faces_commands(commands)
-    add_hq_commands(commands)
+    add_hq_commands(commands, face_encoders=photo_encoder)
     return parser
 
 

@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -28,7 +28,7 @@ from models.errors import TerminalError
 from sync.engine import ENGINE_COMMANDS, TERMINAL_COMMANDS
 from sync.envelope import Rejected, open_envelope, public_key_b64, public_key_from_b64
 from sync.hq.db import HqDb
-from sync.hq.importer import import_sheet, read_rows
+from sync.hq.importer import FaceEncoding, import_sheet, read_rows
 from sync.hq.office import Office
 from sync.hq.server import HqServer, ServeOptions
 from sync.settings import TlsFiles
@@ -88,6 +88,15 @@ def _enroll(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
+    encode_face = None
+    if args.templates is not None:
+        factory: FaceEncoderFactory | None = getattr(args, "face_encoders", None)
+        if factory is None:
+            raise SystemExit("--templates needs the face encoders: run it as `ykt hq import`")
+        try:
+            encode_face = factory(args.templates, args.yunet)
+        except ValueError as exc:
+            raise SystemExit(f"ykt hq import: {exc}") from None
     office = Office(_open(args))
     total = sum(1 for _ in read_rows(args.file))
     with Progress(console=console, transient=True) as bar:
@@ -99,8 +108,10 @@ def _import(args: argparse.Namespace) -> int:
             card_class=args.card_class,
             photos=args.photos,
             progress=lambda: bar.advance(task),
+            encode_face=encode_face,
         )
-    console.print(f"{result.holders} holders imported, {result.photos} photos")
+    faces = "face templates" if encode_face is not None else "photos"
+    console.print(f"{result.holders} holders imported, {result.photos} {faces}")
     for line in result.skipped:
         console.print(f"[yellow]skipped[/] {line}")
     return 0 if not result.skipped else 1
@@ -316,6 +327,8 @@ def _cmd(args: argparse.Namespace) -> int:
 
 
 Sub = Any  # argparse's subparsers action has no public type
+# (backend, yunet model path) -> a photo encoder for the import
+FaceEncoderFactory = Callable[[str, Path | None], FaceEncoding]
 
 
 def _command(sub: Sub, name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
@@ -346,6 +359,15 @@ def _office_commands(sub: Sub) -> None:
     imp.add_argument("--unit", required=True, help="工作单位 of everyone on the sheet")
     imp.add_argument("--class", dest="card_class", default="red", help="card class")
     imp.add_argument("--photos", type=Path, help="directory of 姓名+手机号.jpg photos")
+    imp.add_argument(
+        "--templates",
+        choices=["dlib", "onnx"],
+        help="compute face templates from the photos here with this backend (the terminals' "
+        "model) instead of sending the photos; onnx needs --yunet",
+    )
+    imp.add_argument(
+        "--yunet", type=Path, help="face_detection_yunet_2023mar.onnx (--templates onnx)"
+    )
 
     holder = _command(sub, "holder", _holder, "add or change a holder (holder.upsert JSON)")
     holder.add_argument("json", type=_json_arg)
@@ -401,8 +423,14 @@ def _link_commands(sub: Sub) -> None:
     cmd.add_argument("--wait", type=float, default=5.0, help="seconds to wait for the reply")
 
 
-def add_hq_commands(subparsers: Sub) -> argparse.ArgumentParser:
-    """Add ``hq`` and its subcommands to ``ykt``'s subparsers; handlers set ``handler``."""
+def add_hq_commands(
+    subparsers: Sub, face_encoders: "FaceEncoderFactory | None" = None
+) -> argparse.ArgumentParser:
+    """Add ``hq`` and its subcommands to ``ykt``'s subparsers; handlers set ``handler``.
+
+    ``face_encoders`` comes from the terminal's CLI, which has the face encoders (this package
+    may not depend on the drivers); without it ``import --templates`` is refused.
+    """
     hq: argparse.ArgumentParser = subparsers.add_parser(
         "hq", help="reference HQ: card office, ledger, and the MQTT side"
     )
@@ -416,6 +444,7 @@ def add_hq_commands(subparsers: Sub) -> argparse.ArgumentParser:
     _office_commands(sub)
     _money_commands(sub)
     _link_commands(sub)
+    hq.set_defaults(face_encoders=face_encoders)
     return hq
 
 

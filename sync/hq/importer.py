@@ -3,14 +3,16 @@
 The columns are the ones the seed documents use: 序号 姓名 性别 部门 职务 办公楼栋 身份证号 手机
 办公电话 有效期 备注. The ID number never leaves this module in clear: HQ keeps a salted hash and
 the last four digits, and the holder id is derived from the hash, so importing the same sheet
-again updates the same holders. Photos named 姓名+手机号.jpg are sent as photo changes for
-on-device enrolment.
+again updates the same holders. Photos named 姓名+手机号.jpg become face templates when the
+import is given a face encoder (``ykt hq import --templates``: computed once at HQ, so terminals
+need not each run the encoder on every photo), else they are sent as photo changes for on-device
+enrolment. Either way a photo is never sent or stored for longer than it takes to enrol it.
 """
 
 import csv
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -100,6 +102,11 @@ def mask_phone(phone: str) -> str:
     return phone[:3] + "****" + phone[-4:] if len(phone) >= 7 else "*" * len(phone)
 
 
+# Turns a registration photo into a face.upsert body ({"template", "model"}); raises ValueError
+# with the reason a photo is refused (no face, two faces, too small, too blurry).
+FaceEncoding = Callable[[bytes], Mapping[str, str]]
+
+
 def import_sheet(
     office: Office,
     path: Path,
@@ -108,6 +115,7 @@ def import_sheet(
     card_class: str = "red",
     photos: Path | None = None,
     progress: Any = None,
+    encode_face: FaceEncoding | None = None,
 ) -> Imported:
     """Upsert every row's holder; rows with problems are skipped and reported, never half-done."""
     salt = office.db.meta("salt") or ""
@@ -155,11 +163,17 @@ def import_sheet(
             photo = photos / f"{name}{row.get('手机', '')}.jpg" if photos else None
             if photo is not None and photo.is_file():
                 data = photo.read_bytes()
-                if len(data) <= MAX_PHOTO:
+                if len(data) > MAX_PHOTO:
+                    skipped.append(f"{where}: photo larger than {MAX_PHOTO} bytes, not sent")
+                elif encode_face is None:
                     office.set_face(holder_id, {"photo": b64encode(data)})
                     photo_count += 1
                 else:
-                    skipped.append(f"{where}: photo larger than {MAX_PHOTO} bytes, not sent")
+                    try:
+                        office.set_face(holder_id, dict(encode_face(data)))
+                        photo_count += 1
+                    except ValueError as exc:
+                        skipped.append(f"{where}: photo refused ({exc}), no template sent")
         except OfficeError as exc:
             skipped.append(str(exc))
         if progress is not None:

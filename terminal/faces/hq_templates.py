@@ -1,0 +1,46 @@
+"""Face templates computed at HQ from registration photos, for ``ykt hq import --templates``.
+
+The reference HQ tool may not depend on the drivers (layering), so the terminal's CLI hands it
+this encoder. The template is the one the terminals compute themselves (same model id, same
+enrolment quality gate), so a terminal uses it as if it had enrolled the photo on the device.
+"""
+
+from pathlib import Path
+
+from drivers.face.backends import EncoderSettings, build_encoder
+from drivers.face.modelfile import ModelFile
+from drivers.face.yunet import YUNET_2023MAR_SHA256, YuNetSettings
+from models.errors import DriverError
+from sync.envelope import b64encode
+from sync.hq.importer import FaceEncoding
+from terminal.faces.config import FacesSection
+from terminal.faces.enrol import enrol_photo
+
+
+def photo_encoder(backend: str, yunet: Path | None) -> FaceEncoding:
+    """A function from JPEG bytes to a ``face.upsert`` body; ``ValueError`` says why a photo is
+    refused. Fails at once (``DriverError``) when the backend or its model is missing."""
+    if backend not in ("onnx", "dlib"):
+        raise ValueError(f"unknown face backend {backend!r}: onnx or dlib")
+    if backend == "onnx" and yunet is None:
+        raise ValueError("--templates onnx needs --yunet (face_detection_yunet_2023mar.onnx)")
+    encoder = build_encoder(
+        EncoderSettings(
+            backend="onnx" if backend == "onnx" else "dlib",
+            recognizer="dlib",
+            yunet=None if yunet is None else YuNetSettings(ModelFile(yunet, YUNET_2023MAR_SHA256)),
+        )
+    )
+    gate = FacesSection().quality.gate(enrolment=True)
+
+    def encode(photo: bytes) -> dict[str, str]:
+        try:
+            enrolled = enrol_photo(encoder, photo, gate)
+        except DriverError as exc:
+            raise ValueError(f"unreadable: {exc}") from None
+        if enrolled.template is None:
+            raise ValueError(str(enrolled.rejection))
+        vector = enrolled.template.vector.astype("<f4")
+        return {"template": b64encode(vector.tobytes()), "model": enrolled.template.model}
+
+    return encode
