@@ -38,6 +38,9 @@ def card_and_face(decision: Decision, result: FaceResult) -> Decision:
         return decision
     reason, alert = _DENIALS.get(result.outcome, (Reason.FACE_UNAVAILABLE, None))
     detail = f"face {result.outcome}"
+    if result.rejection is not None and result.outcome is FaceOutcome.NO_FACE:
+        # Why no frame was usable (too small, blurry, turned away): what the person can fix.
+        detail += f" ({result.rejection})"
     if result.score is not None:
         detail += f", score {result.score:.3f} < {result.threshold:.3f}"
     return Decision.deny(

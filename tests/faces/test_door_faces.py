@@ -15,10 +15,10 @@ from terminal.faces.config import CALIBRATED, FacesSection
 from terminal.faces.door import DoorFaces
 from terminal.faces.enrol import enrol_image
 from terminal.faces.verifier import FaceVerifier, VerifierSettings
-from terminal.flows.door import DoorFlow, DoorSettings
+from terminal.flows.door import DoorFlow, DoorSettings, TapOutcome
 from terminal.store import Store
 from terminal.store.faces import FaceStore
-from tests.faces.conftest import PERSON_A, PERSON_B, photo, photo_path
+from tests.faces.conftest import PERSON_A, PERSON_B, TURNED_AWAY, photo, photo_path
 from tests.factories import MONDAY_9, TZ, presented
 
 
@@ -103,3 +103,14 @@ def test_holder_mode_checks_only_holders_marked_by_hq(store: Store, onnx_encoder
     door.camera.show_files([photo_path(PERSON_B[1])])  # not H001's face, but not required
     door.tap(1)
     assert door.first()["reason"] == "allowed"
+
+
+def test_the_person_is_told_why_no_frame_was_usable(door: Door) -> None:
+    told: list[object] = []
+    door.flow.listeners.append(told.append)
+    door.camera.show_files([photo_path(TURNED_AWAY)])
+    door.flow.faces.seconds = 1.0  # type: ignore[union-attr]
+    door.tap(1)
+    [outcome] = [t for t in told if isinstance(t, TapOutcome)]
+    assert outcome.decision.reason == "face_required"
+    assert outcome.decision.detail == "face no_face (pose)"
