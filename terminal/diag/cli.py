@@ -20,12 +20,19 @@ from models.errors import ConfigError
 from terminal import config as config_module
 from terminal.config import Config
 from terminal.diag import bundle as bundle_module
-from terminal.diag import render, watch
+from terminal.diag import render, render_faces, watch
 from terminal.diag.client import DiagClient, UnreachableError
 from terminal.diag.commands import OFFLINE, Commands
 from terminal.diag.config import DEFAULT_SOCKET, DiagSection
 from terminal.diag.facts import Database
-from terminal.diag.protocol import ERROR_EXIT, DiagError, ErrorCode, Exit, exit_for
+from terminal.diag.protocol import (
+    ERROR_EXIT,
+    FACE_MAX_FRAMES,
+    DiagError,
+    ErrorCode,
+    Exit,
+    exit_for,
+)
 
 DEFAULT_CONFIG = Path("/etc/ykt-terminal/terminal.toml")
 Handler = Callable[[argparse.Namespace], int]
@@ -148,7 +155,7 @@ def _print(args: argparse.Namespace, command: str, result: dict[str, Any]) -> in
     if args.json:
         _out(_json(result, indent=2))
     else:
-        render.show(_console(), command, result)
+        render.show(_console(), command, result, render_faces.RENDERERS)
     return int(exit_for(result))
 
 
@@ -320,8 +327,27 @@ def add_diag_commands(subparsers: "argparse._SubParsersAction[argparse.ArgumentP
         gate_commands,
     )
     test.add_argument("--seconds", type=float, default=3.0, help="how long to release (0.5-5)")
-    add("camera", "camera frame rate, exposure, a still (not built yet)", _simple("camera"))
-    add("face", "face quality and best match (not built yet)", _simple("face"))
+    add(
+        "camera",
+        "the camera's health and its newest frame: size, age, brightness",
+        _simple("camera"),
+    )
+    face = add(
+        "face",
+        "the face pipeline on the newest frame: quality, why refused, best score",
+        _simple(
+            "face",
+            lambda a: {"frames": a.frames} | ({"show_holder": True} if a.show_holder else {}),
+        ),
+    )
+    face.add_argument(
+        "--frames", type=int, default=1, help=f"analyse N new frames (1-{FACE_MAX_FRAMES})"
+    )
+    face.add_argument(
+        "--show-holder",
+        action="store_true",
+        help="also show the holder id of the best match (logged by the daemon)",
+    )
     tx = add(
         "tx",
         "the newest journal records, optionally filtered (card numbers masked)",

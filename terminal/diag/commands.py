@@ -25,7 +25,14 @@ from terminal.diag.facts import (
     identity,
     sync_facts,
 )
-from terminal.diag.protocol import GATE_TEST_MAX_SECONDS, DiagError, ErrorCode, Level, worst
+from terminal.diag.protocol import (
+    FACE_MAX_FRAMES,
+    GATE_TEST_MAX_SECONDS,
+    DiagError,
+    ErrorCode,
+    Level,
+    worst,
+)
 from terminal.diag.redact import mask_digits, name_candidates, redact_config, scrub_names
 
 if TYPE_CHECKING:  # the offline fallback must not need the daemon's composition root
@@ -35,14 +42,8 @@ logger = logging.getLogger(__name__)
 
 OFFLINE = frozenset(
     {"status", "readers", "tx", "events", "db_check", "config", "identity", "sync", "watch"}
-    | {"bundle", "camera", "face"}
+    | {"bundle"}
 )
-NOT_BUILT = {
-    "camera": "cameras are not supported by this software yet: there is no camera driver, so "
-    "there is no frame rate, exposure or still to show",
-    "face": "face recognition is not built yet: no templates are matched on this terminal; "
-    "cards are the only credential",
-}
 NO_SYNC = "sync is not enabled on this terminal"
 # Thresholds that turn "serving" into "needs attention" (exit 3).
 OUTBOX_STALE_S = 3600
@@ -162,8 +163,8 @@ class Commands:
             "readers": lambda a, u: self.readers(),
             "card": self.card,
             "gate_test": self.gate_test,
-            "camera": lambda a, u: self.not_built("camera"),
-            "face": lambda a, u: self.not_built("face"),
+            "camera": self.camera,
+            "face": self.face,
             "tx": lambda a, u: self.tx(a),
             "events": lambda a, u: self.events(a),
             "sync": lambda a, u: self.sync_status(),
@@ -291,8 +292,22 @@ class Commands:
         seconds = _float(args, "seconds", 3.0, 0.5, GATE_TEST_MAX_SECONDS)
         return self._live().gate_test(seconds, peer_uid)
 
-    def not_built(self, part: str) -> dict[str, Any]:
-        return {"level": Level.NOT_AVAILABLE, "part": part, "message": NOT_BUILT[part]}
+    def camera(self, args: Mapping[str, Any], peer_uid: int) -> dict[str, Any]:
+        return self._live().camera()
+
+    def face(self, args: Mapping[str, Any], peer_uid: int) -> dict[str, Any]:
+        frames = _int(args, "frames", 1, 1, FACE_MAX_FRAMES)
+        show_holder = args.get("show_holder", False)
+        if not isinstance(show_holder, bool):
+            raise DiagError(ErrorCode.BAD_REQUEST, "show_holder must be true or false")
+        if show_holder:
+            # Who stands at the camera is personal data: say who asked for it.
+            logger.warning(
+                "diag: face check with the best match's holder id shown, uid %d", peer_uid
+            )
+        else:
+            logger.info("diag: face check (%d frames) requested by uid %d", frames, peer_uid)
+        return self._live().face(frames, show_holder)
 
     # -- data -----------------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
-"""What only the running daemon can tell or do: device health, recent activity, the dry-run tap
-and the gate test.
+"""What only the running daemon can tell or do: device health, recent activity, the dry-run tap,
+the gate test, and the camera and face checks (:mod:`terminal.diag.faces`).
 
 The reader the flow polls is wrapped in :class:`_ReaderTap`. Everything that must not race the
 tap loop runs *on* the tap loop: the wrapper runs queued jobs (a gate test) just before the flow
@@ -37,6 +37,7 @@ from models.pin import mask_name
 from models.pos import PosRequest, PosView
 from models.reasons import message_en, message_zh
 from terminal.clock import rfc3339
+from terminal.diag import faces as face_diag
 from terminal.diag.facts import mask_card
 from terminal.diag.protocol import GATE_TEST_MAX_SECONDS, DiagError, ErrorCode, Level
 from terminal.diag.redact import mask_digits
@@ -334,6 +335,14 @@ class LiveTerminal:
             },
             "decision": describe_decision(decision),
         }
+
+    def camera(self) -> dict[str, Any]:
+        """The camera's health and newest frame (on the diag thread: the camera has no queue)."""
+        return face_diag.camera_report(self.app.face_parts)
+
+    def face(self, frames: int, show_holder: bool) -> dict[str, Any]:
+        """The face pipeline on the newest frames (on the diag thread; see terminal.diag.faces)."""
+        return face_diag.face_report(self.app.face_parts, frames=frames, show_holder=show_holder)
 
     def gate_test(self, seconds: float, peer_uid: int) -> dict[str, Any]:
         """Release the gate once, wait for the passage, read the board; journal an event."""

@@ -19,6 +19,7 @@ PROTOCOL_VERSION = 1
 # The tap loop, and so the watchdog ping (WatchdogSec=15, pinged every 7.5 s), waits for a whole
 # gate test: 5 s plus the passage grace keeps the longest gap between pings under 15 s.
 GATE_TEST_MAX_SECONDS = 5.0
+FACE_MAX_FRAMES = 20  # `ykt diag face --frames`; fewer are analysed if its 5 s budget runs out
 
 
 class Exit(IntEnum):

@@ -425,8 +425,6 @@ RENDERERS: dict[str, Callable[[Mapping[str, Any]], RenderableType]] = {
     "readers": readers,
     "card": card,
     "gate_test": gate_test,
-    "camera": not_available,
-    "face": not_available,
     "tx": tx,
     "events": events,
     "sync": sync,
@@ -438,8 +436,14 @@ RENDERERS: dict[str, Callable[[Mapping[str, Any]], RenderableType]] = {
 }
 
 
-def show(console: Console, command: str, result: Mapping[str, Any]) -> None:
+def show(
+    console: Console,
+    command: str,
+    result: Mapping[str, Any],
+    more: Mapping[str, Callable[[Mapping[str, Any]], RenderableType]] | None = None,
+) -> None:
+    """Print ``result``; ``more`` adds renderers kept in modules of their own (render_faces)."""
     if result.get("level") == "not_available" and command not in ("identity",):
         console.print(not_available(result))
         return
-    console.print(RENDERERS[command](result))
+    console.print({**RENDERERS, **(more or {})}[command](result))

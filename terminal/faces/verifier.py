@@ -27,7 +27,15 @@ from drivers.face.interface import FaceEncoder
 from drivers.face.pipeline import FaceReading, read_face
 from drivers.face.quality import Quality, QualitySettings, Rejection, best_of
 from drivers.liveness.interface import AlwaysLive, LivenessCheck
-from models.matcher import Agreement, Gallery, Outcome, StoreDType, similarity
+from models.matcher import (
+    Agreement,
+    Gallery,
+    Identification,
+    Outcome,
+    StoreDType,
+    Template,
+    similarity,
+)
 from terminal.store.faces import FaceStore
 
 logger = logging.getLogger(__name__)
@@ -142,6 +150,14 @@ class FaceVerifier:
                 self._gallery.remove(holder_id)
             else:
                 self._gallery.add(holder_id, template)
+
+    def search(self, template: Template, k: int = 2) -> Identification:
+        """One probe judged as 1:N judges a frame, without the camera (for diagnostics)."""
+        s = self.settings
+        with self._lock:
+            return self._gallery.identify(
+                template, threshold=s.identify_threshold, margin=s.identify_margin, k=k
+            )
 
     def _frames(self, timeout: float) -> "_FrameSource":
         return _FrameSource(self, timeout)

@@ -53,8 +53,8 @@ def both(door: DiagDaemon, *argv: str) -> tuple[int, str, int, dict[str, object]
 CASES = [
     (("status",), {Exit.OK, Exit.DEGRADED}, "daemon"),
     (("readers",), {Exit.OK}, "simulated reader"),
-    (("camera",), {Exit.NOT_AVAILABLE}, "not supported"),
-    (("face",), {Exit.NOT_AVAILABLE}, "not built"),
+    (("camera",), {Exit.NOT_AVAILABLE}, "faces are not enabled"),
+    (("face",), {Exit.NOT_AVAILABLE}, "faces are not enabled"),
     (("tx",), {Exit.OK}, "card_lost"),
     (("tx", "--card", LOST[-4:]), {Exit.OK}, "3601************0005"),
     (("events",), {Exit.OK}, "lost_card_used"),

@@ -41,7 +41,6 @@ READ_ONLY = [
     (("identity",), Exit.NOT_AVAILABLE, "no terminal key yet"),
     (("sync",), Exit.OK, "not enabled"),
     (("readers",), Exit.OK, "simulated reader"),
-    (("camera",), Exit.NOT_AVAILABLE, "not supported"),
 ]
 
 
@@ -70,7 +69,13 @@ def test_status_says_the_daemon_is_down(stopped: DiagDaemon) -> None:
 
 
 def test_live_commands_say_the_daemon_is_down(stopped: DiagDaemon) -> None:
-    for argv in (("card", "--timeout", "1"), ("gate", "test"), ("sync", "resync")):
+    for argv in (
+        ("card", "--timeout", "1"),
+        ("gate", "test"),
+        ("sync", "resync"),
+        ("camera",),
+        ("face",),
+    ):
         code, _, err = run_diag(*offline(stopped, *argv))
         assert code == Exit.UNREACHABLE, err
         assert "daemon" in err
