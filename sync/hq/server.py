@@ -193,7 +193,7 @@ class HqServer:
         for body in chunk_bodies(chunks, snap_id=snap_id, seq=seq):
             self._publish(topic, "snapshot", body, tid=tid)
         logger.info(
-            "snapshot %s for %s: %d lines, %d chunks", snap_id, tid, chunks.lines, len(chunks.data)
+            "snapshot %s for %s: %d lines, %d chunks", snap_id, tid, chunks.lines, len(chunks.raw)
         )
 
     # -- inbound ----------------------------------------------------------------------------

@@ -75,16 +75,32 @@ UPSERT_RULE = (
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
+# Most holders share a few service and canteen lists: their JSON is remembered (a bounded
+# number of distinct lists) instead of encoded twice a holder.
+_LIST_JSON: dict[tuple[str, ...], str] = {}
+_LIST_JSON_MAX = 1024
+
+
 def _json(value: Any) -> str:
     return _ENCODER.encode(value)
+
+
+def _list_json(values: tuple[str, ...]) -> str:
+    text = _LIST_JSON.get(values)
+    if text is None:
+        text = _json(list(values))
+        if len(_LIST_JSON) < _LIST_JSON_MAX:
+            _LIST_JSON[values] = text
+    return text
 
 
 def holder_values(change: HolderUpsert) -> tuple[Any, ...]:
     h = change.holder
     return (
         h.id, h.name, h.unit, h.dept, h.card_class, h.status, h.valid_from, h.valid_until,
-        h.spend_only_until, int(h.require_face), h.pin_hash, _json(list(h.services)),
-        _json(list(h.canteens)), _json([{"k": k, "pub": pub} for k, pub in h.qr_keys]),
+        h.spend_only_until, int(h.require_face), h.pin_hash, _list_json(h.services),
+        _list_json(h.canteens),
+        _json([{"k": k, "pub": pub} for k, pub in h.qr_keys]) if h.qr_keys else "[]",
         change.seq,
     )  # fmt: skip
 
