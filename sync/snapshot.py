@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sync.changes import Change, bad, integer, parse_change, req_text, text
+from models.errors import TerminalError
+from sync.changes import PURSES, Change, bad, integer, parse_change, req_text, text
 from sync.envelope import Rejected, b64decode, b64encode, loads_content
 from sync.port import PurseBalance, SnapshotStage, SyncPort
 
@@ -91,9 +92,13 @@ def parse_item(data: Any) -> tuple[str, Change | PurseBalance | int]:
     if kind == "meta":
         return "meta", integer(data, "tx_through", minimum=0)
     if kind == "purse":
+        purse = req_text(data, "purse")
+        if purse not in PURSES:
+            # Caught here, as a rejected message, not later as a storage error.
+            raise bad(f"snapshot purse: unknown {purse!r}")
         return "item", PurseBalance(
             req_text(data, "account"),
-            req_text(data, "purse"),
+            purse,
             integer(data, "balance"),
             text(data, "expires", optional=True),
         )
@@ -186,7 +191,8 @@ class SnapshotAssembler:
                 self._feed(self._buffer.pop(self._next))
             if self._next == header.n:
                 return self._finish(header)
-        except Rejected:
+        except (Rejected, TerminalError):
+            # A chunk the store could not stage leaves nothing half-built behind either.
             self.abandon()
             raise
         return Progress.STAGED

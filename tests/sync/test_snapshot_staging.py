@@ -4,8 +4,9 @@ import pytest
 
 from models.errors import StoreError
 from sync.changes import parse_change
+from sync.envelope import Rejected
 from sync.port import PurseBalance
-from sync.snapshot import build_chunks, chunk_bodies
+from sync.snapshot import SnapshotAssembler, build_chunks, chunk_bodies, parse_item
 from terminal.store.sync_port import ROWS_PER_INSERT, StoreSyncPort
 from tests.sync.messages import card, change, holder
 
@@ -56,3 +57,36 @@ def test_chunks_hash_the_uncompressed_content_and_compress_as_they_go() -> None:
     assert len(bodies) == len(chunks.raw) > 1
     assert {b["sha256"] for b in bodies} == {chunks.sha256}
     assert b"".join(chunks.raw) == b"".join(line + b"\n" for line in lines)
+
+
+def test_an_unknown_purse_in_a_snapshot_is_rejected_as_a_message() -> None:
+    with pytest.raises(Rejected, match="unknown 'gold_coins'"):
+        parse_item({"kind": "purse", "account": "H1", "purse": "gold_coins", "balance": 5})
+    assert parse_item({"kind": "purse", "account": "H1", "purse": "cash", "balance": 5}) == (
+        "item",
+        PurseBalance("H1", "cash", 5, None),
+    )
+
+
+def test_a_chunk_the_store_cannot_stage_abandons_the_snapshot(
+    port: StoreSyncPort, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines = [b'{"account":"H1","balance":5,"kind":"purse","purse":"cash"}']
+    [body] = chunk_bodies(build_chunks(lines, chunk_bytes=4096), snap_id="s9", seq=50)
+    begin = port.begin_snapshot
+
+    def failing_stage(snap_id: str, seq: int):  # type: ignore[no-untyped-def]
+        stage = begin(snap_id, seq)
+
+        def disk_full(items: object) -> None:
+            raise StoreError("cannot stage snapshot s9: database or disk is full")
+
+        stage.add = disk_full
+        return stage
+
+    monkeypatch.setattr(port, "begin_snapshot", failing_stage)
+    assembler = SnapshotAssembler(port)
+    with pytest.raises(StoreError, match="disk is full"):
+        assembler.offer(body, applied_seq=0)
+    # Nothing half-built lingers: the next snapshot starts from scratch.
+    assert assembler.in_progress is None
