@@ -175,26 +175,22 @@ class Store:
         degraded: bool,
     ) -> PosView:
         """The payment view for a recognised face: the holder's current card pays."""
-        rules = self.rules()
         with self._lock:
             card = allowlist.current_card(self._conn, holder_id)
-            if card is None:
-                return PosView(
-                    view_seq=self._view_seq,
-                    merchant=rules.merchant(merchant_id, service),
+            if card is not None:
+                return self.pos_view(
+                    card.number,
+                    merchant_id=merchant_id,
+                    service=service,
                     policy=policy,
-                    holder=pos.load_holder(self._conn, holder_id),
+                    now=now,
                     degraded=degraded,
                 )
-            return pos.load_pos_view(
-                self._conn,
-                card.number,
-                merchant_id=merchant_id,
-                service=service,
-                rules=rules,
-                policy=policy,
-                now=now,
+            return PosView(
                 view_seq=self._view_seq,
+                merchant=self.rules().merchant(merchant_id, service),
+                policy=policy,
+                holder=pos.load_holder(self._conn, holder_id),
                 degraded=degraded,
             )
 
