@@ -138,7 +138,7 @@ def test_reload_config_refuses_an_invalid_file_and_accepts_a_valid_one(
     assert wait_for(lambda: running.app.remote.reload_due, timeout=5)
 
 
-def test_diag_bundle_without_a_provider_is_refused_and_status_answers(
+def test_diag_bundle_is_refused_without_a_provider_and_answered_with_one(
     running: Running, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, reply = running.cmd("diag_bundle", capsys=capsys)
