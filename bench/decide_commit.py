@@ -4,10 +4,11 @@
     .venv/bin/python bench/decide_commit.py --quick    # 10,000 holders, 100,000 rows (< 1 minute)
 
 Measured per tap: the store's door view (indexed lookups), ``decide()``, and the commit of the
-journal record + outbox row with ``synchronous=FULL`` (fsync'd) — exactly ``DoorFlow``'s
-``decide_and_commit``. The baseline, measured in the same run on the same disk, is what a simple
-controller does instead: an in-memory dict loaded from a JSON allowlist file and a JSON-lines
-transaction log with an fsync per tap. The fsync floor (write + fsync of one line) is reported too.
+journal record + outbox row with ``synchronous=FULL`` (fsync'd) — exactly what ``DoorFlow``
+asks the tap loop to commit before it may ask for the gate. The baseline, measured in the same
+run on the same disk, is what a simple controller does instead: an in-memory dict loaded from a
+JSON allowlist file and a JSON-lines transaction log with an fsync per tap. The fsync floor
+(write + fsync of one line) is reported too.
 """
 
 import argparse
@@ -26,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, percentiles, progress, write_result
 from sitegen import BENCH_DOOR, Scale, build, card_number
 
-from drivers.sim import SimCardReader, SimGate, SimGateControl, SimReaderControl
+from drivers.interfaces import CardPresented
 from models.cards import Genuineness, PresentedCard
-from terminal.clock import SetClock
 from terminal.flows.door import DoorFlow, DoorSettings
+from terminal.flows.steps import Commit, Moment
 from terminal.store import Store
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -52,22 +53,25 @@ def presented_cards(scale: Scale, taps: int, seed: int) -> list[PresentedCard]:
 
 def measure_terminal(path: Path, cards: list[PresentedCard]) -> tuple[list[int], dict[str, int]]:
     store = Store.open(path)
-    flow = DoorFlow(
-        settings=DoorSettings(BENCH_DOOR, "in", 5.0),
-        reader=SimCardReader(SimReaderControl()),
-        gate=SimGate(SimGateControl()),
-        store=store,
-        clock=SetClock(NOW),
-        timezone=TZ,
-    )
+    settings = DoorSettings(BENCH_DOOR, "in", 5.0)
+
+    def tap(card: PresentedCard) -> str:
+        # A fresh flow per tap: each tap is measured from idle to its durable record.
+        [commit] = DoorFlow(settings=settings, store=store).step(
+            CardPresented(card), Moment(NOW, time.monotonic())
+        )
+        assert isinstance(commit, Commit)
+        store.commit(commit.draft, commit.event, commit.effects)
+        return str(commit.draft.reason)
+
     samples, reasons = [], {}
     for warm in cards[:50]:
-        flow.decide_and_commit(warm, NOW)
+        tap(warm)
     for card in cards:
         started = time.perf_counter_ns()
-        decision, _, _ = flow.decide_and_commit(card, NOW)
+        reason = tap(card)
         samples.append(time.perf_counter_ns() - started)
-        reasons[str(decision.reason)] = reasons.get(str(decision.reason), 0) + 1
+        reasons[reason] = reasons.get(reason, 0) + 1
     store.close()
     return samples, reasons
 

@@ -38,6 +38,7 @@ from models.pos import PosPolicy
 from models.wallet import Service
 from terminal.clock import SetClock
 from terminal.flows.pos import PosFlow, PosOutcome, PosSettings
+from terminal.loop import TapLoop
 from terminal.store import Store
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -109,28 +110,33 @@ def add_pos_data(path: Path, holders: int) -> None:
         conn.close()
 
 
-def pos_flow(store: Store, clock: SetClock, reader: SimReaderControl) -> PosFlow:
-    return PosFlow(
-        settings=PosSettings(CANTEEN, Service.MEAL, PosPolicy(duplicate_window_s=0)),
-        reader=SimCardReader(reader),
-        keypad=SimKeypad(SimKeypadControl()),
-        display=SimDisplay(),
+def pos_flow(store: Store, clock: SetClock, reader: SimReaderControl) -> TapLoop:
+    """The real POS flow on the real tap loop (unthreaded: this thread turns it)."""
+    flow = PosFlow(
+        settings=PosSettings(CANTEEN, Service.MEAL, PosPolicy(duplicate_window_s=0)), store=store
+    )
+    return TapLoop(
+        flow,
         store=store,
         clock=clock,
         timezone=TZ,
+        reader=SimCardReader(reader),
+        keypad=SimKeypad(SimKeypadControl()),
+        display=SimDisplay(),
+        threaded=False,
     )
 
 
-def tap(flow: PosFlow, reader: SimReaderControl, number: str, outcomes: list[PosOutcome]) -> int:
+def tap(loop: TapLoop, reader: SimReaderControl, number: str, outcomes: list[PosOutcome]) -> int:
     """One customer: card on, payment, card off. Returns nanoseconds from tap to outcome."""
     before = len(outcomes)
     reader.present(PresentedCard(number, Genuineness.GENUINE, 1))
     started = time.perf_counter_ns()
     while len(outcomes) == before:
-        flow.poll(0.5)
+        loop.turn(0.5)
     elapsed = time.perf_counter_ns() - started
     reader.remove()
-    flow.poll(0)
+    loop.turn(0)
     return elapsed
 
 
@@ -140,7 +146,7 @@ def payment_core(path: Path, holders: int, taps: int) -> tuple[list[int], dict[s
     reader = SimReaderControl()
     flow = pos_flow(store, clock, reader)
     outcomes: list[PosOutcome] = []
-    flow.listeners.append(outcomes.append)
+    flow.flow.listeners.append(outcomes.append)  # type: ignore[arg-type]
     rng = random.Random(11)
     samples = []
     for _ in range(taps):
@@ -171,7 +177,7 @@ def lunch_rush(site: Scale, tills: int, taps: int, workdir: Path) -> tuple[list[
         reader = SimReaderControl()
         flow = pos_flow(store, clock, reader)
         outcomes: list[PosOutcome] = []
-        flow.listeners.append(outcomes.append)
+        flow.flow.listeners.append(outcomes.append)  # type: ignore[arg-type]
         flows.append((store, clock, reader, flow, outcomes))
     samples: list[list[int]] = [[] for _ in range(tills)]
 

@@ -46,13 +46,14 @@ from drivers.cardemu import harness
 from drivers.interfaces import CardPresented, CardRemoved, Health, PassageOutcome
 from drivers.pcsc import PcscCardReader, PcscSettings
 from drivers.sim import SimGate, SimGateControl
-from models.cards import Credential, Genuineness, PresentedCard
+from models.cards import Genuineness, PresentedCard
 from models.decide import decide
-from models.decision import Decision
 from models.door import DoorRequest
 from terminal.clock import SetClock
 from terminal.flows.door import DoorFlow, DoorSettings, FlowNotice, Notice, TapOutcome
-from terminal.store import Committed, Store
+from terminal.flows.steps import FlowEvent
+from terminal.loop import TapLoop
+from terminal.store import Store
 
 TZ = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=TZ)  # a Monday morning, as in decide_commit.py
@@ -70,6 +71,19 @@ E = TypeVar("E", CardPresented, CardRemoved)
 
 class BenchError(RuntimeError):
     """The run cannot go on: the message says which tap and why."""
+
+
+class _NoInput:
+    """The loop's reader while this script takes the reader's events itself, timing them."""
+
+    def next_event(self, timeout: float) -> None:
+        return None
+
+    def health(self) -> Health:
+        return Health(ok=True, state="bench")
+
+    def close(self) -> None:
+        pass
 
 
 class TimedGate:
@@ -104,24 +118,21 @@ class TimedGate:
         self._gate.close()
 
 
-class TimedDoorFlow(DoorFlow):
-    """The door flow, noting how long its decide + durable commit took, and store failures."""
+class TimedLoop(TapLoop):
+    """The tap loop (unthreaded: this thread turns it), noting when it started on a card and
+    counting decisions the store could not record."""
 
-    decide_ns = 0
+    fed_ns = 0
     store_failures = 0
 
     def count_store_failures(self, told: TapOutcome | FlowNotice) -> None:
         if isinstance(told, FlowNotice) and told.notice is Notice.STORE_FAILED:
             self.store_failures += 1
 
-    def decide_and_commit(
-        self, credential: Credential, now: datetime
-    ) -> tuple[Decision, Committed, int]:
-        started = time.perf_counter_ns()
-        try:
-            return super().decide_and_commit(credential, now)
-        finally:
-            self.decide_ns = time.perf_counter_ns() - started
+    def feed(self, event: FlowEvent) -> None:
+        if isinstance(event, CardPresented):
+            self.fed_ns = time.perf_counter_ns()
+        super().feed(event)
 
 
 @dataclass(frozen=True)
@@ -132,8 +143,8 @@ class Sample:
     pcsc: int  # inside pcsc-lite: connect, the APDUs, disconnect (pcscd, vpcd, emulator)
     reader: int  # the rest of the reader's part: call-thread handoffs, APDU framing, key store
     handoff: int  # the event's trip through the queue to the flow's thread
-    decide: int  # decide + durable commit
-    flow: int  # the rest of the flow up to the gate command
+    decide: int  # the flow's view + decide + durable commit, up to the gate command
+    flow: int  # the loop's part before the flow has the card
     poll_wait: int  # card in the field -> pcscd reports it: vpcd's polling, not counted
 
 
@@ -142,8 +153,8 @@ COMPONENTS = (
     ("pcsc", "  PC/SC exchanges (pcscd+vpcd+card)"),
     ("reader", "  reader: key store, framing, threads"),
     ("handoff", "  event queue -> flow thread"),
-    ("decide", "  decide + durable commit"),
-    ("flow", "  flow up to gate.open()"),
+    ("decide", "  view + decide + durable commit"),
+    ("flow", "  tap loop up to the flow"),
 )
 
 
@@ -182,7 +193,7 @@ def _wait_ready(reader: PcscCardReader) -> None:
 
 def tap(
     reader: PcscCardReader,
-    flow: TimedDoorFlow,
+    loop: TimedLoop,
     gate: TimedGate,
     card: harness.TappingCard,
     number: str,
@@ -200,13 +211,15 @@ def tap(
     if timing is None:
         raise BenchError("the reader reported no timing for a presented card")
     gate.take_opened()
-    failures = flow.store_failures
-    flow.handle(event)
+    failures = loop.store_failures
+    loop.post(event)
+    loop.run_until_idle()
     opened = gate.take_opened()
     card.remove()
-    flow.handle(_wait_event(reader, CardRemoved, f"card {number[-6:]} removal"))
+    loop.post(_wait_event(reader, CardRemoved, f"card {number[-6:]} removal"))
+    loop.run_until_idle()
     if opened is None:
-        if flow.store_failures > failures:
+        if loop.store_failures > failures:
             return None
         raise BenchError(f"card {number[-6:]} did not open the gate: {event!r}")
     read_end = timing.detected_ns + timing.read_ns
@@ -215,8 +228,8 @@ def tap(
         pcsc=timing.pcsc_ns,
         reader=timing.read_ns - timing.pcsc_ns,
         handoff=received - read_end,
-        decide=flow.decide_ns,
-        flow=opened - received - flow.decide_ns,
+        decide=opened - loop.fed_ns,
+        flow=loop.fed_ns - received,
         poll_wait=timing.detected_ns - inserted,
     )
 
@@ -245,22 +258,25 @@ class Rig:
             )
             reader = PcscCardReader(settings)
             gate = TimedGate()
-            flow = TimedDoorFlow(
-                settings=DoorSettings(BENCH_DOOR, "in", 5.0),
-                reader=reader,
-                gate=gate,
+            flow = DoorFlow(settings=DoorSettings(BENCH_DOOR, "in", 5.0), store=self.store)
+            # The reader is read here (its own threads do the PC/SC work); the loop only turns.
+            loop = TimedLoop(
+                flow,
                 store=self.store,
                 clock=SetClock(NOW),
                 timezone=TZ,
+                reader=_NoInput(),
+                gate=gate,
+                threaded=False,
             )
-            flow.listeners.append(flow.count_store_failures)
+            flow.listeners.append(loop.count_store_failures)
             try:
                 _wait_ready(reader)
                 for number in warmup:  # the card slot's first connect sets up its context
-                    tap(reader, flow, gate, self.card, number)
+                    tap(reader, loop, gate, self.card, number)
                 samples = []
                 for number in numbers:
-                    sample = tap(reader, flow, gate, self.card, number)
+                    sample = tap(reader, loop, gate, self.card, number)
                     if sample is None:
                         self.not_recorded += 1
                         if self.not_recorded > MAX_NOT_RECORDED:

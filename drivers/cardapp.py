@@ -55,7 +55,9 @@ MAX_RESPONSE_BYTES = 1024
 SW_OK = 0x9000
 SW_BLOCKED = 0x6283
 SW_NOT_FOUND = 0x6A82
-_SW_REFUSED_AUTH = frozenset({0x6982, 0x6985, 0x6A88})
+SW_KEY_NOT_FOUND = 0x6A88
+# The card refused to prove itself: what a copy without the key does.
+_SW_REFUSED_AUTH = frozenset({0x6982, 0x6985})
 
 STATUS_WORDS: dict[int, str] = {
     0x6283: "application blocked (selected file invalidated)",
@@ -302,6 +304,12 @@ class CardApplication:
         masked = mask_card_number(info.number)
         if auth.sw == SW_BLOCKED:
             return CardFault(Reason.CARD_UNKNOWN, f"INTERNAL AUTHENTICATE: {describe_sw(auth.sw)}")
+        if auth.sw == SW_KEY_NOT_FOUND:
+            # The card has no key of this id (a card issued before or after a master-key
+            # rotation): a card office matter, not a clone.
+            logger.warning("card %s has no key id %d", masked, self._key_id)
+            detail = f"INTERNAL AUTHENTICATE key id {self._key_id}: {describe_sw(auth.sw)}"
+            return CardFault(Reason.CARD_KEY_UNKNOWN, detail, info.number)
         if auth.sw in _SW_REFUSED_AUTH:
             logger.warning(
                 "card %s refused INTERNAL AUTHENTICATE: %s", masked, describe_sw(auth.sw)
@@ -331,4 +339,5 @@ class CardApplication:
             class_code=info.class_code,
             valid_from=info.valid_from,
             valid_until=info.valid_until,
+            issuer_id=info.issuer_id.hex().upper(),
         )

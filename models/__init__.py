@@ -13,9 +13,11 @@ from models.cards import (
     PresentedCard,
     mask_card_number,
 )
+from models.credential import SiteCards
 from models.decide import decide
-from models.decision import Alert, Decision
-from models.door import DoorRequest, DoorView
+from models.decision import Alert, Decision, GateAction, Need
+from models.door import DoorMode, DoorRequest, DoorView, FacePolicy
+from models.face import FaceEvidence, FaceOutcome
 from models.money import Fen
 from models.reasons import Reason
 from models.schedule import HOLIDAY, AccessGroup, Calendar, TimeWindow
@@ -31,15 +33,22 @@ __all__ = [
     "CardStatus",
     "Credential",
     "Decision",
+    "DoorMode",
     "DoorRequest",
     "DoorView",
     "FaceCredential",
+    "FaceEvidence",
+    "FaceOutcome",
+    "FacePolicy",
     "Fen",
+    "GateAction",
     "Genuineness",
     "Holder",
     "HolderStatus",
+    "Need",
     "PresentedCard",
     "Reason",
+    "SiteCards",
     "TimeWindow",
     "decide",
     "mask_card_number",

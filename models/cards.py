@@ -78,6 +78,7 @@ class PresentedCard:
     class_code: int | None = None
     valid_from: date | None = None
     valid_until: date | None = None
+    issuer_id: str | None = None  # 16 hex digits, upper case
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,16 +92,19 @@ class CardFault:
 
 @dataclass(frozen=True, slots=True)
 class FaceCredential:
-    """A face the terminal recognised among the enrolled holders (1:N, liveness passed).
+    """A face the terminal recognised among the enrolled holders (1:N).
 
-    It names a holder, not a card: the rules judge it on the holder's current card (the one with
-    the highest issue sequence), so a holder whose card is lost, cancelled, frozen or expired does
-    not pass by face either (docs/rules.md). ``score_milli`` is the cosine score in thousandths:
-    journal records carry integers only.
+    It names a holder, not a card: the rules judge it on the holder's standing (RULES.md
+    "Credentials and standing"): a lost or replaced card voids that card, not its holder's face,
+    while expiry, cancellation and spend-only stop the face too (docs/rules.md). ``live`` is
+    False when the face matched but failed the liveness check (a photo, a screen).
+    ``score_milli`` is the cosine score in thousandths: journal records carry integers only.
     """
 
     holder_id: str
     score_milli: int
+    live: bool = True
+    threshold_milli: int | None = None
 
     @property
     def number(self) -> None:

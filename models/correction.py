@@ -4,11 +4,11 @@ A correction never edits the original: it is its own journal record referencing 
 id, authorised by a supervisor's card, and it can in total give back at most what was paid.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from models.cards import Card, Credential, Holder
-from models.credential import check_credential
+from models.credential import SiteCards, check_credential
 from models.decision import Decision
 from models.pos import Merchant
 from models.reasons import Reason
@@ -31,6 +31,7 @@ class CorrectionRequest:
     supervisor: Credential
     tx_id: str
     amount: int  # fen to give back; ignored for a work meal, which gives back the meal
+    site: SiteCards = field(default_factory=SiteCards)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +46,19 @@ class CorrectionView:
 
 
 def decide_correction(request: CorrectionRequest, view: CorrectionView, now: datetime) -> Decision:
-    """An allowed correction carries the refund: positive amounts per purse to give back."""
+    """An allowed correction carries the refund: positive amounts per purse to give back.
+
+    Every correction record says whose card authorised it, allowed or not.
+    """
     if now.tzinfo is None:
         raise ValueError("decide needs a timezone-aware site-local time")
+    supervisor = view.supervisor_holder
+    return replace(
+        _decide(request, view, now), authorised_by=None if supervisor is None else supervisor.id
+    )
+
+
+def _decide(request: CorrectionRequest, view: CorrectionView, now: datetime) -> Decision:
     checked = check_credential(
         request.supervisor,
         view.supervisor_card,
@@ -55,6 +66,7 @@ def decide_correction(request: CorrectionRequest, view: CorrectionView, now: dat
         view.supervisor_newest_issue_seq,
         now.date(),
         for_payment=False,
+        site=request.site,
     )
     if isinstance(checked, Decision):
         return checked

@@ -1,16 +1,17 @@
-"""Checks every credential passes before any door or POS rule: authenticity, lifecycle, validity.
+"""Checks every credential passes before any door or POS rule: authenticity, lifecycle, standing.
 
-Door and POS differ in one place only: a spend-only card (staff who left, RULES.md) may still pay
-at a POS from its remaining balance until its deadline, but opens no door.
+Door and POS differ in two places: a spend-only card or holder (staff who left, RULES.md) may still
+pay from the remaining balance until its deadline but opens no door, and a frozen balance stops
+payments by face but not doors.
 
-A face (:class:`~models.cards.FaceCredential`) is judged on the holder's current card: the card
-checks that need a card in the field (genuineness, what the card's own file says) do not apply,
-the card's lifecycle and registry window do. All credentials resolve to the same holder and the
-same permissions (RULES.md), and a holder who could not pass with their card does not pass by
-face.
+A card is judged as the piece of plastic it is: what its chip says (issuer, class, sequence,
+validity) must agree with the registry, and its own status counts. A face
+(:class:`~models.cards.FaceCredential`) is judged on its holder's standing (RULES.md "Credentials
+and standing"): the holder's current card counts only for what is the holder's (expiry, validity,
+cancellation, spend-only, a frozen balance); a lost or replaced card voids itself, not the face.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 from models.cards import (
@@ -22,9 +23,32 @@ from models.cards import (
     Genuineness,
     Holder,
     HolderStatus,
+    PresentedCard,
 )
 from models.decision import Alert, Decision
 from models.reasons import Reason
+
+# docs/card-profile.md: the class byte of the public file, as most sites number their classes.
+DEFAULT_CLASS_CODES: tuple[tuple[int, str], ...] = (
+    (1, "gold"),
+    (2, "red"),
+    (3, "blue"),
+    (4, "green"),
+    (5, "temporary"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SiteCards:
+    """What this site's cards must say about themselves: who issued them, what the class byte
+    means. ``issuers`` empty: not checked (simulated readers, UID mode carry no issuer)."""
+
+    issuers: frozenset[str] = frozenset()
+    class_codes: tuple[tuple[int, str], ...] = field(default=DEFAULT_CLASS_CODES)
+
+    def class_name(self, code: int) -> str | None:
+        return dict(self.class_codes).get(code)
+
 
 _STATUS_DENIALS: dict[CardStatus, tuple[Reason, Alert | None]] = {
     CardStatus.LOST: (Reason.CARD_LOST, Alert.LOST_CARD_USED),
@@ -38,11 +62,16 @@ _STATUS_DENIALS: dict[CardStatus, tuple[Reason, Alert | None]] = {
 
 @dataclass(frozen=True, slots=True)
 class Checked:
-    """A credential that passed: whose it is, and whether it may only spend its balance."""
+    """A credential that passed: whose it is, the card it stands on (``None`` for a face whose
+    holder has no usable card), and whether it may only spend its balance."""
 
-    card: Card
+    card: Card | None
     holder: Holder
     spend_only: bool
+
+    @property
+    def card_number(self) -> str | None:
+        return None if self.card is None else self.card.number
 
 
 def _outside(today: date, start: date | None, end: date | None) -> Reason | None:
@@ -61,6 +90,7 @@ def check_credential(
     today: date,
     *,
     for_payment: bool,
+    site: SiteCards | None = None,
 ) -> Checked | Decision:
     """The credential's holder if every check passes, else the denial (with any alert)."""
     if isinstance(credential, FaceCredential):
@@ -70,6 +100,36 @@ def check_credential(
     if isinstance(credential, CardFault):
         return Decision.deny(
             credential.reason, card_number=credential.number, detail=credential.detail
+        )
+    return _check_card(
+        credential,
+        card,
+        holder,
+        newest_issue_seq,
+        today,
+        for_payment=for_payment,
+        site=site or SiteCards(),
+    )
+
+
+def _check_card(
+    credential: PresentedCard,
+    card: Card | None,
+    holder: Holder | None,
+    newest_issue_seq: int | None,
+    today: date,
+    *,
+    for_payment: bool,
+    site: SiteCards,
+) -> Checked | Decision:
+    issuer = credential.issuer_id
+    if issuer is not None and site.issuers and issuer not in site.issuers:
+        # Before the genuine-card check: another issuer's card fails our key diversification
+        # too, and it is a stranger's card, not a clone.
+        return Decision.deny(
+            Reason.CARD_ISSUER_UNKNOWN,
+            card_number=credential.number,
+            detail=f"issuer {issuer} is not this site's",
         )
     if credential.genuine is Genuineness.NOT_GENUINE:
         return Decision.deny(
@@ -102,6 +162,16 @@ def check_credential(
             card_number=number,
             detail=f"card claims issue sequence {presented_seq}, registry has {card.issue_seq}",
         )
+    if credential.class_code is not None:
+        named = site.class_name(credential.class_code)
+        if named != card.card_class:
+            return Decision.deny(
+                Reason.CARD_CLASS_MISMATCH,
+                holder_id=holder_id,
+                card_number=number,
+                detail=f"card says class code {credential.class_code} ({named or 'undefined'}), "
+                f"registry has {card.card_class}",
+            )
     # The registry's window is authoritative, but a card whose own file says it has ended is
     # treated as ended too: the stricter of the two wins.
     for start, end in (
@@ -111,17 +181,18 @@ def check_credential(
         outside = _outside(today, start, end)
         if outside is not None:
             return Decision.deny(outside, holder_id=holder_id, card_number=number)
+    if holder is None:
+        return Decision.deny(Reason.HOLDER_UNKNOWN, holder_id=holder_id, card_number=number)
     return _check_holder(card, holder, today, for_payment=for_payment)
 
 
 def _check_holder(
-    card: Card, holder: Holder | None, today: date, *, for_payment: bool
+    card: Card | None, holder: Holder, today: date, *, for_payment: bool
 ) -> Checked | Decision:
-    """The holder's own checks, after the card's: registered, active, within their period."""
-    number, holder_id = card.number, card.holder_id
-    if holder is None:
-        return Decision.deny(Reason.HOLDER_UNKNOWN, holder_id=holder_id, card_number=number)
-    spend_only = card.status is CardStatus.SPEND_ONLY or holder.status is HolderStatus.SPEND_ONLY
+    """The holder's standing, after the card's checks: active, within their period."""
+    number, holder_id = (None if card is None else card.number), holder.id
+    card_spend_only = card is not None and card.status is CardStatus.SPEND_ONLY
+    spend_only = card_spend_only or holder.status is HolderStatus.SPEND_ONLY
     if holder.status is HolderStatus.SPEND_ONLY and not for_payment:
         return Decision.deny(Reason.CARD_SPEND_ONLY, holder_id=holder_id, card_number=number)
     if holder.status is HolderStatus.INACTIVE:
@@ -138,6 +209,13 @@ def _check_holder(
     return Checked(card, holder, spend_only)
 
 
+# A card status that is its holder's standing, not the plastic's: it stops a face too.
+_STANDING: dict[CardStatus, Reason] = {
+    CardStatus.CANCELLED: Reason.CARD_CANCELLED,
+    CardStatus.EXPIRED: Reason.CARD_EXPIRED,
+}
+
+
 def _check_face(
     credential: FaceCredential,
     card: Card | None,
@@ -147,32 +225,42 @@ def _check_face(
     *,
     for_payment: bool,
 ) -> Checked | Decision:
-    """A recognised face, judged on the holder's current card (``card``, from the store).
+    """A recognised face, judged on its holder's standing; ``card`` is the holder's newest.
 
-    No security event here: nobody presented the lost or replaced card, its holder stood at the
-    camera. The refusal still gives the card's reason, so the card office sees why.
+    No card security event here: nobody presented a lost or replaced card, its holder stood at
+    the camera. A face that failed liveness is the security event (a photo held up).
     """
     holder_id = credential.holder_id
-    if card is None or card.holder_id != holder_id:
-        if holder is None or holder.id != holder_id:
-            return Decision.deny(Reason.HOLDER_UNKNOWN, holder_id=holder_id)
-        # Every holder has a card (RULES.md); one without is not (or no longer) set up here.
+    if not credential.live:
+        detail = "face not_live"
+        if credential.threshold_milli is not None:
+            score, threshold = credential.score_milli / 1000, credential.threshold_milli / 1000
+            detail += f", score {score:.3f} >= {threshold:.3f}"
         return Decision.deny(
-            Reason.HOLDER_INACTIVE, holder_id=holder_id, detail="no card on record"
-        )
-    number = card.number
-    if newest_issue_seq is not None and card.issue_seq < newest_issue_seq:
-        # The view must carry the current card; an older one is void whatever its status says.
-        return Decision.deny(
-            Reason.CARD_REPLACED,
+            Reason.FACE_NOT_LIVE,
             holder_id=holder_id,
-            card_number=number,
-            detail=f"issue sequence {card.issue_seq} < current {newest_issue_seq}",
+            card_number=None if card is None else card.number,
+            alert=Alert.FACE_SPOOF,
+            detail=detail,
         )
-    status_denial = _STATUS_DENIALS.get(card.status)
-    if status_denial is not None and not (for_payment and card.status is CardStatus.SPEND_ONLY):
-        return Decision.deny(status_denial[0], holder_id=holder_id, card_number=number)
-    outside = _outside(today, card.valid_from, card.valid_until)
-    if outside is not None:
-        return Decision.deny(outside, holder_id=holder_id, card_number=number)
-    return _check_holder(card, holder, today, for_payment=for_payment)
+    if holder is None or holder.id != holder_id:
+        return Decision.deny(Reason.HOLDER_UNKNOWN, holder_id=holder_id)
+    standing = card
+    if card is not None and (
+        card.holder_id != holder_id
+        or card.status in (CardStatus.LOST, CardStatus.REPLACED)
+        or (newest_issue_seq is not None and card.issue_seq < newest_issue_seq)
+    ):
+        standing = None  # the card is void; the face still names its holder
+    if standing is not None:
+        number = standing.number
+        reason = _STANDING.get(standing.status)
+        if reason is None and standing.status is CardStatus.FROZEN and for_payment:
+            reason = Reason.CARD_FROZEN  # the balance waits for its transfer; doors do not
+        if reason is None and standing.status is CardStatus.SPEND_ONLY and not for_payment:
+            reason = Reason.CARD_SPEND_ONLY
+        if reason is None:
+            reason = _outside(today, standing.valid_from, standing.valid_until)
+        if reason is not None:
+            return Decision.deny(reason, holder_id=holder_id, card_number=number)
+    return _check_holder(standing, holder, today, for_payment=for_payment)

@@ -5,14 +5,20 @@ here, what does it cost, is it a second charge of the same card, within the clas
 the purses pay, within the offline exposure caps, and finally — only for a payment that would
 otherwise go through — is a PIN needed. Asking for a PIN for a payment that is going to fail
 anyway would only waste the holder's time.
+
+What the till must ask comes back as a :class:`~models.decision.Need` (the amount, a duplicate
+confirmation, the PIN, and for face pay the customer's confirmation of name and amount, asked
+before anything else so that somebody taken for another person never sees that person's PIN
+prompt). The answer comes back in the request; a prompt the customer cancelled or let run out
+comes back as ``declined`` and is journalled as ``cancelled_by_user``.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from models.cards import Card, Credential, Holder
-from models.credential import check_credential
-from models.decision import Decision
+from models.cards import Card, Credential, FaceCredential, Holder
+from models.credential import Checked, SiteCards, check_credential
+from models.decision import Alert, Decision, Need
 from models.reasons import Reason
 from models.schedule import TimeWindow
 from models.wallet import Payment, Purse, PurseState, Service, purse_map, split_payment
@@ -86,13 +92,22 @@ class PosPolicy:
     offline_per_terminal: int | None = None
     max_amount: int = 1_000_000  # 10,000 yuan: a typo guard on the cashier's keypad
 
+    def accepts_amount(self, amount: int) -> bool:
+        """Whether the keypad may take ``amount`` (fen) for the next payment."""
+        return 0 < amount <= self.max_amount
+
 
 @dataclass(frozen=True, slots=True)
 class PosRequest:
+    """A payment: the credential, the cashier's amount, and the answers gathered so far."""
+
     credential: Credential
     entered_amount: int | None = None
     pin_ok: bool | None = None  # None: not asked yet
     confirmed_duplicate: bool = False
+    pay_confirmed: bool = False  # face pay: the customer saw whose account pays, and how much
+    declined: Need | None = None  # the prompt the customer cancelled or let run out
+    site: SiteCards = field(default_factory=SiteCards)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,12 +131,10 @@ class PosView:
     degraded: bool = False  # HQ's head has expired: offline exposure caps apply
 
 
-def _deny(reason: Reason, holder: Holder, card: Card, detail: str = "") -> Decision:
-    return Decision.deny(reason, holder_id=holder.id, card_number=card.number, detail=detail)
-
-
-def _allow(holder: Holder, card: Card, payment: Payment) -> Decision:
-    return Decision(True, Reason.ALLOWED, holder.id, card.number, payment=payment)
+def amount_needed(merchant: Merchant, now: datetime, amount: int | None) -> bool:
+    """Whether a sale here and now waits for the cashier's amount (计价) before anything else."""
+    pricing = merchant.pricing_for(merchant.period_at(now))
+    return pricing is not None and pricing.mode == "entered" and amount is None
 
 
 def _subsidised_in_period(view: PosView, period: MealPeriod | None, now: datetime) -> bool:
@@ -133,24 +146,70 @@ def _subsidised_in_period(view: PosView, period: MealPeriod | None, now: datetim
     )
 
 
-def _price(
-    request: PosRequest, view: PosView, holder: Holder, card: Card, now: datetime
-) -> tuple[int, MealPeriod | None, Pricing] | Decision:
-    merchant = view.merchant
+@dataclass(frozen=True, slots=True)
+class _Sale:
+    """One payment being judged: whose, by which credential, to say no or yes with."""
+
+    request: PosRequest
+    view: PosView
+    checked: Checked
+    now: datetime
+
+    @property
+    def holder(self) -> Holder:
+        return self.checked.holder
+
+    def deny(self, reason: Reason, detail: str = "") -> Decision:
+        return Decision.deny(
+            reason, holder_id=self.holder.id, card_number=self.checked.card_number, detail=detail
+        )
+
+    def ask(self, need: Need, reason: Reason, payment: Payment | None = None) -> Decision:
+        if self.request.declined is need:
+            return self.deny(Reason.CANCELLED_BY_USER, f"at the {reason} prompt")
+        return Decision.asking(
+            need,
+            reason,
+            holder_id=self.holder.id,
+            card_number=self.checked.card_number,
+            payment=payment,
+        )
+
+    def allow(self, payment: Payment, pin_attempt: bool | None = None) -> Decision:
+        return Decision(
+            True,
+            Reason.ALLOWED,
+            self.holder.id,
+            self.checked.card_number,
+            payment=payment,
+            pin_attempt=pin_attempt,
+        )
+
+
+def _price(sale: _Sale) -> tuple[int, MealPeriod | None, Pricing] | Decision:
+    merchant, now, holder = sale.view.merchant, sale.now, sale.holder
     period = merchant.period_at(now) if merchant.service is Service.MEAL else None
     if merchant.service is Service.MEAL and period is None:
-        return _deny(Reason.OUTSIDE_MEAL_PERIOD, holder, card)
+        return sale.deny(Reason.OUTSIDE_MEAL_PERIOD)
     pricing = merchant.pricing_for(period)
     if pricing is None:
-        return _deny(Reason.NO_PRICE, holder, card, f"no price for {period.name if period else ''}")
+        return sale.deny(Reason.NO_PRICE, f"no price for {period.name if period else ''}")
     if pricing.mode == "fixed":
         price = pricing.price_for(holder.card_class)
         if price is None:
-            return _deny(Reason.NO_PRICE, holder, card, f"no price for class {holder.card_class}")
+            return sale.deny(Reason.NO_PRICE, f"no price for class {holder.card_class}")
         return price, period, pricing
-    amount = request.entered_amount
-    if amount is None or not 0 < amount <= view.policy.max_amount:
-        return _deny(Reason.AMOUNT_INVALID, holder, card, f"entered {amount!r}")
+    amount = sale.request.entered_amount
+    if amount is None:
+        # Not a decision: the cashier types the amount and the customer taps again.
+        return Decision.asking(
+            Need.AMOUNT,
+            Reason.AMOUNT_REQUIRED,
+            holder_id=holder.id,
+            card_number=sale.checked.card_number,
+        )
+    if not sale.view.policy.accepts_amount(amount):
+        return sale.deny(Reason.AMOUNT_INVALID, f"entered {amount!r}")
     return amount, period, pricing
 
 
@@ -158,18 +217,46 @@ def decide_pos(request: PosRequest, view: PosView, now: datetime) -> Decision:
     """Decide a payment; an allowed decision carries the :class:`Payment`."""
     if now.tzinfo is None:
         raise ValueError("decide needs a timezone-aware site-local time")
-    today = now.date()
+    credential = request.credential
     checked = check_credential(
-        request.credential, view.card, view.holder, view.newest_issue_seq, today, for_payment=True
+        credential,
+        view.card,
+        view.holder,
+        view.newest_issue_seq,
+        now.date(),
+        for_payment=True,
+        site=request.site,
     )
     if isinstance(checked, Decision):
-        return checked
-    card, holder, merchant = checked.card, checked.holder, view.merchant
+        decision = checked
+    else:
+        decision = _judge(_Sale(request, view, checked, now))
+        if isinstance(credential, FaceCredential) and not request.pay_confirmed:
+            decision = _confirm_face_pay(_Sale(request, view, checked, now), decision)
+    if isinstance(credential, FaceCredential):
+        return replace(decision, credential="face", face_score=credential.score_milli)
+    return decision
+
+
+def _confirm_face_pay(sale: _Sale, decision: Decision) -> Decision:
+    """1:N can name the wrong person: before any other prompt, and before anything is charged,
+    the customer sees whose account pays and how much. Only a payment that can go through is
+    shown; one the rules refuse whatever the answers is refused at once."""
+    answered = replace(sale.request, pin_ok=True, confirmed_duplicate=True, declined=None)
+    would = _judge(replace(sale, request=answered))
+    if not would.allowed:
+        return decision
+    return sale.ask(Need.PAY_CONFIRM, Reason.PAY_CONFIRM_REQUIRED, would.payment)
+
+
+def _judge(sale: _Sale) -> Decision:
+    request, view, now = sale.request, sale.view, sale.now
+    holder, merchant, today = sale.holder, view.merchant, now.date()
     if str(merchant.service) not in holder.services:
-        return _deny(Reason.SERVICE_NOT_ALLOWED, holder, card)
+        return sale.deny(Reason.SERVICE_NOT_ALLOWED)
     if merchant.service is Service.MEAL and holder.canteens and merchant.id not in holder.canteens:
-        return _deny(Reason.CANTEEN_NOT_ALLOWED, holder, card)
-    priced = _price(request, view, holder, card, now)
+        return sale.deny(Reason.CANTEEN_NOT_ALLOWED)
+    priced = _price(sale)
     if isinstance(priced, Decision):
         return priced
     amount, period, pricing = priced
@@ -181,10 +268,10 @@ def decide_pos(request: PosRequest, view: PosView, now: datetime) -> Decision:
         < timedelta(seconds=view.policy.duplicate_window_s)
         and not request.confirmed_duplicate
     ):
-        return _deny(Reason.DUPLICATE_TAP, holder, card)
+        return sale.ask(Need.DUPLICATE_CONFIRM, Reason.DUPLICATE_TAP)
 
     purses = purse_map(view.purses)
-    may_subsidise = not checked.spend_only and not _subsidised_in_period(view, period, now)
+    may_subsidise = not sale.checked.spend_only and not _subsidised_in_period(view, period, now)
     work_meals = purses.get(Purse.WORK_MEALS)
     if (
         may_subsidise
@@ -194,28 +281,34 @@ def decide_pos(request: PosRequest, view: PosView, now: datetime) -> Decision:
         and work_meals.available(today) >= 1
     ):
         # A work meal (工作餐) covers the fixed-price meal entirely; no money moves.
-        return _allow(holder, card, Payment(0, ((Purse.WORK_MEALS, 1),)))
+        return sale.allow(Payment(0, ((Purse.WORK_MEALS, 1),)))
 
     limits = view.limits
     if limits.per_tx is not None and amount > limits.per_tx:
-        return _deny(Reason.OVER_TX_LIMIT, holder, card)
+        return sale.deny(Reason.OVER_TX_LIMIT)
     if limits.per_day is not None and view.spent_today + amount > limits.per_day:
-        return _deny(Reason.OVER_DAY_LIMIT, holder, card)
+        return sale.deny(Reason.OVER_DAY_LIMIT)
     split = split_payment(amount, purses, merchant.service, today, use_subsidy=may_subsidise)
     if split is None:
-        return _deny(Reason.INSUFFICIENT_BALANCE, holder, card)
+        return sale.deny(Reason.INSUFFICIENT_BALANCE)
     if view.degraded:
         cap = limits.offline_per_card_day
         if cap is not None and view.pending_card_today + amount > cap:
-            return _deny(Reason.OFFLINE_LIMIT_CARD, holder, card)
+            return sale.deny(Reason.OFFLINE_LIMIT_CARD)
         terminal_cap = view.policy.offline_per_terminal
         if terminal_cap is not None and view.pending_terminal + amount > terminal_cap:
-            return _deny(Reason.OFFLINE_LIMIT_TERMINAL, holder, card)
-    if limits.pin_free is not None and amount > limits.pin_free:
-        if view.pin_failures >= view.policy.pin_max_failures:
-            return _deny(Reason.PIN_LOCKED, holder, card)
-        if request.pin_ok is None:
-            return _deny(Reason.PIN_REQUIRED, holder, card)
-        if not request.pin_ok:
-            return _deny(Reason.PIN_WRONG, holder, card)
-    return _allow(holder, card, Payment(amount, split))
+            return sale.deny(Reason.OFFLINE_LIMIT_TERMINAL)
+    payment = Payment(amount, split)
+    if limits.pin_free is None or amount <= limits.pin_free:
+        return sale.allow(payment)
+    failures, most = view.pin_failures, view.policy.pin_max_failures
+    if failures >= most:
+        return sale.deny(Reason.PIN_LOCKED)
+    if request.pin_ok is None:
+        return sale.ask(Need.PIN, Reason.PIN_REQUIRED, payment)
+    if request.pin_ok:
+        return sale.allow(payment, pin_attempt=True)
+    wrong = replace(sale.deny(Reason.PIN_WRONG), pin_attempt=False)
+    if failures + 1 >= most:
+        return replace(wrong, alert=Alert.PIN_LOCKED, event=(("failures", failures + 1),))
+    return wrong

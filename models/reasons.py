@@ -23,6 +23,9 @@ class Reason(StrEnum):
     CARD_SPEND_ONLY = "card_spend_only"
     CARD_SPEND_ONLY_ENDED = "card_spend_only_ended"
     CARD_MISMATCH = "card_mismatch"
+    CARD_CLASS_MISMATCH = "card_class_mismatch"  # the class byte on the card is not the registry's
+    CARD_ISSUER_UNKNOWN = "card_issuer_unknown"  # issued by someone other than this site's issuer
+    CARD_KEY_UNKNOWN = "card_key_unknown"  # the card has no key of the id asked for (6A 88)
     HOLDER_UNKNOWN = "holder_unknown"
     HOLDER_INACTIVE = "holder_inactive"
     NO_ACCESS = "no_access"
@@ -39,6 +42,7 @@ class Reason(StrEnum):
     OUTSIDE_MEAL_PERIOD = "outside_meal_period"
     NO_PRICE = "no_price"
     AMOUNT_INVALID = "amount_invalid"
+    AMOUNT_REQUIRED = "amount_required"  # a cashier-priced sale tapped before the amount: no record
     DUPLICATE_TAP = "duplicate_tap"
     OVER_TX_LIMIT = "over_tx_limit"
     OVER_DAY_LIMIT = "over_day_limit"
@@ -46,6 +50,7 @@ class Reason(StrEnum):
     OFFLINE_LIMIT_CARD = "offline_limit_card"
     OFFLINE_LIMIT_TERMINAL = "offline_limit_terminal"
     PIN_REQUIRED = "pin_required"
+    PAY_CONFIRM_REQUIRED = "pay_confirm_required"  # face pay asks before charging: no record
     PIN_WRONG = "pin_wrong"
     PIN_LOCKED = "pin_locked"
     CANCELLED_BY_USER = "cancelled_by_user"
@@ -74,6 +79,15 @@ _MESSAGES: dict[Reason, tuple[str, str]] = {
     Reason.CARD_SPEND_ONLY: ("此卡仅限消费", "Card valid for purchases only"),
     Reason.CARD_SPEND_ONLY_ENDED: ("余额消费期已满，请到卡务中心", "Spend-only period has ended"),
     Reason.CARD_MISMATCH: ("卡片信息与登记不符，请到卡务中心", "Card data differs from registry"),
+    Reason.CARD_CLASS_MISMATCH: (
+        "卡类与登记不符，请到卡务中心",
+        "Card class differs from registry",
+    ),
+    Reason.CARD_ISSUER_UNKNOWN: ("非本系统发行的卡", "Card not issued for this site"),
+    Reason.CARD_KEY_UNKNOWN: (
+        "卡片密钥版本不符，请到卡务中心",
+        "Card key not accepted: see the office",
+    ),
     Reason.HOLDER_UNKNOWN: ("无此持卡人", "Card holder not registered"),
     Reason.HOLDER_INACTIVE: ("持卡人已停用", "Card holder not active"),
     Reason.NO_ACCESS: ("无此门禁权限", "No access to this door"),
@@ -90,6 +104,7 @@ _MESSAGES: dict[Reason, tuple[str, str]] = {
     Reason.OUTSIDE_MEAL_PERIOD: ("非营业时段", "Outside meal hours"),
     Reason.NO_PRICE: ("未设置价格，请联系管理员", "No price set for this meal"),
     Reason.AMOUNT_INVALID: ("金额无效", "Invalid amount"),
+    Reason.AMOUNT_REQUIRED: ("请先输入金额", "Enter the amount first"),
     Reason.DUPLICATE_TAP: ("刚刚已扣款，确认再次消费？", "Just charged: confirm to pay again"),
     Reason.OVER_TX_LIMIT: ("超过单笔限额", "Over the per-payment limit"),
     Reason.OVER_DAY_LIMIT: ("超过当日限额", "Over the daily limit"),
@@ -97,6 +112,7 @@ _MESSAGES: dict[Reason, tuple[str, str]] = {
     Reason.OFFLINE_LIMIT_CARD: ("脱机消费已达上限", "Offline limit for this card reached"),
     Reason.OFFLINE_LIMIT_TERMINAL: ("终端脱机额度已满", "Offline limit of this terminal reached"),
     Reason.PIN_REQUIRED: ("请输入密码", "Enter PIN"),
+    Reason.PAY_CONFIRM_REQUIRED: ("确认支付？", "OK to pay"),
     Reason.PIN_WRONG: ("密码错误", "Wrong PIN"),
     Reason.PIN_LOCKED: ("密码错误次数过多，已锁定", "PIN locked after too many failures"),
     Reason.CANCELLED_BY_USER: ("交易已取消", "Cancelled"),

@@ -1,19 +1,18 @@
 """Composition root: the one place that turns a config into running parts, in a fixed order.
 
 Order of start: store (so a broken database stops us before any device is touched), reader, then
-the gate (door terminals) or keypad and display (POS), then the flow. Order of stop is the
-reverse. Drivers are chosen from the config's ``driver`` field through the explicit mappings
-below; there is no discovery.
+the gate (door terminals) or keypad and display (POS), then the flow and the tap loop that drives
+it (terminal/loop.py). Order of stop is the reverse. Drivers are chosen from the config's
+``driver`` field through the explicit mappings below; there is no discovery.
 """
 
 import logging
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from drivers.camera.sim import SimCameraControl
@@ -54,12 +53,13 @@ from terminal.config import (
     resolve_secret,
 )
 from terminal.config_sync import sync_settings
+from terminal.door_mode import DoorModes
 from terminal.faces.build import FaceParts, build_face_parts
-from terminal.faces.door import DoorFaces
-from terminal.faces.pos import PosFaces
+from terminal.faces.evidence import FaceUse
 from terminal.faces.watch import FaceWatch
 from terminal.flows.door import DoorFlow, DoorSettings
 from terminal.flows.pos import PosFlow, PosSettings
+from terminal.loop import TapLoop
 from terminal.remote import RemoteCommands
 from terminal.sdnotify import Notifier
 from terminal.store import Store
@@ -157,10 +157,6 @@ READERS: dict[str, Callable[..., CardReader]] = {"sim": _sim_reader, "pcsc": _pc
 GATES: dict[str, Callable[..., Gate]] = {"sim": _sim_gate, "serial": _serial_gate}
 
 
-class Flow(Protocol):
-    def poll(self, timeout: float) -> None: ...
-
-
 def _keypad(section: SimKeypadSection, sim: SimControls) -> Keypad:
     return SimKeypad(sim.keypad)
 
@@ -178,7 +174,7 @@ DISPLAYS: dict[str, Callable[..., Display]] = {"sim": _display}
 
 
 class App:
-    """A running terminal: the store, the devices and one flow (door or POS) wired together."""
+    """A running terminal: the store, the devices, one flow (door or POS) and the tap loop."""
 
     def __init__(
         self,
@@ -187,19 +183,25 @@ class App:
         clock: Clock | None = None,
         sim: SimControls | None = None,
         config_path: Path | None = None,
+        threaded: bool = True,
     ) -> None:
         self.config = config
         self.sim = sim or SimControls()
         self.clock = clock or SystemClock()
+        self.timezone = ZoneInfo(config.terminal.timezone)
+        self.threaded = threaded
         self.door_flow: DoorFlow | None = None
         self.pos_flow: PosFlow | None = None
+        self.door_modes: DoorModes | None = None
         self.face_parts: FaceParts | None = None
         self.face_watch: FaceWatch | None = None
-        self._housekept = 0.0
+        self.gate: Gate | None = None
+        self._housekeeper: threading.Thread | None = None
+        self._stopping = threading.Event()
         self._devices: list[Gate | CardReader | Keypad | Display] = []
         self.store = Store.open(config.database_path)
         self.sync: SyncService | None = None
-        self.remote = RemoteCommands(door_flow=None, config_path=config_path)
+        self.remote = RemoteCommands(door=None, config_path=config_path)
         try:
             if config.sync.enabled:
                 self.sync = SyncService(
@@ -213,36 +215,34 @@ class App:
                 self.face_parts.enrol_pending(self.clock.now())
             self.reader = READERS[config.reader.driver](config.reader, self.sim)
             self._devices.append(self.reader)
-            self.flow: Flow
-            if config.door is not None:
-                self.flow = door_flow = self._door()
-                door_flow.restore_mode()
-                self.remote.door_flow = door_flow
-            else:
-                self.flow = self._pos()
+            self.loop = self._door() if config.door is not None else self._pos()
+            self.flow: DoorFlow | PosFlow = self.loop.flow
+            self.remote.post, self.remote.submit = self.loop.post, self.loop.submit
         except BaseException:
             self.close()
             raise
 
-    def _door(self) -> DoorFlow:
+    def _face_use(self, seconds: float) -> FaceUse | None:
+        if self.face_parts is None:
+            return None
+        return FaceUse(
+            self.face_parts.verifier,
+            self.face_parts.faces,
+            seconds=seconds,
+            retention=self.config.faces.still_retention,
+        )
+
+    def _door(self) -> TapLoop:
         door, gate_section = self.config.door, self.config.gate
         assert door is not None and gate_section is not None  # the config validator ensures it
-        gate = GATES[gate_section.driver](gate_section, self.sim)
+        self.gate = gate = GATES[gate_section.driver](gate_section, self.sim)
         self._devices.append(gate)
-        faces = None
-        if self.face_parts is not None and door.face != "off":
-            section = self.config.faces
-            faces = DoorFaces(
-                self.face_parts.verifier,
-                self.face_parts.faces,
-                seconds=section.card_face_seconds,
-                retention=section.still_retention,
-            )
-        if self.face_parts is not None and door.face_only:
-            section = self.config.faces
+        section = self.config.faces
+        faces = self._face_use(section.card_face_seconds)
+        if faces is not None and door.face_only:
             self.face_watch = FaceWatch(
-                self.face_parts.verifier,
-                self.face_parts.faces,
+                faces.verifier,
+                faces.faces,
                 seconds=section.identify_seconds,
                 repeat_seconds=section.repeat_seconds,
                 retention=section.still_retention,
@@ -254,18 +254,28 @@ class App:
                 door.open_seconds,
                 AntiPassback(door.anti_passback, door.anti_passback_minutes),
                 face=door.face,
+                face_seconds=section.card_face_seconds,
+                site=self.config.cards.site_cards(),
             ),
-            reader=self.reader,
-            gate=gate,
+            store=self.store,
+            face_checks=faces is not None and door.face != "off",
+        )
+        self.door_modes = DoorModes(self.door_flow, gate, self.store, self.clock)
+        self.door_modes.restore()
+        self.remote.door = self.door_modes
+        return TapLoop(
+            self.door_flow,
             store=self.store,
             clock=self.clock,
-            timezone=ZoneInfo(self.config.terminal.timezone),
+            timezone=self.timezone,
+            reader=self.reader,
+            gate=gate,
             faces=faces,
             watch=self.face_watch,
+            threaded=self.threaded,
         )
-        return self.door_flow
 
-    def _pos(self) -> PosFlow:
+    def _pos(self) -> TapLoop:
         pos, keypad_section, display_section = (
             self.config.pos,
             self.config.keypad,
@@ -275,6 +285,8 @@ class App:
         keypad = KEYPADS[keypad_section.driver](keypad_section, self.sim)
         display = DISPLAYS[display_section.driver](display_section, self.sim)
         self._devices += [keypad, display]
+        section = self.config.faces
+        faces = self._face_use(section.identify_seconds) if pos.face_pay else None
         self.pos_flow = PosFlow(
             settings=PosSettings(
                 pos.merchant,
@@ -287,27 +299,23 @@ class App:
                 ),
                 amount_timeout_s=pos.amount_timeout_seconds,
                 prompt_timeout_s=pos.prompt_timeout_seconds,
+                face_seconds=section.identify_seconds,
+                site=self.config.cards.site_cards(),
             ),
+            store=self.store,
+            degraded=self._degraded,
+            face_pay=faces is not None,
+        )
+        return TapLoop(
+            self.pos_flow,
+            store=self.store,
+            clock=self.clock,
+            timezone=self.timezone,
             reader=self.reader,
             keypad=keypad,
             display=display,
-            store=self.store,
-            clock=self.clock,
-            timezone=ZoneInfo(self.config.terminal.timezone),
-            degraded=self._degraded,
-            faces=self._pos_faces(pos.face_pay),
-        )
-        return self.pos_flow
-
-    def _pos_faces(self, face_pay: bool) -> PosFaces | None:
-        if self.face_parts is None or not face_pay:
-            return None
-        section = self.config.faces
-        return PosFaces(
-            self.face_parts.verifier,
-            self.face_parts.faces,
-            seconds=section.identify_seconds,
-            retention=section.still_retention,
+            faces=faces,
+            threaded=self.threaded,
         )
 
     def _degraded(self) -> bool:
@@ -315,8 +323,8 @@ class App:
 
     def _health(self) -> Mapping[str, str]:
         health = {"reader": self.reader.health()}
-        if self.door_flow is not None:
-            health["gate"] = self.door_flow.gate.health()
+        if self.gate is not None:
+            health["gate"] = self.gate.health()
         return {name: "ok" if h.ok else f"{h.state}: {h.detail}" for name, h in health.items()}
 
     def _command(self, name: str, args: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -324,40 +332,36 @@ class App:
         return self.remote.handle(name, args)
 
     def _housekeeping(self) -> None:
-        """Every 10 s: face stills past retention, templates or photos that sync brought in."""
-        if self.face_parts is None or time.monotonic() - self._housekept < 10:
-            return
-        self._housekept = time.monotonic()
-        now = self.clock.now()
-        try:
-            self.face_parts.enrol_pending(now)
-            self.face_parts.housekeeping(now)
-        except TerminalError as exc:
-            logger.warning("face housekeeping: %s", exc)
+        """Every 10 s, off the tap loop: face stills past retention, templates or photos that
+        sync brought in (encoding a photo takes a tenth of a second each)."""
+        parts = self.face_parts
+        while parts is not None and not self._stopping.wait(10):
+            now = self.clock.now()
+            try:
+                parts.enrol_pending(now)
+                parts.housekeeping(now)
+            except TerminalError as exc:
+                logger.warning("face housekeeping: %s", exc)
 
     def start_sync(self) -> None:
         if self.sync is not None:
             self.sync.start()
 
     def run(self, stop: threading.Event, notifier: Notifier | None = None) -> None:
-        """Handle taps until ``stop`` is set or a config reload is due; a tap in progress always
-        finishes first."""
-        notifier = notifier or Notifier()
-        if self.face_watch is not None:
-            self.face_watch.start()
-        interval = notifier.watchdog_interval
-        last_ping = time.monotonic()
-        while not stop.is_set() and not self.remote.reload_due:
-            self.flow.poll(0.2)
-            self.remote.run_pending()
-            self._housekeeping()
-            # Pinging from this loop (not a timer thread) means a hung tap stops the pings and
-            # systemd restarts us, which is the point of the watchdog.
-            if interval is not None and time.monotonic() - last_ping >= interval:
-                notifier.watchdog()
-                last_ping = time.monotonic()
+        """Handle presentations until ``stop`` is set or a config reload is due."""
+        self.loop.start()
+        if self.face_parts is not None:
+            self._housekeeper = threading.Thread(
+                target=self._housekeeping, name="face-housekeeping", daemon=True
+            )
+            self._housekeeper.start()
+        try:
+            self.loop.run(stop, notifier or Notifier(), lambda: self.remote.reload_due)
+        finally:
+            self.loop.stop()
 
     def close(self) -> None:
+        self._stopping.set()
         if self.sync is not None:
             # First, while the link is up: it publishes the offline status.
             try:

@@ -23,12 +23,18 @@ class SystemClock:
 
 
 class SetClock:
-    """A clock that stands where it was last set, for narrated scenarios and tests."""
+    """A clock that stands where it was last set, for narrated scenarios and tests.
+
+    :meth:`set` moves the wall clock only, as a clock step does (NTP, an operator); deadlines
+    run on monotonic time, which goes on as real time and moves ahead with :meth:`advance`, so a
+    test can let a 30-second prompt expire without waiting 30 seconds.
+    """
 
     def __init__(self, start: datetime) -> None:
         if start.tzinfo is None:
             raise ValueError("SetClock needs a timezone-aware start")
         self._now = start
+        self._ahead_ns = 0
         self._lock = threading.Lock()
 
     def now(self) -> datetime:
@@ -42,9 +48,11 @@ class SetClock:
     def advance(self, delta: timedelta) -> None:
         with self._lock:
             self._now += delta
+            self._ahead_ns += max(0, int(delta.total_seconds() * 1e9))
 
     def monotonic_ns(self) -> int:
-        return time.monotonic_ns()
+        with self._lock:
+            return time.monotonic_ns() + self._ahead_ns
 
 
 def rfc3339(moment: datetime) -> str:

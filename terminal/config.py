@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from models.credential import DEFAULT_CLASS_CODES, SiteCards
 from models.errors import ConfigError
 from terminal.config_sync import SyncSection
 from terminal.diag.config import DiagSection
@@ -158,6 +159,38 @@ class DoorSection(Section):
         description="Also admit people by face alone (1:N, no card); needs [faces] enabled and, "
         "unless faces.liveness.face_only is false, liveness models.",
     )
+
+
+def _check_issuer(text: str) -> str:
+    if not re.fullmatch(r"[0-9A-Fa-f]{16}", text):
+        raise ValueError("an issuer id is 8 bytes of hex, e.g. 5943484E00000001")
+    return text.upper()
+
+
+def _check_class_codes(codes: dict[int, str]) -> dict[int, str]:
+    bad = [code for code in codes if not 0 <= code <= 255]
+    if bad:
+        raise ValueError(f"class codes are one byte on the card (0..255), got {bad}")
+    return codes
+
+
+class CardsSection(Section):
+    """What this site's cards say about themselves (docs/card-profile.md): who issued them and
+    what the class byte means. A card that disagrees is refused with its own reason."""
+
+    issuers: list[Annotated[str, AfterValidator(_check_issuer)]] = Field(
+        default_factory=list,
+        description="Issuer ids (8 bytes hex) of this site's cards; a card of another issuer "
+        "is refused as card_issuer_unknown. Required with a PC/SC reader in cpu mode.",
+    )
+    classes: Annotated[dict[int, str], AfterValidator(_check_class_codes)] = Field(
+        default_factory=lambda: dict(DEFAULT_CLASS_CODES),
+        description="Card class code on the card -> class name in the registry; a card whose "
+        "code names another class than the registry's is refused as card_class_mismatch.",
+    )
+
+    def site_cards(self) -> SiteCards:
+        return SiteCards(frozenset(self.issuers), tuple(sorted(self.classes.items())))
 
 
 class SimReaderSection(Section):
@@ -317,6 +350,9 @@ class Config(Section):
     log: LogSection = Field(default_factory=LogSection, description="Logging.")
     store: StoreSection = Field(default_factory=StoreSection, description="Database.")
     reader: ReaderSection = Field(description="The card reader.")
+    cards: CardsSection = Field(
+        default_factory=CardsSection, description="This site's card issuer and class codes."
+    )
     door: DoorSection | None = Field(None, description="The door this terminal controls.")
     gate: Annotated[SimGateSection | SerialGateSection, Field(discriminator="driver")] | None = (
         Field(None, description="The gate or turnstile driver (door terminals).")
@@ -344,6 +380,16 @@ class Config(Section):
             raise ValueError("a [door] terminal needs a [gate] section")
         if self.pos is not None and (self.keypad is None or self.display is None):
             raise ValueError("a [pos] terminal needs [keypad] and [display] sections")
+        reader = self.reader
+        if (
+            isinstance(reader, PcscReaderSection)
+            and reader.mode == "cpu"
+            and not self.cards.issuers
+        ):
+            raise ValueError(
+                "cards.issuers is required with a PC/SC reader in cpu mode: the site's issuer "
+                "id (docs/card-profile.md), so that other issuers' cards are not admitted"
+            )
         if self.door is not None and self.door.face != "off" and not self.faces.enabled:
             raise ValueError(f"door.face = {self.door.face!r} needs [faces] enabled = true")
         if self.pos is not None and self.pos.face_pay:
@@ -389,7 +435,10 @@ def describe_errors(error: ValidationError) -> list[str]:
             lines.append(f"{where}: required key is missing")
         else:
             message = item["msg"].removeprefix("Value error, ")
-            lines.append(f"{where}: {message} (got {item.get('input')!r})")
+            if where == "(top level)":
+                lines.append(message)  # a rule across sections: its message names the keys
+            else:
+                lines.append(f"{where}: {message} (got {item.get('input')!r})")
     return lines
 
 

@@ -21,7 +21,6 @@ from rich.console import Console
 
 from drivers.camera.sim import SimCameraControl
 from drivers.face.yunet import YUNET_2023MAR_SHA256
-from drivers.interfaces import CardPresented, CardRemoved
 from models.cards import FaceCredential, Genuineness, PresentedCard, mask_card_number
 from models.reasons import Reason, message_en, message_zh
 from terminal import config as config_module
@@ -127,8 +126,9 @@ class FacesAct:
     def tap(self, card: int, face: str | None) -> TapOutcome | None:
         self.show(face)
         credential = PresentedCard(card_number(card), Genuineness.GENUINE, issue_seq=1)
-        self.flow.handle(CardPresented(credential))
-        self.flow.handle(CardRemoved())
+        self.app.sim.reader.present(credential)
+        self.app.sim.reader.remove()
+        self.app.loop.run_until_idle()
         return self._outcome()
 
     def _outcome(self) -> TapOutcome | None:
@@ -188,7 +188,7 @@ class FacesAct:
     ) -> TapOutcome | FlowNotice | None:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            self.flow.poll(0.05)
+            self.app.loop.turn(0.05)
             try:
                 told = self.told.get_nowait()
             except queue.Empty:
@@ -261,7 +261,10 @@ def main(console: Console, base: Config, state_dir: Path, first: int) -> bool:
     (state_dir / "faces").mkdir(parents=True, exist_ok=True)
     # Monday morning: inside everyone's access hours, so the faces decide.
     clock = SetClock(datetime(2026, 11, 23, 9, 30, tzinfo=SITE_TZ))
-    app = App(config, clock=clock, sim=SimControls(camera=SimCameraControl(640, 480)))
+    # Driven step by step from here (threaded=False), so each step's outcome is known at once.
+    app = App(
+        config, clock=clock, sim=SimControls(camera=SimCameraControl(640, 480)), threaded=False
+    )
     try:
         seed(app.store)
         ok = FacesAct(console, app, shared, first).play()

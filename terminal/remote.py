@@ -2,15 +2,14 @@
 
 The sync engine checks signature, expiry and at-most-once, then calls :meth:`RemoteCommands.handle`
 on its own thread. Devices are driven only by the tap loop, so ``open`` and ``set_mode`` are
-handed to it and waited for (a few seconds at most: the reply then says ``queued`` and the
-command still runs once). ``reload_config`` checks the file first and refuses an invalid one
-with every error, so a typo pushed from HQ cannot take a gate down; a valid one restarts the
-terminal in-process at the next idle moment. ``diag_bundle`` answers with the same redacted
-bundle the local diag CLI builds.
+handed to it through its inbox and waited for (a few seconds at most: the reply then says
+``queued`` and the command still runs once). ``reload_config`` checks the file first and refuses
+an invalid one with every error, so a typo pushed from HQ cannot take a gate down; a valid one
+restarts the terminal in-process at the next idle moment. ``diag_bundle`` answers with the same
+redacted bundle the local diag CLI builds.
 """
 
 import logging
-import queue
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
@@ -18,10 +17,12 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
+from models.door import DoorMode
 from models.errors import ConfigError, DriverError, StoreError
 from sync.engine import CommandRefused
 from terminal import config as config_module
-from terminal.flows.door import DoorFlow, DoorMode
+from terminal.door_mode import DoorModes
+from terminal.flows.steps import FlowEvent, RemoteOpenOrdered
 
 logger = logging.getLogger(__name__)
 
@@ -29,21 +30,25 @@ WAIT_SECONDS = 5.0
 RELOAD_DELAY_SECONDS = 1.0  # lets the reply reach HQ before the link is restarted
 MODES = frozenset(m.value for m in DoorMode)
 BundleProvider = Callable[[], Mapping[str, Any]]
-Pending = tuple[str, Mapping[str, Any], "Future[Mapping[str, Any]]"]
 
 
 class RemoteCommands:
+    """``post`` and ``submit`` are the tap loop's (its inbox); ``door`` is None on a POS."""
+
     def __init__(
         self,
         *,
-        door_flow: DoorFlow | None,
+        door: DoorModes | None,
+        post: Callable[[FlowEvent], None] | None = None,
+        submit: Callable[[Callable[[], None]], None] | None = None,
         config_path: Path | None = None,
         bundle: BundleProvider | None = None,
     ) -> None:
-        self.door_flow = door_flow
+        self.door = door
+        self.post = post
+        self.submit = submit
         self.config_path = config_path
         self.bundle = bundle
-        self._pending: queue.Queue[Pending] = queue.Queue()
         self._reload_at: float | None = None
 
     @property
@@ -65,16 +70,32 @@ class RemoteCommands:
         raise CommandRefused(f"{name} is not available on this terminal in this version")
 
     def _on_tap_loop(self, name: str, args: Mapping[str, Any]) -> Mapping[str, Any]:
-        if self.door_flow is None:
+        door = self.door
+        if door is None or self.post is None or self.submit is None:
             raise CommandRefused(f"{name}: this terminal controls no door")
-        if name == "set_mode" and args.get("mode") not in MODES:
-            raise CommandRefused(f"set_mode: mode must be one of {', '.join(sorted(MODES))}")
+        reason = str(args.get("reason", ""))
         future: Future[Mapping[str, Any]] = Future()
-        self._pending.put((name, args, future))
+        if name == "open":
+            # A presentation in progress finishes first; the flow records the open like a tap.
+            self.post(RemoteOpenOrdered(reason, "hq", future))
+        else:
+            mode = args.get("mode")
+            if mode not in MODES:
+                raise CommandRefused(f"set_mode: mode must be one of {', '.join(sorted(MODES))}")
+
+            def set_mode() -> None:
+                try:
+                    future.set_result({"mode": str(door.set(str(mode), reason=reason, by="hq"))})
+                except (DriverError, StoreError, ValueError) as exc:
+                    future.set_exception(CommandRefused(str(exc)))
+
+            self.submit(set_mode)
         try:
             return future.result(timeout=WAIT_SECONDS)
         except FutureTimeout:
             return {"queued": True}
+        except CommandRefused as exc:
+            raise CommandRefused(f"{name}: {exc}") from None
 
     def _reload(self) -> Mapping[str, Any]:
         if self.config_path is None:
@@ -88,28 +109,3 @@ class RemoteCommands:
         self._reload_at = time.monotonic() + RELOAD_DELAY_SECONDS
         logger.warning("config reload ordered by HQ: restarting with %s", self.config_path)
         return {"valid": True, "reloading": True}
-
-    # --- on the tap loop ----------------------------------------------------------------------
-
-    def run_pending(self) -> None:
-        while True:
-            try:
-                name, args, future = self._pending.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                future.set_result(self._execute(name, args))
-            except (DriverError, StoreError, ValueError, CommandRefused) as exc:
-                future.set_exception(CommandRefused(f"{name}: {exc}"))
-
-    def _execute(self, name: str, args: Mapping[str, Any]) -> Mapping[str, Any]:
-        flow = self.door_flow
-        assert flow is not None  # checked before it was queued
-        reason = str(args.get("reason", ""))
-        if name == "open":
-            committed = flow.remote_open(reason, "hq")
-            if committed is None:
-                raise CommandRefused("the door did not open (locked down, or not recorded)")
-            return {"opened": True, "seq": committed.seq}
-        flow.set_mode(str(args["mode"]), reason=reason, by="hq")
-        return {"mode": str(flow.mode)}

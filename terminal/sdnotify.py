@@ -16,7 +16,9 @@ class Notifier:
         address = os.environ.get("NOTIFY_SOCKET", "")
         self._address = "\0" + address[1:] if address.startswith("@") else address
         watchdog_usec = os.environ.get("WATCHDOG_USEC", "")
-        self.watchdog_interval = int(watchdog_usec) / 2e6 if watchdog_usec.isdigit() else None
+        # A quarter of WatchdogSec (systemd suggests half): a slow turn of the tap loop then
+        # still leaves a margin before systemd gives up on us.
+        self.watchdog_interval = int(watchdog_usec) / 4e6 if watchdog_usec.isdigit() else None
 
     @property
     def enabled(self) -> bool:

@@ -309,15 +309,24 @@ def add_diag_commands(subparsers: "argparse._SubParsersAction[argparse.ArgumentP
     add("readers", "PC/SC readers the system sees, and the reader's health", _simple("readers"))
     card = add(
         "card",
-        "tap a card: what it reads and the decision it would get (nothing recorded)",
+        "tap a card (or give its number): the decision it would get and why (nothing recorded)",
         _simple(
             "card",
-            lambda a: {"timeout": a.timeout} | ({"amount": a.amount} if a.amount else {}),
+            lambda a: (
+                {"timeout": a.timeout}
+                | ({"amount": a.amount} if a.amount else {})
+                | ({"number": a.number} if a.number else {})
+            ),
             lambda a: a.timeout + 10,
         ),
     )
     card.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the tap")
     card.add_argument("--amount", type=int, default=None, help="POS: amount in fen to try")
+    card.add_argument(
+        "--number",
+        default=None,
+        help="judge the card with this number without a tap (no chip is read or authenticated)",
+    )
     gate = commands.add_parser("gate", help="the turnstile or door gate")
     gate_commands = gate.add_subparsers(dest="gate_command", required=True, metavar="SUBCOMMAND")
     test = add(

@@ -285,7 +285,11 @@ class Commands:
         amount = args.get("amount")
         if amount is not None:
             amount = _int(args, "amount", 0, 1, 100_000_000)
+        # The 20-digit card number, or a chip UID (hex) where the reader runs in UID mode.
+        number = _text(args, "number", r"[0-9A-Fa-f]{8,32}")
         logger.info("diag: card dry run requested by uid %d", peer_uid)
+        if number is not None:
+            return self._live().judge_number(number, amount)
         return self._live().dry_run(timeout, amount)
 
     def gate_test(self, args: Mapping[str, Any], peer_uid: int) -> dict[str, Any]:

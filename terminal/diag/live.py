@@ -1,46 +1,36 @@
 """What only the running daemon can tell or do: device health, recent activity, the dry-run tap,
 the gate test, and the camera and face checks (:mod:`terminal.diag.faces`).
 
-The reader the flow polls is wrapped in :class:`_ReaderTap`. Everything that must not race the
-tap loop runs *on* the tap loop: the wrapper runs queued jobs (a gate test) just before the flow
-asks for its next reader event, which is exactly when no tap is in progress. A dry run arms the
-wrapper; the next card presentation is then handed to diag instead of the flow, so it is decided
-against the same store and rules but never committed and never opens the gate.
+Everything that must not race the flow goes through the tap loop: a dry run arms the loop's
+intercept, so the next card presentation is handed to diag instead of the flow; it is then run
+through a fresh flow of the same kind and settings with a loop that writes nothing
+(:mod:`terminal.dryrun`): same rules, same view, never committed, never opening the gate. The
+gate test is journalled on the loop and pulses the gate on the loop's gate worker, in turn with
+the openings of real taps.
 """
 
 import logging
 import os
-import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from drivers.interfaces import (
-    CardPresented,
-    CardReader,
-    Display,
-    Health,
-    PassageOutcome,
-    ReaderEvent,
-    Screen,
-)
-from models.cards import CardFault, Credential, PresentedCard
-from models.decide import decide
+from drivers.interfaces import CardPresented, Display, Gate, Health, PassageOutcome, Screen
+from models.cards import CardFault, Credential, FaceCredential, Genuineness, PresentedCard
 from models.decision import Decision
-from models.door import DoorRequest, DoorView
 from models.errors import DriverError, StoreError
 from models.pin import mask_name
-from models.pos import PosRequest, PosView
 from models.reasons import message_en, message_zh
 from terminal.clock import rfc3339
 from terminal.diag import faces as face_diag
 from terminal.diag.facts import mask_card
 from terminal.diag.protocol import GATE_TEST_MAX_SECONDS, DiagError, ErrorCode, Level
 from terminal.diag.redact import mask_digits
+from terminal.dryrun import DryRun, DryRunner
 from terminal.flows.door import DoorFlow, FlowNotice, TapOutcome
 from terminal.flows.pos import PosFlow, PosOutcome
 from terminal.store import SecurityEvent
@@ -51,27 +41,7 @@ if TYPE_CHECKING:  # app.py may import diag to wire it; the type is all that is 
 logger = logging.getLogger(__name__)
 
 ACTIVITY = 50  # recent taps and notices kept for `watch`
-
-
-class _ReaderTap:
-    """The flow's reader, with diag's two hooks in its ``next_event``."""
-
-    def __init__(self, live: "LiveTerminal", inner: CardReader) -> None:
-        self._live = live
-        self.inner = inner
-
-    def next_event(self, timeout: float) -> ReaderEvent | None:
-        self._live.run_jobs()
-        event = self.inner.next_event(timeout)
-        if isinstance(event, CardPresented) and self._live.offer(event.credential):
-            return None
-        return event
-
-    def health(self) -> Health:
-        return self.inner.health()
-
-    def close(self) -> None:
-        self.inner.close()
+LOOP_WAIT_SECONDS = 10.0  # the tap loop finishes any presentation well within this
 
 
 class _DisplayTap:
@@ -90,18 +60,14 @@ class _DisplayTap:
         self.inner.close()
 
 
-class _DryRun:
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.credential: Credential | None = None
-
-
 def _health(health: Health) -> dict[str, Any]:
     return {"ok": health.ok, "state": health.state, "detail": mask_digits(health.detail)}
 
 
 def describe_credential(credential: Credential) -> dict[str, Any]:
     """What the reader decoded, with the number masked."""
+    if isinstance(credential, FaceCredential):
+        return {"face": True, "score_milli": credential.score_milli, "live": credential.live}
     if isinstance(credential, CardFault):
         return {
             "fault": str(credential.reason),
@@ -113,9 +79,10 @@ def describe_credential(credential: Credential) -> dict[str, Any]:
         "number": mask_card(credential.number),
         "genuine": str(credential.genuine),
         "issue_seq": credential.issue_seq,
-        "class_code": credential.class_code,
         "valid_from": credential.valid_from.isoformat() if credential.valid_from else None,
         "valid_until": credential.valid_until.isoformat() if credential.valid_until else None,
+        "class_code": credential.class_code,
+        "issuer_id": credential.issuer_id,
     }
 
 
@@ -123,6 +90,10 @@ def describe_decision(decision: Decision) -> dict[str, Any]:
     payment = decision.payment
     return {
         "allowed": decision.allowed,
+        "final": decision.final,
+        "needs": None if decision.need is None else str(decision.need),
+        "credential": decision.credential,
+        "face_score": decision.face_score,
         "reason": str(decision.reason),
         "message_zh": message_zh(decision.reason),
         "message_en": message_en(decision.reason),
@@ -142,33 +113,30 @@ class LiveTerminal:
         self.started_mono = time.monotonic()
         self.started_at = datetime.now(UTC)
         self.pid = os.getpid()
-        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._dry_run: _DryRun | None = None
+        self._dry_run: Future[Credential] | None = None
         self._activity: deque[dict[str, Any]] = deque(maxlen=ACTIVITY)
-        flow: DoorFlow | PosFlow | None = app.door_flow or app.pos_flow
-        if flow is None:
-            raise ValueError("the App has neither a door nor a POS flow")
-        self._flow = flow
-        self._reader_tap = _ReaderTap(self, self._flow.reader)
-        self._flow.reader = self._reader_tap
+        self._flow: DoorFlow | PosFlow = app.flow
+        self._loop = app.loop
+        self._loop.intercept = self._offer
         self._display_tap: _DisplayTap | None = None
         if isinstance(self._flow, PosFlow):
-            self._display_tap = _DisplayTap(self, self._flow.display)
-            self._flow.display = self._display_tap
+            display = self._loop.display
+            if display is not None:
+                self._display_tap = _DisplayTap(self, display)
+                self._loop.display = self._display_tap
             self._flow.listeners.append(self._on_payment)
         else:
             self._flow.listeners.append(self._on_door)
 
     def detach(self) -> None:
-        flow = self._flow
-        flow.reader = self._reader_tap.inner
-        if isinstance(flow, PosFlow):
-            if self._display_tap is not None:
-                flow.display = self._display_tap.inner
-            flow.listeners.remove(self._on_payment)
+        self._loop.intercept = None
+        if self._display_tap is not None:
+            self._loop.display = self._display_tap.inner
+        if isinstance(self._flow, PosFlow):
+            self._flow.listeners.remove(self._on_payment)
         else:
-            flow.listeners.remove(self._on_door)
+            self._flow.listeners.remove(self._on_door)
 
     # -- what the daemon is ---------------------------------------------------------------------
 
@@ -186,8 +154,8 @@ class LiveTerminal:
 
     def devices(self) -> dict[str, Any]:
         found = {"reader": _health(self.app.reader.health())}
-        if self.app.door_flow is not None:
-            found["gate"] = _health(self.app.door_flow.gate.health())
+        if self.app.gate is not None:
+            found["gate"] = _health(self.app.gate.health())
         return found
 
     def activity(self) -> list[dict[str, Any]]:
@@ -232,108 +200,102 @@ class LiveTerminal:
 
     # -- the tap loop's side --------------------------------------------------------------------
 
-    def run_jobs(self) -> None:
-        while True:
-            try:
-                job = self._jobs.get_nowait()
-            except queue.Empty:
-                return
-            job()
-
-    def offer(self, credential: Credential) -> bool:
-        """Take ``credential`` for a waiting dry run; False (the flow handles it) otherwise."""
+    def _offer(self, presented: CardPresented) -> bool:
+        """On the loop: take the card for a waiting dry run; False (the flow has it) otherwise."""
         with self._lock:
             waiting, self._dry_run = self._dry_run, None
-        if waiting is None:
+        if waiting is None or not waiting.set_running_or_notify_cancel():
             return False
-        waiting.credential = credential
-        waiting.done.set()
+        waiting.set_result(presented.credential)
         logger.info("diag: card taken for a dry run, not decided by the flow")
         return True
 
-    def on_loop(self, job: Callable[[], Any], timeout: float) -> Any:
-        """Run ``job`` on the tap loop between taps and return its result."""
-        done, cancelled = threading.Event(), threading.Event()
-        box: list[Any] = []
-        errors: list[BaseException] = []
-
-        def wrapped() -> None:
-            if cancelled.is_set():
-                # Its caller gave up: a gate must not open minutes after the technician left.
-                return
-            try:
-                box.append(job())
-            except BaseException as exc:  # handed back to the diag thread, not lost
-                errors.append(exc)
-            finally:
-                done.set()
-
-        self._jobs.put(wrapped)
-        if not done.wait(timeout):
-            cancelled.set()
-            raise DiagError(ErrorCode.TIMEOUT, "the tap loop did not get to it in time")
-        if errors:
-            raise errors[0]
-        return box[0]
+    def on_loop(self, job: Any, timeout: float) -> Any:
+        """Run ``job`` on the tap loop between presentations and return its result."""
+        try:
+            return self._loop.call(job, timeout)
+        except TimeoutError:
+            raise DiagError(ErrorCode.TIMEOUT, "the tap loop did not get to it in time") from None
 
     # -- commands -------------------------------------------------------------------------------
 
+    def _runner(self) -> DryRunner:
+        loop = self._loop
+        return DryRunner(self._flow, clock=loop.clock, timezone=loop.timezone, faces=loop.faces)
+
     def dry_run(self, timeout: float, amount: int | None) -> dict[str, Any]:
         """Wait for the next tap and say what it would get; nothing is committed or opened."""
-        waiting = _DryRun()
+        waiting: Future[Credential] = Future()
         with self._lock:
             if self._dry_run is not None:
                 raise DiagError(ErrorCode.BUSY, "another card dry run is already waiting")
             self._dry_run = waiting
-        if not waiting.done.wait(timeout):
+        try:
+            credential = waiting.result(timeout)
+        except TimeoutError:
             with self._lock:
                 if self._dry_run is waiting:
                     self._dry_run = None
-            if waiting.credential is None:
-                raise DiagError(ErrorCode.TIMEOUT, f"no card was tapped within {timeout:g} s")
-        credential = waiting.credential
-        assert credential is not None
+            if not waiting.cancel() and waiting.done():
+                credential = waiting.result()
+            else:
+                raise DiagError(
+                    ErrorCode.TIMEOUT, f"no card was tapped within {timeout:g} s"
+                ) from None
+        return self._report(credential, self._runner().run(credential, amount))
+
+    def judge_number(self, number: str, amount: int | None) -> dict[str, Any]:
+        """The decision a card with ``number`` would get, without a tap: nothing read from a
+        chip, so the genuine-card check and what the card itself says are not part of it."""
+        credential = PresentedCard(number=number, genuine=Genuineness.UNCHECKED)
+        result = self._report(credential, self._runner().run(credential, amount))
+        result["note"] = "judged by number: no chip was read or authenticated"
+        return result
+
+    def _report(self, credential: Credential, run: DryRun) -> dict[str, Any]:
         flow = self._flow
-        now = flow.clock.now().astimezone(flow.timezone)
-        number = credential.number or ""
-        view: DoorView | PosView
         if isinstance(flow, DoorFlow):
             settings = flow.settings
-            view = self.app.store.door_view(
-                number, settings.door_id, now.date(), settings.anti_passback
-            )
-            decision = decide(
-                DoorRequest(credential, settings.door_id, settings.direction), view, now
-            )
-            where = {"door": settings.door_id, "direction": settings.direction}
+            where: dict[str, Any] = {
+                "door": settings.door_id,
+                "direction": settings.direction,
+                "mode": str(flow.mode),
+            }
         else:
-            view = flow.store.pos_view(
-                number,
-                merchant_id=flow.settings.merchant_id,
-                service=flow.settings.service,
-                policy=flow.settings.policy,
-                now=now,
-                degraded=flow.degraded(),
-            )
-            decision = decide(PosRequest(credential, amount), view, now)
             where = {"merchant": flow.settings.merchant_id, "service": str(flow.settings.service)}
-        card, holder = view.card, view.holder
+        registry = dict(run.registry)
+        name = registry.pop("holder_name", None)
+        registry["holder"] = None if name is None else mask_name(name)
+        decision = run.decision
         return {
             "level": Level.OK,
             "committed": False,
-            "at": now.isoformat(timespec="seconds"),
+            "at": self._loop.now().local.isoformat(timespec="seconds"),
             "where": where,
-            "view_seq": view.view_seq,
+            "view_seq": run.view_seq,
             "read": describe_credential(credential),
-            "registry": {
-                "card_status": None if card is None else str(card.status),
-                "card_class": None if card is None else card.card_class,
-                "issue_seq": None if card is None else card.issue_seq,
-                "holder_id": None if holder is None else holder.id,
-                "holder": None if holder is None else mask_name(holder.name),
-                "holder_status": None if holder is None else str(holder.status),
+            "registry": registry,
+            "decision": None if decision is None else describe_decision(decision),
+            "why": [mask_digits(fact) for fact in run.facts],
+            "would_record": [
+                {
+                    "kind": d.kind,
+                    "decision": d.decision,
+                    "reason": str(d.reason),
+                    "credential": d.credential,
+                }
+                for d in run.records
+            ],
+            "would_raise": [event.type for event in run.events],
+            "gate": run.gate,
+            "face": None
+            if run.face is None
+            else {
+                "outcome": str(run.face.outcome),
+                "score": run.face.score,
+                "threshold": run.face.threshold,
             },
-            "decision": describe_decision(decision),
+            "screens": [screen.headline for screen in run.screens],
         }
 
     def camera(self) -> dict[str, Any]:
@@ -346,50 +308,27 @@ class LiveTerminal:
 
     def gate_test(self, seconds: float, peer_uid: int) -> dict[str, Any]:
         """Release the gate once, wait for the passage, read the board; journal an event."""
-        flow = self._flow
-        if not isinstance(flow, DoorFlow):
+        gate, flow = self.app.gate, self._flow
+        if gate is None or not isinstance(flow, DoorFlow):
             raise DiagError(ErrorCode.NOT_AVAILABLE, "this terminal is a POS: it has no gate")
         seconds = min(max(seconds, 0.5), GATE_TEST_MAX_SECONDS)
+        door = flow.settings.door_id
 
-        def pulse() -> dict[str, Any]:
-            gate, settings = flow.gate, flow.settings
-            at = flow.clock.now()
-            result: dict[str, Any] = {"seconds": seconds, "direction": settings.direction}
+        def journal() -> None:
             # A gate that opens without a card is what tamper evidence is for: say who did it.
             try:
                 self.app.store.record_event(
                     SecurityEvent("maintenance_open", {"source": "diag", "uid": peer_uid}),
-                    at=rfc3339(at),
-                    door=settings.door_id,
+                    at=rfc3339(self._loop.clock.now()),
+                    door=door,
                 )
             except StoreError as exc:
                 raise DiagError(
                     ErrorCode.FAILED, f"not opening: the test could not be journalled ({exc})"
                 ) from None
-            started = time.monotonic()
-            try:
-                gate.open(settings.direction, seconds)
-                result["opened"] = True
-                outcome = gate.wait_passage(seconds)
-                result["passage"] = str(outcome)
-            except DriverError as exc:
-                result["opened"] = result.get("opened", False)
-                result["error"] = str(exc)
-            result["elapsed_s"] = round(time.monotonic() - started, 2)
-            status = getattr(gate, "last_status", None)
-            reply = status() if callable(status) else None
-            result["sensors"] = (
-                {
-                    k: str(v) if not isinstance(v, bool | int) else v
-                    for k, v in asdict(reply).items()
-                }
-                if reply is not None and is_dataclass(reply) and not isinstance(reply, type)
-                else None
-            )
-            result["health"] = _health(gate.health())
-            return result
 
-        result: dict[str, Any] = self.on_loop(pulse, timeout=seconds * 2 + 30)
+        self.on_loop(journal, LOOP_WAIT_SECONDS)
+        result = self._loop.on_gate(lambda: _pulse(gate, flow.settings.direction, seconds))
         logger.warning(
             "diag: gate released for a test by uid %d (%s)", peer_uid, result.get("passage")
         )
@@ -401,3 +340,25 @@ class LiveTerminal:
         if result["sensors"] is None:
             result["sensors_note"] = "this gate driver reports no sensors"
         return result
+
+
+def _pulse(gate: Gate, direction: str | None, seconds: float) -> dict[str, Any]:
+    result: dict[str, Any] = {"seconds": seconds, "direction": direction}
+    started = time.monotonic()
+    try:
+        gate.open(direction, seconds)
+        result["opened"] = True
+        result["passage"] = str(gate.wait_passage(seconds))
+    except DriverError as exc:
+        result["opened"] = result.get("opened", False)
+        result["error"] = str(exc)
+    result["elapsed_s"] = round(time.monotonic() - started, 2)
+    status = getattr(gate, "last_status", None)
+    reply = status() if callable(status) else None
+    result["sensors"] = (
+        {k: str(v) if not isinstance(v, bool | int) else v for k, v in asdict(reply).items()}
+        if reply is not None and is_dataclass(reply) and not isinstance(reply, type)
+        else None
+    )
+    result["health"] = _health(gate.health())
+    return result

@@ -231,7 +231,13 @@ def readers(result: Mapping[str, Any]) -> RenderableType:
 
 def card(result: Mapping[str, Any]) -> RenderableType:
     read, registry, decision = result["read"], result["registry"], result["decision"]
-    verdict = "ALLOW" if decision["allowed"] else "DENY"
+    if decision is None:
+        return Group(headline("failed", "the flow reached no decision"))
+    if decision.get("needs"):
+        verdict, style = f"ASK {decision['needs']}", "bold yellow"
+    else:
+        verdict = "ALLOW" if decision["allowed"] else "DENY"
+        style = "bold green" if decision["allowed"] else "bold red"
     rows: list[tuple[str, Any]] = [
         ("card", read.get("number")),
         ("genuine", read.get("genuine") or read.get("fault")),
@@ -247,13 +253,7 @@ def card(result: Mapping[str, Any]) -> RenderableType:
             f"{value(registry.get('holder'))} ({value(registry.get('holder_id'))}, "
             f"{value(registry.get('holder_status'))})",
         ),
-        (
-            "would get",
-            Text(
-                f"{verdict} {decision['reason']}",
-                style="bold green" if decision["allowed"] else "bold red",
-            ),
-        ),
+        ("would get", Text(f"{verdict} {decision['reason']}", style=style)),
         ("says", f"{decision['message_zh']} / {decision['message_en']}"),
     ]
     if decision.get("alert"):
@@ -262,10 +262,32 @@ def card(result: Mapping[str, Any]) -> RenderableType:
         rows.append(("detail", decision["detail"]))
     if decision.get("amount") is not None:
         rows.append(("amount", f"{decision['amount']} fen, split {decision['split']}"))
+    face = result.get("face")
+    if face:
+        rows.append(
+            (
+                "face",
+                f"{face['outcome']}, score {value(face['score'])} "
+                f"(threshold {value(face['threshold'])})",
+            )
+        )
+    for record in result.get("would_record", []):
+        rows.append(
+            (
+                "journal",
+                f"would record {record['kind']} {record['decision']} {record['reason']} "
+                f"({record['credential']})",
+            )
+        )
+    if result.get("gate"):
+        rows.append(("gate", "would open now"))
+    why = [Text(f"  - {fact}") for fact in result.get("why", [])]
     where = ", ".join(f"{k} {v}" for k, v in result.get("where", {}).items())
     return Group(
         headline(result.get("level"), f"dry run at {where} (view seq {result.get('view_seq')})"),
         pairs(rows),
+        *([Text("why:"), *why] if why else []),
+        *([Text(str(result["note"]), style="yellow")] if result.get("note") else []),
         Text("Nothing was recorded and the gate was not opened.", style="dim"),
     )
 

@@ -20,13 +20,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 from drivers.camera.interface import Camera, Frame
 from drivers.face.interface import FaceEncoder
 from drivers.face.pipeline import FaceReading, read_face
 from drivers.face.quality import Quality, QualitySettings, Rejection, best_of
 from drivers.liveness.interface import AlwaysLive, LivenessCheck
+from models.face import FaceOutcome
 from models.matcher import (
     Agreement,
     Gallery,
@@ -40,18 +40,7 @@ from terminal.store.faces import FaceStore
 
 logger = logging.getLogger(__name__)
 
-
-class FaceOutcome(StrEnum):
-    MATCH = "match"
-    MISMATCH = "mismatch"  # 1:1: a good face that is not the holder's (lending suspected)
-    NO_TEMPLATE = "no_template"  # 1:1: the holder has no template of this model
-    NO_FACE = "no_face"  # no usable face before the time ran out (``rejection`` says why)
-    NOT_LIVE = "not_live"  # the matching face failed the liveness check
-    UNKNOWN = "unknown"  # 1:N: nobody close enough
-    AMBIGUOUS = "ambiguous"  # 1:N: two holders about as close
-    GALLERY_TOO_LARGE = "gallery_too_large"  # 1:N refused: more templates than calibrated for
-    CAMERA_FAULT = "camera_fault"  # no frame at all from the camera
-    LIVENESS_UNAVAILABLE = "liveness_unavailable"  # required, but no liveness check configured
+__all__ = ["FaceOutcome", "FaceResult", "FaceVerifier", "VerifierSettings"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,13 +1,13 @@
 """Face-only passage: a thread that keeps identifying whoever stands at the camera (1:N).
 
-The door flow polls its card reader; this thread watches the camera at the same time and hands
-the flow what it saw, one event per person rather than one per frame: a recognised holder (who
-passed liveness), a recognised face that failed liveness, a face nobody is enrolled for, or that
-the person left. A holder still standing at the camera after a passage is not admitted again
-until they leave or ``repeat_seconds`` pass without them, just as a card left on the reader is
-one tap.
+The tap loop serves the card reader; this thread watches the camera at the same time and hands
+the loop what it saw (``emit``), one event per person rather than one per frame: a recognised
+holder (who passed liveness), a recognised face that failed liveness, a face nobody is enrolled
+for, or that the person left. A holder still standing at the camera after a passage is not
+admitted again until they leave or ``repeat_seconds`` pass without them, just as a card left on
+the reader is one tap.
 
-While a card + face check runs, the flow pauses this thread: both would read the same camera,
+While a card + face check runs, the loop pauses this thread: both would read the same camera,
 and the 1:1 check should have the CPU to itself.
 """
 
@@ -87,6 +87,8 @@ class FaceWatch:
         self.retention = retention
         self.clock = clock
         self.events: queue.Queue[WatchEvent] = queue.Queue(maxsize=32)
+        # Where events go: the tap loop's inbox once wired, this queue (``take``) until then.
+        self.emit: Callable[[WatchEvent], None] = self._put
         self._stop = threading.Event()
         self._running = threading.Event()  # cleared while paused
         self._running.set()
@@ -142,7 +144,7 @@ class FaceWatch:
         if outcome is FaceOutcome.NO_FACE:
             if self._last is not None:
                 self._last = None
-                self._put(FaceGone())
+                self.emit(FaceGone())
             return
         if outcome is FaceOutcome.MATCH and result.holder_id is not None:
             key = f"match:{result.holder_id}"
@@ -165,7 +167,7 @@ class FaceWatch:
             if repeat:
                 return
         self._last = (key, now)
-        self._put(event)
+        self.emit(event)
 
     def _put(self, event: WatchEvent) -> None:
         try:

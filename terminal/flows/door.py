@@ -1,62 +1,75 @@
-"""The door flow: tap -> decide -> durable commit -> open -> passage confirmed or timed out.
+"""The door flow: tap -> [face] -> decide -> durable commit -> open -> passage recorded.
 
-The order is the point: the gate never opens for a decision a power cut could lose, and whatever
-the turnstile then reports (someone passed, nobody did, the board failed) is journalled too.
+A state machine (``step(event, now) -> commands``): it decides through ``models.decide()`` and
+asks the tap loop for everything else. The order is the point: the gate is opened only once the
+loop reports the decision durable (:class:`~terminal.flows.steps.Recorded`), and whatever the
+turnstile then reports (someone passed, nobody did, the board failed, or it never answered within
+the open window) is recorded too. While one presentation is in progress (face check, gate open)
+others wait their turn, in order.
 """
 
 import logging
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
-from datetime import datetime, tzinfo
+from datetime import datetime
 from enum import StrEnum
 
-from drivers.interfaces import (
-    CardPresented,
-    CardReader,
-    CardRemoved,
-    Gate,
-    PassageOutcome,
-    ReaderEvent,
-    TapIncomplete,
-)
+from drivers.camera.interface import Frame
+from drivers.interfaces import CardPresented, CardRemoved, PassageOutcome, TapIncomplete
 from models.cards import Credential, FaceCredential, held_key, mask_card_number
+from models.credential import SiteCards
 from models.decide import decide
-from models.decision import Alert, Decision
-from models.door import AntiPassback, DoorRequest
-from models.errors import DriverError, StoreError
-from models.journal import TransactionDraft
-from models.reasons import Reason
-from terminal.clock import Clock, rfc3339
-from terminal.faces.door import DoorFaces, FaceStep
-from terminal.faces.watch import (
-    FaceGone,
-    FaceNotRecognised,
-    FaceSeen,
-    FaceSpoofed,
-    FaceWatch,
-    WatchEvent,
+from models.decision import Decision, GateAction, Need
+from models.door import (
+    AntiPassback,
+    DoorMode,
+    DoorRequest,
+    DoorView,
+    FacePolicy,
+    PassageReport,
+    PassageRequest,
+    RemoteOpenRequest,
 )
-from terminal.store import Committed, Effect, PassageUsed, SecurityEvent, Store
+from models.face import FaceEvidence, FaceOutcome
+from models.reasons import Reason
+from terminal.faces.verifier import FaceResult
+from terminal.faces.watch import FaceGone, FaceNotRecognised, FaceSeen, FaceSpoofed
+from terminal.flows import record
+from terminal.flows.steps import (
+    Command,
+    Deferred,
+    FaceChecked,
+    FlowEvent,
+    GateReported,
+    Judged,
+    KeepStill,
+    Moment,
+    NotRecorded,
+    OpenGate,
+    Recorded,
+    RemoteOpenOrdered,
+    Reply,
+    Tell,
+    Tick,
+    VerifyFace,
+)
+from terminal.store import Committed, Store
 
 logger = logging.getLogger(__name__)
 
-
-class DoorMode(StrEnum):
-    """What HQ ordered for this door (``set_mode``); kept across restarts."""
-
-    NORMAL = "normal"
-    FREE = "free"  # evacuation: the gate stands released, taps are still recorded
-    LOCKED = "locked"  # lockdown: no tap opens it
-
+__all__ = ["DoorFlow", "DoorMode", "DoorSettings", "FlowNotice", "Notice", "TapOutcome"]
 
 MODE_STATE = "door_mode"
+# How long past its own time a face check or an opened gate may stay silent before the flow stops
+# waiting for it (the worker is stuck: a hung camera or board).
+GRACE_SECONDS = 5.0
 
 
 class DoorState(StrEnum):
     IDLE = "idle"
-    DECIDING = "deciding"
-    OPEN = "open"
+    FACE = "face"  # card + face: waiting for the 1:1 check
+    RECORDING = "recording"  # a commit was asked for (answered within the same turn)
+    OPEN = "open"  # released: waiting for the turnstile's report
 
 
 class Notice(StrEnum):
@@ -77,6 +90,8 @@ class DoorSettings:
     open_seconds: float
     anti_passback: AntiPassback = field(default_factory=AntiPassback)
     face: str = "off"  # "off" | "holder" | "always": when card + face is required
+    face_seconds: float = 5.0  # how long the card + face check may take
+    site: SiteCards = field(default_factory=SiteCards)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +99,7 @@ class TapOutcome:
     """One decided tap, after the gate has reported (or failed)."""
 
     at: datetime
-    credential: Credential
+    credential: Credential | None
     decision: Decision
     committed: Committed
     passage: PassageOutcome | None
@@ -101,322 +116,268 @@ class FlowNotice:
 Listener = Callable[[TapOutcome | FlowNotice], None]
 
 
+@dataclass(slots=True)
+class _Presentation:
+    """One presentation in progress: what was presented, what was decided, how far it got."""
+
+    credential: Credential | None
+    at: datetime
+    request: DoorRequest | None = None
+    view: DoorView | None = None
+    view_seq: int = 0
+    decision: Decision | None = None
+    face: FaceResult | None = None  # the card + face check's result, for the evidence still
+    evidence: Frame | None = field(default=None, repr=False)  # a face-only spoof's frame
+    committed: Committed | None = None
+    reply: RemoteOpenOrdered | None = None
+    passage: PassageOutcome | None = None
+    passage_reason: Reason | None = None
+    ticket: int = 0
+    deadline: float = 0.0
+
+
+_PASSAGE = {
+    PassageReport.PASSED: PassageOutcome.PASSED,
+    PassageReport.NOT_PASSED: PassageOutcome.TIMEOUT,
+    PassageReport.GATE_FAULT: PassageOutcome.TIMEOUT,
+}
+
+
 class DoorFlow:
-    def __init__(
-        self,
-        *,
-        settings: DoorSettings,
-        reader: CardReader,
-        gate: Gate,
-        store: Store,
-        clock: Clock,
-        timezone: tzinfo,
-        faces: DoorFaces | None = None,
-        watch: FaceWatch | None = None,
-    ) -> None:
+    """``store`` is read for views only; the loop commits what the flow asks it to."""
+
+    def __init__(self, *, settings: DoorSettings, store: Store, face_checks: bool = False) -> None:
         self.settings = settings
-        self.faces = faces
-        self.watch = watch
-        self.reader = reader
-        self.gate = gate
         self.store = store
-        self.clock = clock
-        self.timezone = timezone
+        # Whether this door can check faces; without a camera card + face is not asked for.
+        self.face_checks = face_checks
         self.state = DoorState.IDLE
         self.mode = DoorMode.NORMAL
         self.listeners: list[Listener] = []
         self._held: str | None = None
+        self._current: _Presentation | None = None
+        self._deferred = Deferred()
+        self._tickets = 0
+        self.last: Judged | None = None
 
-    def restore_mode(self) -> None:
-        """At start: put the gate back into the mode HQ last ordered, which outlives restarts
-        (an evacuation does not end because the terminal rebooted)."""
-        saved = self.store.state(MODE_STATE)
-        if saved is None or saved == DoorMode.NORMAL:
-            return
-        self.mode = DoorMode(saved)
-        try:
-            self.gate.set_mode(self.mode)
-        except DriverError as exc:
-            logger.error("gate not put back into %s mode: %s", self.mode, exc)
-        logger.warning("door mode %s restored", self.mode)
+    # --- what the loop asks -------------------------------------------------------------------
 
-    def set_mode(self, mode: str, *, reason: str, by: str) -> None:
-        """Change the door mode: the board first, so a refusal there changes nothing here.
+    @property
+    def idle(self) -> bool:
+        return self.state is DoorState.IDLE
 
-        Raises ``ValueError`` for an unknown mode, ``DriverError`` when the board did not take
-        it, ``StoreError`` when it could not be recorded (the board has it then: a restart
-        puts the previous mode back, which the security event of the failure explains).
-        """
-        new = DoorMode(mode)
-        self.gate.set_mode(new)
-        now = self._local_now()
-        self.store.put_state(MODE_STATE, new)
-        self.mode = new
-        details = {"mode": str(new), "reason": reason, "by": by}
-        self.store.record_event(
-            SecurityEvent("door_mode", details), at=rfc3339(now), door=self.settings.door_id
-        )
-        logger.warning("door mode %s ordered by %s: %s", new, by, reason)
-        self._tell(FlowNotice(now, Notice.MODE, str(new)))
+    def take_deferred(self) -> FlowEvent | None:
+        return self._deferred.take() if self.idle else None
 
-    def _local_now(self) -> datetime:
-        return self.clock.now().astimezone(self.timezone)
+    def deadline(self) -> float | None:
+        current = self._current
+        return None if current is None or not current.deadline else current.deadline
 
-    def _tell(self, message: TapOutcome | FlowNotice) -> None:
-        for listener in self.listeners:
-            try:
-                listener(message)
-            except Exception:
-                logger.exception("flow listener failed")
+    def request_for(self, credential: Credential) -> DoorRequest:
+        """The request a presentation of ``credential`` makes here, now."""
+        s = self.settings
+        policy = FacePolicy(s.face) if self.face_checks else FacePolicy.OFF
+        return DoorRequest(credential, s.door_id, s.direction, self.mode, policy, site=s.site)
 
-    def poll(self, timeout: float) -> None:
-        """Wait up to ``timeout`` seconds for one reader event and handle it completely."""
-        if self.watch is not None:
-            while (seen := self.watch.take()) is not None:
-                self.handle_face(seen)
-            # A face is as much a presentation as a card: do not let it wait behind the reader.
-            timeout = min(timeout, 0.05)
-        try:
-            event = self.reader.next_event(timeout)
-        except DriverError as exc:
-            logger.warning("reader: %s", exc)
-            return
-        if event is not None:
-            self.handle(event)
-        self._journal_alarms()
+    def view_for(self, credential: Credential, now: datetime) -> DoorView:
+        s = self.settings
+        if isinstance(credential, FaceCredential):
+            return self.store.door_view_for_holder(
+                credential.holder_id, s.door_id, now.date(), s.anti_passback
+            )
+        return self.store.door_view(credential.number or "", s.door_id, now.date(), s.anti_passback)
 
-    def _journal_alarms(self) -> None:
-        try:
-            alarms = self.gate.alarms()
-        except DriverError as exc:
-            logger.warning("gate alarms unavailable: %s", exc)
-            return
-        for alarm in alarms:
-            now = self._local_now()
-            logger.warning("gate alarm %s", alarm, extra={"door": self.settings.door_id})
-            try:
-                self.store.record_event(
-                    SecurityEvent(alarm, {"source": "gate"}),
-                    at=rfc3339(now),
-                    door=self.settings.door_id,
-                )
-            except StoreError as exc:
-                logger.error("gate alarm %s not recorded: %s", alarm, exc)
-            self._tell(FlowNotice(now, Notice.ALARM, alarm))
+    # --- events -------------------------------------------------------------------------------
 
-    def handle(self, event: ReaderEvent) -> None:
+    def step(self, event: FlowEvent, now: Moment) -> list[Command]:
+        if isinstance(event, Tick):
+            return self._tick(now)
+        if isinstance(event, Recorded | NotRecorded):
+            return self._recorded(event, now)
+        if isinstance(event, GateReported):
+            return self._gate_reported(event, now)
+        if isinstance(event, FaceChecked):
+            return self._face_checked(event, now)
+        if not self.idle:
+            if not self._deferred.add(event):
+                logger.warning("door busy and %d presentations waiting: dropped %s",
+                               self._deferred.limit, type(event).__name__)  # fmt: skip
+            return []
+        return self._present_event(event, now)
+
+    def _present_event(self, event: FlowEvent, now: Moment) -> list[Command]:
         if isinstance(event, CardRemoved):
             self._held = None
         elif isinstance(event, TapIncomplete):
             self._held = None
-            self._tell(FlowNotice(self._local_now(), Notice.TAP_AGAIN, event.detail))
-        elif isinstance(event, CardPresented):
-            self._present(event.credential)
-
-    def handle_face(self, event: WatchEvent) -> None:
-        """What the face-only watch saw (face-only gates)."""
-        if isinstance(event, FaceGone):
+            return [Tell(FlowNotice(now.local, Notice.TAP_AGAIN, event.detail))]
+        elif isinstance(event, CardPresented | FaceSeen):
+            return self._present(event.credential, now)
+        elif isinstance(event, FaceSpoofed):
+            spoof = FaceCredential(event.holder_id, event.score_milli or 0, live=False)
+            return self._decide(_Presentation(spoof, now.local, evidence=event.evidence), now)
+        elif isinstance(event, FaceGone):
             if self._held is not None and self._held.startswith("face:"):
                 self._held = None
         elif isinstance(event, FaceNotRecognised):
-            self._tell(FlowNotice(self._local_now(), Notice.FACE_UNKNOWN, str(event.outcome)))
-        elif isinstance(event, FaceSpoofed):
-            self._face_spoofed(event)
-        elif isinstance(event, FaceSeen):
-            self._present(event.credential)
+            return [Tell(FlowNotice(now.local, Notice.FACE_UNKNOWN, str(event.outcome)))]
+        elif isinstance(event, RemoteOpenOrdered):
+            return self._remote_open(event, now)
+        return []
 
-    def _present(self, credential: Credential) -> None:
+    def _present(self, credential: Credential, now: Moment) -> list[Command]:
         key = held_key(credential)
         if key == self._held:
-            self._tell(FlowNotice(self._local_now(), Notice.HELD))
-            return
+            return [Tell(FlowNotice(now.local, Notice.HELD))]
         self._held = key
-        self._tap(credential)
+        return self._decide(_Presentation(credential, now.local), now)
 
-    def _face_spoofed(self, event: FaceSpoofed) -> None:
-        """A face matched a holder but failed liveness: journalled, never admitted."""
-        now = self._local_now()
-        card = self.store.current_card(event.holder_id)
-        decision = Decision.deny(
-            Reason.FACE_NOT_LIVE,
-            holder_id=event.holder_id,
-            card_number=None if card is None else card.number,
-            alert=Alert.FACE_SPOOF,
-            detail="face-only passage",
+    def _decide(self, tap: _Presentation, now: Moment) -> list[Command]:
+        assert tap.credential is not None
+        tap.view = view = self.view_for(tap.credential, now.local)
+        tap.request = self.request_for(tap.credential)
+        tap.view_seq = view.view_seq
+        decision = decide(tap.request, view, now.local)
+        self.last = Judged(tap.request, view, decision, now.local)
+        if decision.need is Need.FACE and decision.holder_id is not None:
+            self._tickets += 1
+            tap.ticket = self._tickets
+            tap.deadline = now.mono + self.settings.face_seconds + GRACE_SECONDS
+            self._current, self.state = tap, DoorState.FACE
+            return [VerifyFace(tap.ticket, decision.holder_id, self.settings.face_seconds)]
+        return self._record(tap, decision, now)
+
+    def _face_checked(self, event: FaceChecked, now: Moment) -> list[Command]:
+        tap = self._current
+        if self.state is not DoorState.FACE or tap is None or event.ticket != tap.ticket:
+            return []  # a check this flow stopped waiting for
+        tap.face = event.result
+        result = event.result
+        evidence = FaceEvidence(
+            result.outcome,
+            _milli(result.score),
+            _milli(result.threshold),
+            None if result.rejection is None else str(result.rejection),
         )
-        draft = replace(
-            self._draft(now, decision, self.store.view_seq, face_score=event.score_milli),
-            credential="face",
+        assert tap.request is not None and tap.view is not None
+        tap.request = replace(tap.request, face=evidence)
+        decision = decide(tap.request, tap.view, now.local)
+        self.last = Judged(tap.request, tap.view, decision, now.local)
+        return self._record(tap, decision, now)
+
+    def _remote_open(self, order: RemoteOpenOrdered, now: Moment) -> list[Command]:
+        tap = _Presentation(None, now.local, reply=order, view_seq=self.store.view_seq)
+        request = RemoteOpenRequest(self.settings.door_id, order.reason, order.by, self.mode)
+        decision = decide(request, None, now.local)
+        self.last = Judged(request, None, decision, now.local)
+        return self._record(tap, decision, now)
+
+    def _record(self, tap: _Presentation, decision: Decision, now: Moment) -> list[Command]:
+        tap.decision, tap.deadline = decision, 0.0
+        self._current, self.state = tap, DoorState.RECORDING
+        return [record.door_commit(decision, self._place(now, tap.view_seq))]
+
+    def _place(self, now: Moment, view_seq: int) -> record.Place:
+        s = self.settings
+        return record.Place(now.local, int(now.mono * 1e9), view_seq, s.door_id, s.direction)
+
+    def _recorded(self, event: Recorded | NotRecorded, now: Moment) -> list[Command]:
+        tap = self._current
+        if self.state is not DoorState.RECORDING or tap is None or tap.decision is None:
+            return []
+        if tap.committed is not None:  # the passage record
+            if isinstance(event, NotRecorded):
+                logger.error("passage outcome not recorded: %s", event.error)
+            return self._done(tap, now)
+        decision = tap.decision
+        if isinstance(event, NotRecorded):
+            logger.error("decision not recorded, the gate stays shut: %s", event.error)
+            commands: list[Command] = [
+                Tell(FlowNotice(now.local, Notice.STORE_FAILED, event.error))
+            ]
+            if tap.reply is not None and tap.reply.reply is not None:
+                commands.append(Reply(tap.reply.reply, refusal=f"not recorded: {event.error}"))
+            self._current, self.state = None, DoorState.IDLE
+            return commands
+        tap.committed = committed = event.committed
+        logger.info(
+            "%s %s %s",
+            "tap" if tap.reply is None else "remote open",
+            "allowed" if decision.allowed else "denied",
+            decision.reason,
+            extra={
+                "seq": committed.seq,
+                "card": mask_card_number(decision.card_number or ""),
+                "door": self.settings.door_id,
+                "alert": decision.alert,
+            },
         )
-        security = SecurityEvent("face_spoof", {"reason": str(decision.reason), "face": "not_live"})
-        try:
-            committed = self.store.commit(draft, security)
-        except StoreError as exc:
-            logger.error("face spoof attempt not recorded: %s", exc)
-            self._tell(FlowNotice(now, Notice.STORE_FAILED, str(exc)))
-            return
-        if self.watch is not None:
-            self.watch.keep_evidence(event, tx_seq=committed.seq, at=now)
-        credential = FaceCredential(event.holder_id, event.score_milli or 0)
-        self._tell(TapOutcome(now, credential, decision, committed, None))
+        commands = self._evidence(tap, committed, now)
+        if tap.reply is not None and tap.reply.reply is not None:
+            if decision.allowed:
+                commands.append(Reply(tap.reply.reply, {"opened": True, "seq": committed.seq}))
+            else:
+                commands.append(Reply(tap.reply.reply, refusal="the door is locked down"))
+        if decision.gate is GateAction.OPEN:
+            self._tickets += 1
+            tap.ticket = self._tickets
+            tap.deadline = now.mono + self.settings.open_seconds + GRACE_SECONDS
+            self.state = DoorState.OPEN
+            commands.append(
+                OpenGate(tap.ticket, self.settings.direction, self.settings.open_seconds)
+            )
+            return commands
+        if decision.gate is GateAction.RELEASED:
+            tap.passage_reason = Reason.FREE_PASSAGE  # already released: nothing to open
+        return commands + self._done(tap, now)
 
-    def _draft(
-        self,
-        now: datetime,
-        decision: Decision,
-        view_seq: int,
-        *,
-        kind: str = "door",
-        ref: str | None = None,
-        used: bool | None = None,
-        face_score: int | None = None,
-    ) -> TransactionDraft:
-        return TransactionDraft(
-            kind=kind,
-            at=rfc3339(now),
-            mono_ns=self.clock.monotonic_ns(),
-            credential="card",
-            decision="allow" if decision.allowed else "deny",
-            reason=decision.reason,
-            view_seq=view_seq,
-            card=decision.card_number,
-            holder_id=decision.holder_id,
-            door=self.settings.door_id,
-            direction=self.settings.direction,
-            ref=ref,
-            used=used,
-            face_score=face_score,
+    def _evidence(self, tap: _Presentation, committed: Committed, now: Moment) -> list[Command]:
+        """The frame behind a security event (a lent card's face, a photo held up), if any."""
+        decision = tap.decision
+        assert decision is not None
+        frame = tap.evidence if tap.face is None else tap.face.evidence
+        if decision.alert is None or frame is None:
+            return []
+        return [KeepStill(frame, str(decision.alert), decision.holder_id, committed.seq, now.local)]
+
+    def _gate_reported(self, event: GateReported, now: Moment) -> list[Command]:
+        tap = self._current
+        if self.state is not DoorState.OPEN or tap is None or event.ticket != tap.ticket:
+            return []
+        if event.report is PassageReport.GATE_FAULT:
+            logger.error("gate failed after an allowed tap: %s", event.detail)
+        assert tap.decision is not None and tap.committed is not None
+        passage = decide(PassageRequest(tap.decision, event.report), None, now.local)
+        tap.passage, tap.passage_reason = _PASSAGE[event.report], passage.reason
+        tap.deadline = 0.0
+        self.state = DoorState.RECORDING
+        place = self._place(now, tap.view_seq)
+        return [record.passage_commit(passage, place, tap.committed.id)]
+
+    def _tick(self, now: Moment) -> list[Command]:
+        tap = self._current
+        if tap is None or not tap.deadline or now.mono < tap.deadline:
+            return []
+        if self.state is DoorState.FACE:
+            logger.error("the face check did not answer in time")
+            return self._face_checked(
+                FaceChecked(tap.ticket, FaceResult(FaceOutcome.CAMERA_FAULT)), now
+            )
+        if self.state is DoorState.OPEN:
+            detail = "the gate did not report within its open window"
+            return self._gate_reported(
+                GateReported(tap.ticket, PassageReport.GATE_FAULT, detail), now
+            )
+        return []
+
+    def _done(self, tap: _Presentation, now: Moment) -> list[Command]:
+        self._current, self.state = None, DoorState.IDLE
+        assert tap.decision is not None and tap.committed is not None
+        outcome = TapOutcome(
+            tap.at, tap.credential, tap.decision, tap.committed, tap.passage, tap.passage_reason
         )
+        return [Tell(outcome)]
 
-    def remote_open(self, reason: str, by: str) -> Committed | None:
-        """An ``open`` command from HQ: journalled like a tap (credential "remote"), then open."""
-        if self.mode is DoorMode.LOCKED:
-            logger.warning("remote open by %s refused: the door is locked down", by)
-            return None
-        now = self._local_now()
-        decision = Decision(True, Reason.REMOTE_OPEN, detail=reason)
-        draft = replace(
-            self._draft(now, decision, self.store.view_seq), credential="remote", authorised_by=by
-        )
-        try:
-            committed = self.store.commit(
-                draft, SecurityEvent("remote_open", {"reason": reason, "by": by})
-            )
-        except StoreError as exc:
-            logger.error("remote open not recorded, gate stays shut: %s", exc)
-            return None
-        logger.info("remote open by %s: %s", by, reason, extra={"seq": committed.seq})
-        self._pass(decision, committed, self.store.view_seq)
-        return committed
 
-    def decide_and_commit(
-        self, credential: Credential, now: datetime
-    ) -> tuple[Decision, Committed, int]:
-        """The core of a tap: view, decide, durable commit. Returns the view seq decided on.
-
-        Raises ``StoreError`` when the decision could not be recorded.
-        """
-        door_id, passback = self.settings.door_id, self.settings.anti_passback
-        if isinstance(credential, FaceCredential):
-            view = self.store.door_view_for_holder(
-                credential.holder_id, door_id, now.date(), passback
-            )
-        else:
-            view = self.store.door_view(credential.number or "", door_id, now.date(), passback)
-        request = DoorRequest(credential, door_id, self.settings.direction)
-        decision = decide(request, view, now)
-        if self.mode is DoorMode.LOCKED and decision.allowed:
-            decision = Decision.deny(
-                Reason.DOOR_LOCKED,
-                holder_id=decision.holder_id,
-                card_number=decision.card_number,
-                detail="lockdown ordered by HQ",
-            )
-        step: FaceStep | None = None
-        if (
-            self.faces is not None
-            and not isinstance(credential, FaceCredential)
-            and decision.allowed
-            and self.faces.required(self.settings.face, view.holder)
-        ):
-            # The card may pass; now the face must be its holder's, within faces.card_face_seconds.
-            with self.watch.paused() if self.watch is not None else nullcontext():
-                step = self.faces.check(decision)
-            decision = step.decision
-        event = None
-        if decision.alert is not None:
-            detail: dict[str, object] = {"reason": str(decision.reason), "detail": decision.detail}
-            if step is not None:
-                detail |= step.event_detail()
-            event = SecurityEvent(str(decision.alert), detail)
-        score = None if step is None else step.score_milli
-        draft = self._draft(now, decision, view.view_seq, face_score=score)
-        if isinstance(credential, FaceCredential):
-            draft = replace(draft, credential="face", face_score=credential.score_milli)
-        elif step is not None:
-            draft = replace(draft, credential="card+face")
-        committed = self.store.commit(draft, event)
-        if step is not None and self.faces is not None:
-            self.faces.keep_evidence(step, committed, now)
-        return decision, committed, view.view_seq
-
-    def _tap(self, credential: Credential) -> None:
-        self.state = DoorState.DECIDING
-        try:
-            now = self._local_now()
-            try:
-                decision, committed, view_seq = self.decide_and_commit(credential, now)
-            except StoreError as exc:
-                logger.error("tap not recorded, gate stays shut: %s", exc)
-                self._tell(FlowNotice(now, Notice.STORE_FAILED, str(exc)))
-                return
-            logger.info(
-                "tap %s %s",
-                "allowed" if decision.allowed else "denied",
-                decision.reason,
-                extra={
-                    "seq": committed.seq,
-                    "card": mask_card_number(decision.card_number or ""),
-                    "door": self.settings.door_id,
-                    "alert": decision.alert,
-                },
-            )
-            passage, passage_reason = None, None
-            if decision.allowed and self.mode is DoorMode.FREE:
-                passage_reason = Reason.FREE_PASSAGE  # already released: nothing to open
-            elif decision.allowed:
-                self.state = DoorState.OPEN
-                passage, passage_reason = self._pass(decision, committed, view_seq)
-            self._tell(TapOutcome(now, credential, decision, committed, passage, passage_reason))
-        finally:
-            self.state = DoorState.IDLE
-
-    def _pass(
-        self, decision: Decision, committed: Committed, view_seq: int
-    ) -> tuple[PassageOutcome, Reason]:
-        seconds = self.settings.open_seconds
-        try:
-            self.gate.open(self.settings.direction, seconds)
-            outcome = self.gate.wait_passage(seconds)
-            reason = (
-                Reason.PASSAGE_CONFIRMED
-                if outcome is PassageOutcome.PASSED
-                else Reason.PASSAGE_TIMEOUT
-            )
-        except DriverError as exc:
-            logger.error("gate failed after an allowed tap: %s", exc)
-            outcome, reason = PassageOutcome.TIMEOUT, Reason.GATE_FAULT
-        used = outcome is PassageOutcome.PASSED
-        record = Decision(True, reason, decision.holder_id, decision.card_number)
-        now = self._local_now()
-        effects: list[Effect] = []
-        if used and decision.card_number and self.settings.direction:
-            effects.append(PassageUsed(decision.card_number, self.settings.direction, now))
-        try:
-            self.store.commit(
-                self._draft(now, record, view_seq, kind="passage", ref=committed.id, used=used),
-                effects=effects,
-            )
-        except StoreError as exc:
-            logger.error("passage outcome not recorded: %s", exc)
-        return outcome, reason
+def _milli(value: float | None) -> int | None:
+    return None if value is None else round(value * 1000)

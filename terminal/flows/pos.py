@@ -1,52 +1,63 @@
 """The POS flow (canteen, shop, barber): amount -> tap -> [PIN | confirm] -> commit -> "paid".
 
-The customer display says "paid" only after the payment is durable. Every tap that reaches a
-decision is journalled — allowed, denied, or cancelled at the PIN or confirmation prompt. A
-correction is started on the keypad and authorised by a supervisor's tap.
+A state machine like the door flow: ``step(event, now) -> commands``; prompts are states with a
+deadline, never a wait. The customer display says "paid" only after the loop reports the payment
+durable. Every tap that reaches a decision is journalled — allowed, denied, or cancelled at a
+prompt. What to ask comes from ``decide()`` (:class:`~models.decision.Need`); the flow shows the
+prompt, takes the answer and asks ``decide()`` again. A correction is started on the keypad and
+authorised by a supervisor's tap.
 
-Face pay (the face key, terminal/faces/pos.py) takes the place of the tap: the recognised
-holder's current card pays once the customer confirmed the name and amount on the display.
+Face pay (the face key) takes the place of the tap: the camera names a holder, and the payment is
+decided for that holder exactly as for a card, asking the customer to confirm first.
 """
 
 import logging
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from enum import StrEnum
 
 from drivers.interfaces import (
     AmountEntered,
     Cancelled,
     CardPresented,
-    CardReader,
     CardRemoved,
     Confirmed,
     CorrectionRequested,
-    Display,
     FacePayRequested,
-    Keypad,
-    KeypadEvent,
     PinEntered,
     Screen,
     TapIncomplete,
 )
-from models.cards import Credential, held_key, mask_card_number
+from models.cards import Credential, FaceCredential, held_key, mask_card_number
 from models.correction import CorrectionRequest
+from models.credential import SiteCards
 from models.decide import decide
-from models.decision import Decision
-from models.errors import DriverError, StoreError
-from models.journal import TransactionDraft
+from models.decision import Decision, Need
+from models.face import FaceOutcome, not_identified_reason
 from models.money import Fen, format_yuan
 from models.pin import mask_name, verify_pin
-from models.pos import PosPolicy, PosRequest, PosView
-from models.reasons import Reason, message_en, message_zh
+from models.pos import PosPolicy, PosRequest, PosView, amount_needed
+from models.reasons import message_en, message_zh
 from models.wallet import MONEY_PURSES, Payment, Purse, Service
-from terminal.clock import Clock, rfc3339
-from terminal.faces import pos as face_pay
-from terminal.faces.pos import PosFaces
-from terminal.faces.verifier import FaceOutcome, FaceResult
-from terminal.store import Charged, Committed, Effect, PinOutcome, Refunded, SecurityEvent, Store
+from terminal.faces.verifier import FaceResult
+from terminal.flows import record
+from terminal.flows.steps import (
+    Command,
+    Deferred,
+    FaceChecked,
+    FlowEvent,
+    IdentifyFace,
+    Judged,
+    KeepStill,
+    Moment,
+    NotRecorded,
+    Recorded,
+    Show,
+    Tell,
+    Tick,
+)
+from terminal.store import Committed, Store
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +67,7 @@ PURSE_ZH = {
     Purse.BARBER_SUBSIDY: "洗理补助",
     Purse.WORK_MEALS: "工作餐",
 }
+GRACE_SECONDS = 5.0  # a face check silent this long past its time is given up
 
 
 class PosState(StrEnum):
@@ -63,8 +75,9 @@ class PosState(StrEnum):
     AMOUNT = "amount"  # an amount is waiting for a card
     FACE = "face"  # identifying the customer at the camera
     PIN = "pin"
-    CONFIRM = "confirm"
-    SUPERVISOR = "supervisor"
+    CONFIRM = "confirm"  # pay again after a duplicate tap, or face pay's name and amount
+    SUPERVISOR = "supervisor"  # a correction waits for the supervisor's card
+    RECORDING = "recording"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +87,8 @@ class PosSettings:
     policy: PosPolicy = field(default_factory=PosPolicy)
     amount_timeout_s: float = 60.0
     prompt_timeout_s: float = 30.0
+    face_seconds: float = 5.0  # how long face pay may look for the customer
+    site: SiteCards = field(default_factory=SiteCards)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,108 +104,87 @@ class PosOutcome:
 Listener = Callable[[PosOutcome], None]
 ViewLoader = Callable[[datetime], PosView]
 
+_PROMPT_STATES = {
+    Need.PIN: PosState.PIN,
+    Need.DUPLICATE_CONFIRM: PosState.CONFIRM,
+    Need.PAY_CONFIRM: PosState.CONFIRM,
+}
+
+
+@dataclass(slots=True)
+class _Sale:
+    """One payment in progress: the request with the answers so far, and the view it met."""
+
+    request: PosRequest
+    load: ViewLoader
+    view: PosView
+    at: datetime
+    face: FaceResult | None = None
+    decision: Decision | None = None
+    deadline: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Recording:
+    """A final decision whose commit was asked for: what to show and tell once it is durable."""
+
+    decision: Decision
+    kind: str
+    at: datetime
+    sale: _Sale | None  # None for a correction
+
 
 class PosFlow:
+    """``store`` is read for views only; the loop commits what the flow asks it to."""
+
     def __init__(
         self,
         *,
         settings: PosSettings,
-        reader: CardReader,
-        keypad: Keypad,
-        display: Display,
         store: Store,
-        clock: Clock,
-        timezone: tzinfo,
         degraded: Callable[[], bool] = lambda: False,
-        faces: PosFaces | None = None,
+        face_pay: bool = False,
     ) -> None:
         self.settings = settings
-        self.reader = reader
-        self.keypad = keypad
-        self.display = display
         self.store = store
-        self.clock = clock
-        self.timezone = timezone
         self.degraded = degraded
-        self.faces = faces
+        self.face_pay = face_pay
         self.state = PosState.IDLE
         self.listeners: list[Listener] = []
         self._amount: int | None = None
         self._amount_deadline = 0.0
         self._held: str | None = None
+        self._sale: _Sale | None = None
+        self._recording: _Recording | None = None
+        self._correction: tuple[str, int] | None = None  # tx id, amount: waiting for a card
+        self._deadline = 0.0  # of the face check or the supervisor's card
+        self._ticket = 0
+        self._deferred = Deferred()
+        self.last: Judged | None = None
 
-    # --- the loop ------------------------------------------------------------------------------
+    # --- what the loop asks -------------------------------------------------------------------
 
-    def poll(self, timeout: float) -> None:
-        """Handle pending keys, then wait up to ``timeout`` for one reader event."""
-        while (key := self.keypad.next_event(0)) is not None:
-            self._key(key)
-        if self._amount is not None and time.monotonic() > self._amount_deadline:
-            self._clear_amount("amount timed out")
-        try:
-            event = self.reader.next_event(timeout)
-        except DriverError as exc:
-            logger.warning("reader: %s", exc)
-            return
-        if isinstance(event, CardRemoved):
-            self._held = None
-        elif isinstance(event, TapIncomplete):
-            self._held = None
-            self._show("请重新刷卡", "Tap again", tone="error")
-        elif isinstance(event, CardPresented):
-            # Keys pressed just before the tap belong to it: an amount is what this card pays,
-            # a correction means this card is the supervisor's.
-            while (key := self.keypad.next_event(0)) is not None:
-                if isinstance(key, CorrectionRequested):
-                    self._held = held_key(event.credential)
-                    self._correct(key, event.credential)
-                    return
-                self._key(key)
-            key_ = held_key(event.credential)
-            if key_ != self._held:
-                self._held = key_
-                self._pay(
-                    event.credential,
-                    self._views(self.store.pos_view, event.credential.number or ""),
-                )
+    @property
+    def idle(self) -> bool:
+        return self.state in (PosState.IDLE, PosState.AMOUNT)
 
-    def _key(self, key: KeypadEvent) -> None:
-        if isinstance(key, AmountEntered):
-            if not 0 < key.amount <= self.settings.policy.max_amount:
-                self._show("金额无效", "Invalid amount", tone="error")
-                return
-            self._amount = key.amount
-            self._amount_deadline = time.monotonic() + self.settings.amount_timeout_s
-            self.state = PosState.AMOUNT
-            self._show(f"应付 {format_yuan(Fen(key.amount))} 元", "请刷卡 Tap card", tone="prompt")
-        elif isinstance(key, Cancelled):
-            self._clear_amount("cancelled")
-        elif isinstance(key, CorrectionRequested):
-            self._correct(key)
-        elif isinstance(key, FacePayRequested):
-            self._face_pay()
+    def take_deferred(self) -> FlowEvent | None:
+        return self._deferred.take() if self.idle else None
 
-    def _clear_amount(self, why: str) -> None:
-        if self._amount is not None:
-            logger.info("amount dropped: %s", why)
-        self._amount = None
-        self.state = PosState.IDLE
-        self._show("请输入金额", "Enter amount")
+    def deadline(self) -> float | None:
+        if self._sale is not None and self._sale.deadline:
+            return self._sale.deadline
+        if self.state in (PosState.FACE, PosState.SUPERVISOR):
+            return self._deadline
+        return self._amount_deadline if self._amount is not None else None
 
-    # --- payments -----------------------------------------------------------------------------
-
-    def _local_now(self) -> datetime:
-        return self.clock.now().astimezone(self.timezone)
-
-    def _needs_amount(self, now: datetime) -> bool:
-        merchant = self.store.rules().merchant(self.settings.merchant_id, self.settings.service)
-        pricing = merchant.pricing_for(merchant.period_at(now))
-        return pricing is not None and pricing.mode == "entered" and self._amount is None
-
-    def _views(self, load: Callable[..., PosView], key: str) -> ViewLoader:
-        """The view of one card (``Store.pos_view``) or one holder (``pos_view_for_holder``), read
-        again after each prompt."""
+    def views(self, credential: Credential) -> ViewLoader:
+        """The view of the card (or of a recognised face's holder), read again after a prompt."""
         s = self.settings
+        load: Callable[..., PosView] = self.store.pos_view
+        key = credential.number or ""
+        if isinstance(credential, FaceCredential):
+            load, key = self.store.pos_view_for_holder, credential.holder_id
         return lambda now: load(
             key,
             merchant_id=s.merchant_id,
@@ -200,175 +194,203 @@ class PosFlow:
             degraded=self.degraded(),
         )
 
-    def _pay(
-        self, credential: Credential, load: ViewLoader, face: FaceResult | None = None
-    ) -> None:
-        """Decide and commit one payment; a face pays only once the customer confirmed it."""
-        now = self._local_now()
-        if self._needs_amount(now):
-            self._show("请先输入金额", "Enter the amount first", tone="error")
-            return
-        amount, self._amount = self._amount, None
-        pin_ok: bool | None = None
-        confirmed = False
-        effects: list[Effect] = []
-        view = load(now)
-        request = PosRequest(credential, amount)
-        decision = decide(request, view, now)
-        payment = None if face is None else face_pay.would_pay(request, decision, view, now)
-        if payment is not None and not self._ask_face_confirm(payment, view):
-            decision = _cancelled(decision, "at the face pay confirmation")
-        # At most one PIN prompt and one confirmation per tap, then decide again with the answer.
-        for _ in range(2):
-            if decision.reason is Reason.PIN_REQUIRED and pin_ok is None:
-                pin_ok = self._ask_pin(view)
-                if pin_ok is None or view.holder is None:
-                    break
-                effects.append(PinOutcome(view.holder.id, pin_ok, now))
-            elif decision.reason is Reason.DUPLICATE_TAP and not confirmed:
-                confirmed = self._ask_confirm()
-                if not confirmed:
-                    break
-            else:
-                break
-            view = load(now)
-            decision = decide(PosRequest(credential, amount, pin_ok, confirmed), view, now)
-        if decision.reason in (Reason.PIN_REQUIRED, Reason.DUPLICATE_TAP):
-            decision = _cancelled(decision, f"at the {decision.reason} prompt")
-        self.state = PosState.IDLE
-        self._commit_payment(decision, view, now, effects, face)
+    # --- events -------------------------------------------------------------------------------
 
-    def _face_pay(self) -> None:
-        if self.faces is None:
-            self._show("本机未开通刷脸支付", "Face pay is not available here", tone="error")
-            return
-        if self._needs_amount(self._local_now()):
-            self._show("请先输入金额", "Enter the amount first", tone="error")
-            return
-        self.state = PosState.FACE
-        self._show("请看摄像头", "Look at the camera", tone="prompt")
-        result = self.faces.identify()
-        self.state = PosState.IDLE if self._amount is None else PosState.AMOUNT
-        if result.matched:
-            credential = face_pay.credential(result)
-            holder = self._views(self.store.pos_view_for_holder, credential.holder_id)
-            self._pay(credential, holder, result)
-        elif result.outcome is FaceOutcome.NOT_LIVE and result.holder_id is not None:
-            self._face_spoof(self.faces, result, result.holder_id)
+    def step(self, event: FlowEvent, now: Moment) -> list[Command]:
+        if isinstance(event, Tick):
+            return self._tick(now)
+        if isinstance(event, Recorded | NotRecorded):
+            return self._recorded(event, now)
+        if isinstance(event, FaceChecked):
+            return self._face_checked(event, now)
+        if self.state in (PosState.PIN, PosState.CONFIRM):
+            return self._answer(event, now)
+        if self.state is PosState.SUPERVISOR:
+            return self._supervisor(event, now)
+        if not self.idle:
+            self._defer(event)
+            return []
+        if isinstance(event, AmountEntered):
+            return self._amount_entered(event.amount, now)
+        if isinstance(event, Cancelled):
+            return self._clear_amount("cancelled")
+        if isinstance(event, CorrectionRequested):
+            return self._start_correction(event, now)
+        if isinstance(event, FacePayRequested):
+            return self._start_face_pay(now)
+        if isinstance(event, CardRemoved):
+            self._held = None
+        elif isinstance(event, TapIncomplete):
+            self._held = None
+            return [_show("请重新刷卡", "Tap again", tone="error")]
+        elif isinstance(event, CardPresented):
+            key = held_key(event.credential)
+            if key != self._held:
+                self._held = key
+                return self._start_sale(event.credential, now)
+        return []
+
+    def _defer(self, event: FlowEvent) -> None:
+        if isinstance(event, CardPresented | CardRemoved | TapIncomplete):
+            if not self._deferred.add(event):
+                logger.warning("till busy: a reader event was dropped")
         else:
-            # Nobody was identified, so there is nothing to journal; the amount stays for a card.
-            reason = face_pay.not_identified_reason(result)
-            self._show(message_zh(reason), message_en(reason), tone="error")
+            logger.info("key %s ignored while %s", type(event).__name__, self.state)
 
-    def _face_spoof(self, faces: PosFaces, result: FaceResult, holder_id: str) -> None:
-        now = self._local_now()
+    def _amount_entered(self, amount: int, now: Moment) -> list[Command]:
+        if not self.settings.policy.accepts_amount(amount):
+            return [_show("金额无效", "Invalid amount", tone="error")]
+        self._amount = amount
+        self._amount_deadline = now.mono + self.settings.amount_timeout_s
+        self.state = PosState.AMOUNT
+        return [_show(f"应付 {format_yuan(Fen(amount))} 元", "请刷卡 Tap card", tone="prompt")]
+
+    def _clear_amount(self, why: str) -> list[Command]:
+        if self._amount is not None:
+            logger.info("amount dropped: %s", why)
         self._amount = None
         self.state = PosState.IDLE
-        view = self._views(self.store.pos_view_for_holder, holder_id)(now)
-        decision = face_pay.spoof_denial(result, view.card.number if view.card else None)
-        committed = self._commit_payment(decision, view, now, [], result)
-        if committed is not None:
-            faces.keep_evidence(result, committed, now)
+        return [_show("请输入金额", "Enter amount")]
 
-    def _commit_payment(
-        self,
-        decision: Decision,
-        view: PosView,
-        now: datetime,
-        effects: list[Effect],
-        face: FaceResult | None = None,
-    ) -> Committed | None:
-        payment = decision.payment
-        if payment is not None and decision.holder_id and decision.card_number:
-            subsidised = any(p is not Purse.CASH for p, _ in payment.split)
-            effects.append(
-                Charged(
-                    decision.holder_id,
-                    decision.card_number,
-                    now,
-                    payment.amount,
-                    payment.split,
-                    subsidised,
-                )
+    def _tick(self, now: Moment) -> list[Command]:
+        sale = self._sale
+        if sale is not None and sale.deadline and now.mono >= sale.deadline:
+            assert sale.decision is not None and sale.decision.need is not None
+            logger.info("prompt %s timed out", sale.decision.need)
+            return self._decline(sale, now)
+        if self.state is PosState.FACE and now.mono >= self._deadline:
+            logger.error("the face check did not answer in time")
+            return self._face_checked(
+                FaceChecked(self._ticket, FaceResult(FaceOutcome.CAMERA_FAULT)), now
             )
-        event = None
-        if decision.alert is not None:
-            detail: dict[str, object] = {"reason": str(decision.reason)}
-            if face is not None:
-                detail |= face_pay.event_detail(face)
-            event = SecurityEvent(str(decision.alert), detail)
-        elif decision.reason is Reason.PIN_WRONG and (
-            view.pin_failures + 1 >= self.settings.policy.pin_max_failures
-        ):
-            event = SecurityEvent("pin_locked", {"failures": view.pin_failures + 1})
-        draft = self._draft(
-            now,
-            decision,
-            view.view_seq,
-            credential="card" if face is None else "face",
-            face_score=None if face is None else face_pay.score_milli(face),
-        )
-        try:
-            committed = self.store.commit(draft, event, effects)
-        except StoreError as exc:
-            logger.error("payment not recorded, nothing charged: %s", exc)
-            self._show("系统故障，未扣款", "Not charged: system fault", tone="error")
-            return None
+        if self.state is PosState.SUPERVISOR and now.mono >= self._deadline:
+            return self._cancel_correction()
+        if self.state is PosState.AMOUNT and now.mono >= self._amount_deadline:
+            return self._clear_amount("amount timed out")
+        return []
+
+    # --- payments -----------------------------------------------------------------------------
+
+    def _start_sale(
+        self, credential: Credential, now: Moment, face: FaceResult | None = None
+    ) -> list[Command]:
+        load = self.views(credential)
+        view = load(now.local)
+        request = PosRequest(credential, self._amount, site=self.settings.site)
+        decision = decide(request, view, now.local)
+        self.last = Judged(request, view, decision, now.local)
+        if decision.need is Need.AMOUNT:
+            # Not a decision: the cashier types the amount and the customer taps again.
+            return [_show(message_zh(decision.reason), message_en(decision.reason), tone="error")]
+        self._amount = None
+        sale = _Sale(request, load, view, now.local, face)
+        return self._decided(sale, decision, now)
+
+    def _decided(self, sale: _Sale, decision: Decision, now: Moment) -> list[Command]:
+        sale.decision = decision
+        need = decision.need
+        if need is None:
+            return self._record(sale, decision, now)
+        self._sale = sale
+        self.state = _PROMPT_STATES[need]
+        sale.deadline = now.mono + self.settings.prompt_timeout_s
+        if need is Need.PIN:
+            return [_show("请输入密码", "Enter PIN", tone="prompt")]
+        if need is Need.DUPLICATE_CONFIRM:
+            return [
+                _show("刚刚已扣款，确认再次消费？", "Just charged: OK to pay again", tone="prompt")
+            ]
+        # Face pay: whoever 1:N took the customer for, they see whose account pays first.
+        holder = sale.view.holder
+        payment = decision.payment
+        assert payment is not None
+        name = mask_name(holder.name) if holder else ""
+        return [
+            _show("确认支付？", name, f"金额 {_payment_text(payment)}", "OK to pay", tone="prompt")
+        ]
+
+    def _answer(self, event: FlowEvent, now: Moment) -> list[Command]:
+        sale = self._sale
+        assert sale is not None and sale.decision is not None
+        need, request = sale.decision.need, sale.request
+        if isinstance(event, Cancelled):
+            return self._decline(sale, now)
+        if need is Need.PIN and isinstance(event, PinEntered):
+            holder = sale.view.holder
+            pin_ok = verify_pin(event.pin, holder.pin_hash if holder else None)
+            return self._ask_again(sale, replace(request, pin_ok=pin_ok), now)
+        if need is Need.DUPLICATE_CONFIRM and isinstance(event, Confirmed):
+            return self._ask_again(sale, replace(request, confirmed_duplicate=True), now)
+        if need is Need.PAY_CONFIRM and isinstance(event, Confirmed):
+            return self._ask_again(sale, replace(request, pay_confirmed=True), now)
+        self._defer(event)
+        return []
+
+    def _decline(self, sale: _Sale, now: Moment) -> list[Command]:
+        assert sale.decision is not None
+        return self._ask_again(sale, replace(sale.request, declined=sale.decision.need), now)
+
+    def _ask_again(self, sale: _Sale, request: PosRequest, now: Moment) -> list[Command]:
+        sale.request, sale.deadline = request, 0.0
+        sale.view = sale.load(now.local)
+        decision = decide(request, sale.view, now.local)
+        self.last = Judged(request, sale.view, decision, now.local)
+        return self._decided(sale, decision, now)
+
+    def _record(self, sale: _Sale, decision: Decision, now: Moment) -> list[Command]:
+        kind = str(self.settings.service)
+        self._sale, self.state = None, PosState.RECORDING
+        self._recording = _Recording(decision, kind, sale.at, sale)
+        place = record.Place(now.local, int(now.mono * 1e9), sale.view.view_seq)
+        return [record.payment_commit(decision, place, service=kind)]
+
+    def _recorded(self, event: Recorded | NotRecorded, now: Moment) -> list[Command]:
+        done = self._recording
+        if self.state is not PosState.RECORDING or done is None:
+            return []
+        self._recording, self.state = None, PosState.IDLE
+        decision, kind = done.decision, done.kind
+        if isinstance(event, NotRecorded):
+            logger.error("%s not recorded, nothing charged: %s", kind, event.error)
+            if done.sale is None:
+                return [_show("系统故障", "System fault", tone="error")]
+            return [_show("系统故障，未扣款", "Not charged: system fault", tone="error")]
+        committed = event.committed
         logger.info(
-            "payment %s %s",
+            "%s %s %s",
+            kind,
             "allowed" if decision.allowed else "denied",
             decision.reason,
             extra={
                 "seq": committed.seq,
-                "credential": draft.credential,
+                "credential": decision.credential,
                 "card": mask_card_number(decision.card_number or ""),
-                "amount": payment.amount if payment else None,
+                "amount": decision.payment.amount if decision.payment else None,
             },
         )
-        if payment is not None:
-            self._show_paid(decision, view)
-        else:
-            self._show(message_zh(decision.reason), message_en(decision.reason), tone="error")
-        self._tell(PosOutcome(now, draft.kind, decision, committed))
-        return committed
+        commands: list[Command] = [
+            self._result_screen(done),
+            Tell(PosOutcome(done.at, kind, decision, committed)),
+        ]
+        face = None if done.sale is None else done.sale.face
+        if decision.alert is not None and face is not None and face.evidence is not None:
+            still = KeepStill(
+                face.evidence, str(decision.alert), decision.holder_id, committed.seq, now.local
+            )
+            commands.append(still)
+        return commands
 
-    def _draft(
-        self,
-        now: datetime,
-        decision: Decision,
-        view_seq: int,
-        *,
-        kind: str | None = None,
-        credential: str = "card",
-        face_score: int | None = None,
-        corrects: str | None = None,
-        authorised_by: str | None = None,
-    ) -> TransactionDraft:
+    def _result_screen(self, done: _Recording) -> Show:
+        decision = done.decision
         payment = decision.payment
-        return TransactionDraft(
-            kind=kind or str(self.settings.service),
-            at=rfc3339(now),
-            mono_ns=self.clock.monotonic_ns(),
-            credential=credential,
-            decision="allow" if decision.allowed else "deny",
-            reason=decision.reason,
-            view_seq=view_seq,
-            card=decision.card_number,
-            holder_id=decision.holder_id,
-            amount=payment.amount if payment else None,
-            split=tuple((str(p), a) for p, a in payment.split) if payment else (),
-            face_score=face_score,
-            corrects=corrects,
-            authorised_by=authorised_by,
-        )
-
-    def _show_paid(self, decision: Decision, view: PosView) -> None:
-        payment = decision.payment
-        assert payment is not None
-        today = self._local_now().date()
-        before = sum(p.available(today) for p in view.purses if p.purse in MONEY_PURSES)
+        if not decision.allowed or payment is None:
+            return _show(message_zh(decision.reason), message_en(decision.reason), tone="error")
+        if done.sale is None:
+            return _show("纠错完成", f"退回 {format_yuan(Fen(payment.amount))} 元", tone="ok")
+        view = done.sale.view
+        before = sum(p.available(done.at.date()) for p in view.purses if p.purse in MONEY_PURSES)
         name = mask_name(view.holder.name) if view.holder else ""
-        self._show(
+        return _show(
             "支付成功 Paid",
             name,
             f"金额 {_payment_text(payment)}",
@@ -376,125 +398,91 @@ class PosFlow:
             tone="ok",
         )
 
-    # --- prompts ------------------------------------------------------------------------------
+    # --- face pay -----------------------------------------------------------------------------
 
-    def _wait_key(self, wanted: tuple[type, ...]) -> KeypadEvent | None:
-        deadline = time.monotonic() + self.settings.prompt_timeout_s
-        while (left := deadline - time.monotonic()) > 0:
-            key = self.keypad.next_event(min(left, 0.2))
-            if isinstance(key, wanted):
-                return key
-        return None
+    def _start_face_pay(self, now: Moment) -> list[Command]:
+        if not self.face_pay:
+            return [_show("本机未开通刷脸支付", "Face pay is not available here", tone="error")]
+        s = self.settings
+        merchant = self.store.rules().merchant(s.merchant_id, s.service)
+        if amount_needed(merchant, now.local, self._amount):
+            return [_show("请先输入金额", "Enter the amount first", tone="error")]
+        self._ticket += 1
+        self._deadline = now.mono + s.face_seconds + GRACE_SECONDS
+        self.state = PosState.FACE
+        return [
+            _show("请看摄像头", "Look at the camera", tone="prompt"),
+            IdentifyFace(self._ticket, s.face_seconds),
+        ]
 
-    def _ask_pin(self, view: PosView) -> bool | None:
-        """True/False for a PIN entered right/wrong; None when cancelled or timed out."""
-        self.state = PosState.PIN
-        self._show("请输入密码", "Enter PIN", tone="prompt")
-        key = self._wait_key((PinEntered, Cancelled))
-        if not isinstance(key, PinEntered):
-            return None
-        return verify_pin(key.pin, view.holder.pin_hash if view.holder else None)
-
-    def _ask_confirm(self) -> bool:
-        self.state = PosState.CONFIRM
-        self._show("刚刚已扣款，确认再次消费？", "Just charged: OK to pay again", tone="prompt")
-        return isinstance(self._wait_key((Confirmed, Cancelled)), Confirmed)
-
-    def _ask_face_confirm(self, payment: Payment, view: PosView) -> bool:
-        # 1:N can name the wrong person: they must see whose account pays before anything moves.
-        self.state = PosState.CONFIRM
-        name = mask_name(view.holder.name) if view.holder else ""
-        self._show("确认支付？", name, f"金额 {_payment_text(payment)}", "OK to pay", tone="prompt")
-        return isinstance(self._wait_key((Confirmed, Cancelled)), Confirmed)
+    def _face_checked(self, event: FaceChecked, now: Moment) -> list[Command]:
+        if self.state is not PosState.FACE or event.ticket != self._ticket:
+            return []
+        self.state = PosState.IDLE if self._amount is None else PosState.AMOUNT
+        result = event.result
+        if result.holder_id is not None and result.outcome in (
+            FaceOutcome.MATCH,
+            FaceOutcome.NOT_LIVE,
+        ):
+            credential = FaceCredential(
+                result.holder_id,
+                _milli(result.score) or 0,
+                live=result.outcome is FaceOutcome.MATCH,
+                threshold_milli=_milli(result.threshold),
+            )
+            return self._start_sale(credential, now, result)
+        # Nobody was identified, so there is nothing to journal; the amount stays for a card.
+        reason = not_identified_reason(result.outcome)
+        return [_show(message_zh(reason), message_en(reason), tone="error")]
 
     # --- corrections --------------------------------------------------------------------------
 
-    def _wait_card(self) -> Credential | None:
-        deadline = time.monotonic() + self.settings.prompt_timeout_s
-        while (left := deadline - time.monotonic()) > 0:
-            event = self.reader.next_event(min(left, 0.2))
-            if isinstance(event, CardPresented):
-                self._held = held_key(event.credential)
-                return event.credential
-            if isinstance(event, CardRemoved):
-                self._held = None
-        return None
-
-    def _correct(self, request: CorrectionRequested, supervisor: Credential | None = None) -> None:
+    def _start_correction(self, request: CorrectionRequested, now: Moment) -> list[Command]:
         tx_id = self.store.last_payment_id() if request.tx == "last" else request.tx
+        if tx_id is None:
+            return self._cancel_correction()
+        self._correction = (tx_id, request.amount)
+        self._deadline = now.mono + self.settings.prompt_timeout_s
         self.state = PosState.SUPERVISOR
-        if supervisor is None:
-            self._show("纠错：请主管刷卡", "Correction: supervisor card", tone="prompt")
-            supervisor = self._wait_card()
-        self.state = PosState.IDLE
-        if supervisor is None or tx_id is None:
-            self._show("纠错已取消", "Correction cancelled", tone="error")
-            return
-        now = self._local_now()
+        return [_show("纠错：请主管刷卡", "Correction: supervisor card", tone="prompt")]
+
+    def _cancel_correction(self) -> list[Command]:
+        self._correction = None
+        self.state = PosState.IDLE if self._amount is None else PosState.AMOUNT
+        return [_show("纠错已取消", "Correction cancelled", tone="error")]
+
+    def _supervisor(self, event: FlowEvent, now: Moment) -> list[Command]:
+        if isinstance(event, Cancelled):
+            return self._cancel_correction()
+        if isinstance(event, CardRemoved):
+            self._held = None
+            return []
+        if not isinstance(event, CardPresented) or self._correction is None:
+            self._defer(event)
+            return []
+        self._held = held_key(event.credential)
+        tx_id, amount = self._correction
+        self._correction = None
+        s = self.settings
         view = self.store.correction_view(
-            supervisor.number or "",
-            tx_id,
-            merchant_id=self.settings.merchant_id,
-            service=self.settings.service,
+            event.credential.number or "", tx_id, merchant_id=s.merchant_id, service=s.service
         )
-        decision = decide(CorrectionRequest(supervisor, tx_id, request.amount), view, now)
-        effects: list[Effect] = []
-        if decision.payment is not None and view.original is not None:
-            effects.append(
-                Refunded(
-                    tx_id,
-                    view.original.holder_id,
-                    now,
-                    decision.payment.amount,
-                    decision.payment.split,
-                )
-            )
-        authorised = view.supervisor_holder.id if view.supervisor_holder else None
-        draft = self._draft(
-            now,
-            decision,
-            view.view_seq,
-            kind="correction",
-            corrects=tx_id,
-            authorised_by=authorised,
-        )
-        try:
-            committed = self.store.commit(draft, None, effects)
-        except StoreError as exc:
-            logger.error("correction not recorded: %s", exc)
-            self._show("系统故障", "System fault", tone="error")
-            return
-        if decision.allowed and decision.payment is not None:
-            self._show(
-                "纠错完成", f"退回 {format_yuan(Fen(decision.payment.amount))} 元", tone="ok"
-            )
-        else:
-            self._show(message_zh(decision.reason), message_en(decision.reason), tone="error")
-        self._tell(PosOutcome(now, "correction", decision, committed))
-
-    # --- plumbing -----------------------------------------------------------------------------
-
-    def _show(self, headline: str, *lines: str, tone: str = "info") -> None:
-        try:
-            self.display.show(Screen(headline, tuple(lines), tone))
-        except DriverError as exc:
-            logger.warning("display: %s", exc)
-
-    def _tell(self, outcome: PosOutcome) -> None:
-        for listener in self.listeners:
-            try:
-                listener(outcome)
-            except Exception:
-                logger.exception("flow listener failed")
+        request = CorrectionRequest(event.credential, tx_id, amount, site=s.site)
+        decision = decide(request, view, now.local)
+        self.last = Judged(request, view, decision, now.local)
+        account = None if view.original is None else view.original.holder_id
+        self.state = PosState.RECORDING
+        self._recording = _Recording(decision, "correction", now.local, None)
+        place = record.Place(now.local, int(now.mono * 1e9), view.view_seq)
+        return [record.correction_commit(decision, place, original_id=tx_id, account=account)]
 
 
-def _cancelled(decision: Decision, where: str) -> Decision:
-    return Decision.deny(
-        Reason.CANCELLED_BY_USER,
-        holder_id=decision.holder_id,
-        card_number=decision.card_number,
-        detail=where,
-    )
+def _show(headline: str, *lines: str, tone: str = "info") -> Show:
+    return Show(Screen(headline, tuple(lines), tone))
+
+
+def _milli(value: float | None) -> int | None:
+    return None if value is None else round(value * 1000)
 
 
 def _payment_text(payment: Payment) -> str:

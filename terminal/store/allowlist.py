@@ -104,28 +104,33 @@ def load_door_view(
     card = find_card(conn, number)
     if card is None:
         return DoorView(view_seq=view_seq)
-    return _door_view(conn, card, door_id, today, view_seq)
+    return _door_view(conn, card.holder_id, card, door_id=door_id, today=today, view_seq=view_seq)
 
 
 def load_door_view_for_holder(
     conn: sqlite3.Connection, holder_id: str, door_id: str, today: date, view_seq: int
 ) -> DoorView:
-    """The same view for a recognised face: the holder's current card stands for the card."""
+    """The same view for a recognised face: the holder, their access groups, and their newest
+    card (if any), whose standing the rules weigh (a lost one does not stop the face)."""
     card = current_card(conn, holder_id)
-    if card is None:
-        return DoorView(view_seq=view_seq, holder=_holder(conn, holder_id))
-    return _door_view(conn, card, door_id, today, view_seq)
+    return _door_view(conn, holder_id, card, door_id=door_id, today=today, view_seq=view_seq)
 
 
 def _door_view(
-    conn: sqlite3.Connection, card: Card, door_id: str, today: date, view_seq: int
+    conn: sqlite3.Connection,
+    holder_id: str,
+    card: Card | None,
+    *,
+    door_id: str,
+    today: date,
+    view_seq: int,
 ) -> DoorView:
-    holder = _holder(conn, card.holder_id)
-    newest = conn.execute(_NEWEST_ISSUE, (card.holder_id,)).fetchone()[0]
+    holder = _holder(conn, holder_id)
+    newest = conn.execute(_NEWEST_ISSUE, (holder_id,)).fetchone()[0]
     groups = []
     calendars: dict[str, Calendar] = {}
     yesterday = (today - timedelta(days=1)).isoformat()
-    for group_id, calendar_name in conn.execute(_GROUPS_AT_DOOR, (door_id, card.holder_id)):
+    for group_id, calendar_name in conn.execute(_GROUPS_AT_DOOR, (door_id, holder_id)):
         windows = tuple(
             TimeWindow(mask_to_days(days), start, end)
             for days, start, end in conn.execute(_WINDOWS, (group_id,))

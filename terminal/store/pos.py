@@ -7,17 +7,17 @@ the journal record, so a power cut leaves either all of it or none.
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
 
-from models.cards import Holder, HolderStatus
+from models.cards import Card, Holder, HolderStatus
 from models.correction import CorrectionView, OriginalPayment
-from models.pos import PosPolicy, PosView
+from models.pos import Merchant, PosPolicy, PosView
 from models.rules import RuleSet, parse_rules
 from models.wallet import MONEY_PURSES, Purse, PurseState, Service
 from terminal.clock import rfc3339
-from terminal.store.allowlist import find_card
+from terminal.store.allowlist import current_card, find_card
 from terminal.store.journal import Committed
 
 _HOLDER = (
@@ -81,45 +81,75 @@ def _purses(conn: sqlite3.Connection, account: str) -> tuple[PurseState, ...]:
     )
 
 
+def usage_keys(card: Card | None, holder_id: str) -> tuple[str, ...]:
+    """What a face's uses may be remembered under: the holder's card, or the holder when the
+    face passed without a usable card (terminal/flows/record.py ``usage_key``)."""
+    holder_key = f"holder:{holder_id}"
+    return (holder_key,) if card is None else (card.number, holder_key)
+
+
 def _usage(
-    conn: sqlite3.Connection, card: str
+    conn: sqlite3.Connection, keys: Sequence[str]
 ) -> tuple[datetime | None, datetime | None, str | None]:
-    row = conn.execute(
-        "SELECT last_charge_at, last_passage_at, last_direction FROM card_usage WHERE card = ?",
-        (card,),
-    ).fetchone()
-    if row is None:
-        return None, None, None
-    charge, passage, direction = row
-    return (
-        None if charge is None else datetime.fromisoformat(charge),
-        None if passage is None else datetime.fromisoformat(passage),
-        direction,
-    )
+    """The latest charge and the latest passage (with its direction) under any of ``keys``."""
+    charge: datetime | None = None
+    passage: tuple[datetime, str] | None = None
+    for key in keys:
+        row = conn.execute(
+            "SELECT last_charge_at, last_passage_at, last_direction FROM card_usage WHERE card = ?",
+            (key,),
+        ).fetchone()
+        if row is None:
+            continue
+        if row[0] is not None:
+            charged = datetime.fromisoformat(row[0])
+            charge = charged if charge is None or charged > charge else charge
+        if row[1] is not None and row[2] is not None:
+            passed = datetime.fromisoformat(row[1])
+            passage = (passed, row[2]) if passage is None or passed > passage[0] else passage
+    return charge, None if passage is None else passage[0], None if passage is None else passage[1]
 
 
-def last_passage(conn: sqlite3.Connection, card: str) -> tuple[str, datetime] | None:
-    _, at, direction = _usage(conn, card)
+def last_passage(conn: sqlite3.Connection, keys: Sequence[str]) -> tuple[str, datetime] | None:
+    _, at, direction = _usage(conn, keys)
     return None if at is None or direction is None else (direction, at)
 
 
-def load_pos_view(
-    conn: sqlite3.Connection,
-    number: str,
-    *,
-    merchant_id: str,
-    service: Service,
-    rules: RuleSet,
-    policy: PosPolicy,
-    now: datetime,
-    view_seq: int,
-    degraded: bool,
-) -> PosView:
-    merchant = rules.merchant(merchant_id, service)
+@dataclass(frozen=True, slots=True)
+class Till:
+    """Where a payment view is read for: the merchant, its rules and policy, when."""
+
+    merchant: Merchant
+    rules: RuleSet
+    policy: PosPolicy
+    now: datetime
+    view_seq: int
+    degraded: bool
+
+
+def load_pos_view(conn: sqlite3.Connection, number: str, till: Till) -> PosView:
     card = find_card(conn, number)
     if card is None:
-        return PosView(view_seq=view_seq, merchant=merchant, policy=policy, degraded=degraded)
-    account = card.holder_id
+        return PosView(
+            view_seq=till.view_seq,
+            merchant=till.merchant,
+            policy=till.policy,
+            degraded=till.degraded,
+        )
+    return _account_view(conn, card.holder_id, card, (card.number,), till)
+
+
+def load_pos_view_for_holder(conn: sqlite3.Connection, holder_id: str, till: Till) -> PosView:
+    """The view for a recognised face: the holder's account pays, whatever became of a card."""
+    card = current_card(conn, holder_id)
+    return _account_view(conn, holder_id, card, usage_keys(card, holder_id), till)
+
+
+def _account_view(
+    conn: sqlite3.Connection, account: str, card: Card | None, usage: Sequence[str], till: Till
+) -> PosView:
+    merchant, rules, policy, now = till.merchant, till.rules, till.policy, till.now
+    view_seq, degraded = till.view_seq, till.degraded
     holder = load_holder(conn, account)
     newest = conn.execute(
         "SELECT max(issue_seq) FROM cards WHERE holder_id = ?", (account,)
@@ -137,7 +167,8 @@ def load_pos_view(
         (account, _day_start_utc(now), *_MONEY),
     ).fetchone()[0]
     pending_terminal = conn.execute("SELECT amount FROM pending_total WHERE id = 1").fetchone()[0]
-    last_charge, _, _ = _usage(conn, card.number)
+    last_charge, _, _ = _usage(conn, usage)
+    card_class = holder.card_class if holder else (card.card_class if card else "")
     return PosView(
         view_seq=view_seq,
         merchant=merchant,
@@ -145,7 +176,7 @@ def load_pos_view(
         card=card,
         holder=holder,
         newest_issue_seq=newest,
-        limits=rules.limits_for(holder.card_class if holder else card.card_class),
+        limits=rules.limits_for(card_class),
         purses=_purses(conn, account),
         spent_today=int(spent),
         subsidised_meals_today=tuple(datetime.fromisoformat(t) for t in json.loads(subsidised)),

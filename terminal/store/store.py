@@ -99,7 +99,9 @@ class Store:
     ) -> DoorView:
         with self._lock:
             view = allowlist.load_door_view(self._conn, number, door_id, today, self._view_seq)
-            return self._with_passback(view, anti_passback)
+            if view.card is None:
+                return view
+            return self._with_passback(view, anti_passback, (view.card.number,))
 
     def door_view_for_holder(
         self, holder_id: str, door_id: str, today: date, anti_passback: AntiPassback | None = None
@@ -110,12 +112,14 @@ class Store:
             view = allowlist.load_door_view_for_holder(
                 self._conn, holder_id, door_id, today, self._view_seq
             )
-            return self._with_passback(view, anti_passback)
+            return self._with_passback(view, anti_passback, pos.usage_keys(view.card, holder_id))
 
-    def _with_passback(self, view: DoorView, anti_passback: AntiPassback | None) -> DoorView:
-        if anti_passback is None or anti_passback.mode == "off" or view.card is None:
+    def _with_passback(
+        self, view: DoorView, anti_passback: AntiPassback | None, keys: Sequence[str]
+    ) -> DoorView:
+        if anti_passback is None or anti_passback.mode == "off":
             return view
-        last = pos.last_passage(self._conn, view.card.number)
+        last = pos.last_passage(self._conn, keys)
         return replace(
             view,
             anti_passback=anti_passback,
@@ -152,17 +156,10 @@ class Store:
     ) -> PosView:
         rules = self.rules()
         with self._lock:
-            return pos.load_pos_view(
-                self._conn,
-                number,
-                merchant_id=merchant_id,
-                service=service,
-                rules=rules,
-                policy=policy,
-                now=now,
-                view_seq=self._view_seq,
-                degraded=degraded,
+            till = pos.Till(
+                rules.merchant(merchant_id, service), rules, policy, now, self._view_seq, degraded
             )
+            return pos.load_pos_view(self._conn, number, till)
 
     def pos_view_for_holder(
         self,
@@ -174,25 +171,14 @@ class Store:
         now: datetime,
         degraded: bool,
     ) -> PosView:
-        """The payment view for a recognised face: the holder's current card pays."""
+        """The payment view for a recognised face: the holder's account, and their newest card
+        (if any), whose standing the rules weigh."""
+        rules = self.rules()
         with self._lock:
-            card = allowlist.current_card(self._conn, holder_id)
-            if card is not None:
-                return self.pos_view(
-                    card.number,
-                    merchant_id=merchant_id,
-                    service=service,
-                    policy=policy,
-                    now=now,
-                    degraded=degraded,
-                )
-            return PosView(
-                view_seq=self._view_seq,
-                merchant=self.rules().merchant(merchant_id, service),
-                policy=policy,
-                holder=pos.load_holder(self._conn, holder_id),
-                degraded=degraded,
+            till = pos.Till(
+                rules.merchant(merchant_id, service), rules, policy, now, self._view_seq, degraded
             )
+            return pos.load_pos_view_for_holder(self._conn, holder_id, till)
 
     def correction_view(
         self, supervisor_number: str, tx_id: str, *, merchant_id: str, service: Service

@@ -139,6 +139,34 @@ def test_card_dry_run_decides_without_committing(tapped: DiagDaemon) -> None:
     tapped.wait_journal(before + 2)
 
 
+def test_card_by_number_is_judged_without_a_tap_and_says_why(tapped: DiagDaemon) -> None:
+    before = tapped.journal_count()
+    code, result = run_json("card", "--number", LOST, "--socket", str(tapped.socket))
+    assert code == Exit.OK
+    assert result["committed"] is False and result["read"]["genuine"] == "unchecked"
+    assert "no chip was read" in result["note"]
+    assert (result["decision"]["reason"], result["decision"]["alert"]) == (
+        "card_lost",
+        "lost_card_used",
+    )
+    assert result["would_record"] == [
+        {"kind": "door", "decision": "deny", "reason": "card_lost", "credential": "card"}
+    ]
+    assert result["would_raise"] == ["lost_card_used"]
+    why = "\n".join(result["why"])
+    assert "card status lost" in why and "door east-gate mode normal" in why
+    assert LOST not in json.dumps(result)  # masked, even in the explanation
+    # Admitted: the groups tried at this door and whether their windows are open now.
+    _, leader = run_json("card", "--number", LEADER, "--socket", str(tapped.socket))
+    assert leader["decision"]["allowed"] is True and leader["gate"] == "open"
+    assert any(fact.startswith("group leaders") and "open at" in fact for fact in leader["why"])
+    code, out, _ = run_diag("card", "--number", LEADER, "--socket", str(tapped.socket))
+    assert code == Exit.OK and "would get ALLOW allowed" in out and "why:" in out
+    assert tapped.journal_count() == before
+    code, _, err = run_diag("card", "--number", "12-34", "--socket", str(tapped.socket))
+    assert code == Exit.USAGE and "number" in err
+
+
 def test_card_times_out_with_its_own_exit_code(tapped: DiagDaemon) -> None:
     code, _, err = run_diag("card", "--timeout", "1", "--socket", str(tapped.socket))
     assert code == Exit.TIMEOUT

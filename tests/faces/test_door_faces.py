@@ -1,25 +1,26 @@
 """Card + face at the door, end to end: simulated reader, gate and camera (real photos), the
 real encoder and store. The card of H001 is tapped; the camera shows H001, or someone else."""
 
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
 
 from drivers.camera.sim import SimCamera, SimCameraControl
 from drivers.face.interface import Encoder
-from drivers.interfaces import CardPresented, CardRemoved
-from drivers.sim import SimCardReader, SimGate, SimGateControl, SimReaderControl
+from drivers.sim import SimGateControl
 from terminal.clock import SetClock
 from terminal.demo_site import DOOR, card_number, seed
 from terminal.faces.config import CALIBRATED, FacesSection
-from terminal.faces.door import DoorFaces
 from terminal.faces.enrol import enrol_image
+from terminal.faces.evidence import FaceUse
 from terminal.faces.verifier import FaceVerifier, VerifierSettings
-from terminal.flows.door import DoorFlow, DoorSettings, TapOutcome
+from terminal.flows.door import DoorSettings, TapOutcome
 from terminal.store import Store
 from terminal.store.faces import FaceStore
 from tests.faces.conftest import PERSON_A, PERSON_B, TURNED_AWAY, photo, photo_path
-from tests.factories import MONDAY_9, TZ, presented
+from tests.factories import MONDAY_9, presented
+from tests.loops import door_loop, present
 
 
 class Door:
@@ -35,20 +36,18 @@ class Door:
         verifier = FaceVerifier(camera=SimCamera(self.camera), encoder=encoder, faces=self.faces,
                                 settings=VerifierSettings(verify, identify))  # fmt: skip
         self.gate = SimGateControl(delay=0)
-        self.reader = SimReaderControl()
-        self.flow = DoorFlow(
-            settings=DoorSettings(DOOR, "in", open_seconds=0.05, face=face),
-            reader=SimCardReader(self.reader),
-            gate=SimGate(self.gate),
-            store=store,
-            clock=SetClock(MONDAY_9),
-            timezone=TZ,
-            faces=DoorFaces(verifier, self.faces, seconds=5.0, retention=timedelta(days=30)),
-        )
+        self.uses = FaceUse(verifier, self.faces, seconds=5.0, retention=timedelta(days=30))
+        self.face = face
+        self.face_seconds = 5.0  # how long the card + face check may take
+        self.listeners: list[Callable[[object], None]] = []
 
     def tap(self, n: int) -> None:
-        self.flow.handle(CardPresented(presented(card_number(n))))
-        self.flow.handle(CardRemoved())
+        settings = DoorSettings(
+            DOOR, "in", open_seconds=0.05, face=self.face, face_seconds=self.face_seconds
+        )
+        loop = door_loop(self.store, settings, SetClock(MONDAY_9), gate=self.gate, faces=self.uses)
+        loop.flow.listeners.extend(self.listeners)
+        present(loop, presented(card_number(n)))
 
     def first(self) -> dict[str, object]:
         return self.store.records()[0]
@@ -84,7 +83,7 @@ def test_a_lent_card_is_denied_with_a_lending_event_and_a_still(door: Door) -> N
 
 def test_no_face_in_time_is_denied_without_an_alarm(door: Door) -> None:
     door.camera.clear()
-    door.flow.faces.seconds = 0.5  # type: ignore[union-attr]
+    door.face_seconds = 0.5
     door.tap(1)
     assert door.first()["reason"] == "face_required"
     with door.store.read() as conn:
@@ -107,9 +106,9 @@ def test_holder_mode_checks_only_holders_marked_by_hq(store: Store, onnx_encoder
 
 def test_the_person_is_told_why_no_frame_was_usable(door: Door) -> None:
     told: list[object] = []
-    door.flow.listeners.append(told.append)
+    door.listeners = [told.append]
     door.camera.show_files([photo_path(TURNED_AWAY)])
-    door.flow.faces.seconds = 1.0  # type: ignore[union-attr]
+    door.face_seconds = 1.0
     door.tap(1)
     [outcome] = [t for t in told if isinstance(t, TapOutcome)]
     assert outcome.decision.reason == "face_required"

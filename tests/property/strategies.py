@@ -10,13 +10,19 @@ from models import (
     Card,
     CardFault,
     CardStatus,
+    DoorMode,
     DoorRequest,
     DoorView,
+    FaceCredential,
+    FaceEvidence,
+    FaceOutcome,
+    FacePolicy,
     Genuineness,
     Holder,
     HolderStatus,
     PresentedCard,
     Reason,
+    SiteCards,
     TimeWindow,
 )
 from tests.factories import TZ
@@ -61,7 +67,7 @@ def calendars(draw: st.DrawFn, around: datetime) -> Calendar:
 cards = st.builds(
     Card,
     number=st.sampled_from(NUMBERS),
-    holder_id=st.just("H1"),
+    holder_id=st.sampled_from(("H1", "H1", "H2")),
     issue_seq=st.integers(1, 4),
     card_class=st.sampled_from(("gold", "red", "blue", "green", "temporary")),
     status=st.sampled_from(CardStatus),
@@ -77,18 +83,42 @@ holders = st.builds(
     status=st.sampled_from(HolderStatus),
     valid_from=optional_dates,
     valid_until=optional_dates,
+    require_face=st.booleans(),
 )
 
-credentials = st.one_of(
+SITE_ISSUER = "5943484E00000001"
+SITE = SiteCards(frozenset({SITE_ISSUER}))
+
+card_credentials = st.one_of(
     st.builds(
         PresentedCard,
         number=st.sampled_from(NUMBERS),
         genuine=st.sampled_from(Genuineness),
         issue_seq=st.none() | st.integers(0, 5),
+        class_code=st.none() | st.integers(0, 6),
         valid_from=optional_dates,
         valid_until=optional_dates,
+        issuer_id=st.sampled_from([None, SITE_ISSUER, "5943484E000000FF"]),
     ),
-    st.builds(CardFault, reason=st.sampled_from((Reason.CARD_MALFORMED, Reason.CARD_UNKNOWN))),
+    st.builds(
+        CardFault,
+        reason=st.sampled_from(
+            (Reason.CARD_MALFORMED, Reason.CARD_UNKNOWN, Reason.CARD_KEY_UNKNOWN)
+        ),
+    ),
+)
+faces = st.builds(
+    FaceCredential,
+    holder_id=st.sampled_from(("H1", "H2")),
+    score_milli=st.integers(900, 1000),
+    live=st.booleans(),
+)
+credentials = card_credentials | faces
+evidence = st.builds(
+    FaceEvidence,
+    outcome=st.sampled_from(FaceOutcome),
+    score_milli=st.none() | st.integers(0, 1000),
+    threshold_milli=st.just(951),
 )
 
 
@@ -104,5 +134,13 @@ def scenarios(draw: st.DrawFn) -> tuple[DoorRequest, DoorView, datetime]:
         groups=tuple(draw(st.lists(groups, max_size=3))),
         calendars=(draw(calendars(now)),),
     )
-    request = DoorRequest(draw(credentials), draw(st.sampled_from(DOORS)), "in")
+    request = DoorRequest(
+        draw(credentials),
+        draw(st.sampled_from(DOORS)),
+        "in",
+        mode=draw(st.sampled_from(DoorMode)),
+        face_policy=draw(st.sampled_from(FacePolicy)),
+        face=draw(st.none() | evidence),
+        site=SITE,
+    )
     return request, view, now

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models import CardStatus, HolderStatus, Reason, decide
+from models import CardStatus, HolderStatus, Need, Reason, decide
 from models.correction import CorrectionRequest, CorrectionView, OriginalPayment
 from models.pos import Limits, PosPolicy, PosRequest, PosView
 from models.wallet import MONEY_PURSES, Purse, PurseState
@@ -122,7 +122,13 @@ def pay(world: World, merchant: object, amount: int, confirm: bool, pin: bool | 
     decision = decide(request, view, world.now)
     assert decision == decide(request, view, world.now)  # deterministic
     if not decision.allowed:
-        assert decision.payment is None
+        if decision.need is None:
+            assert decision.payment is None
+        else:
+            # A question for the till, never a record; a PIN prompt shows what it is for.
+            assert not decision.final
+            assert decision.need in (Need.PIN, Need.DUPLICATE_CONFIRM)
+            assert (decision.payment is not None) == (decision.need is Need.PIN)
         return
     payment = decision.payment
     assert payment is not None

@@ -79,6 +79,7 @@ def test_genuine_card() -> None:
         class_code=3,
         valid_from=date(2024, 1, 1),
         valid_until=date(2034, 12, 31),
+        issuer_id=ISSUER,
     )
     assert card.done()
 
@@ -87,7 +88,7 @@ def test_configured_aid_and_key_id_are_sent() -> None:
     card = ScriptedCard(
         ("00A4040007A000000003869800", FCI),  # SELECT by the configured AID
         (READ_PUBLIC, PUBLIC_FILE + "9000"),  # READ BINARY SFI 0x15
-        ("0088000710" + CHALLENGE.hex() + "00", "6A88"),  # INTERNAL AUTHENTICATE, key id 7
+        ("0088000710" + CHALLENGE.hex() + "00", "6982"),  # INTERNAL AUTHENTICATE, key id 7
     )
 
     result = app(aid=bytes.fromhex("A0000000038698"), key_id=7).read(card)
@@ -97,21 +98,24 @@ def test_configured_aid_and_key_id_are_sent() -> None:
     assert card.done()
 
 
-def test_wrong_answer_is_not_genuine() -> None:
+def test_a_card_without_the_key_id_is_a_card_error_not_a_clone() -> None:
     card = ScriptedCard(
         (SELECT, FCI),  # SELECT by AID
         (READ_PUBLIC, PUBLIC_FILE + "9000"),  # READ BINARY SFI 0x15
-        (AUTHENTICATE, "00" * 16 + "9000"),  # INTERNAL AUTHENTICATE: a clone's guess
+        ("0088000710" + CHALLENGE.hex() + "00", "6A88"),  # INTERNAL AUTHENTICATE: no key 7
     )
 
-    result = app().read(card)
+    result = app(key_id=7).read(card)
 
-    assert isinstance(result, PresentedCard)
-    assert result.number == NUMBER
-    assert result.genuine is Genuineness.NOT_GENUINE
+    assert result == CardFault(
+        Reason.CARD_KEY_UNKNOWN,
+        "INTERNAL AUTHENTICATE key id 7: SW 6A88 (referenced key not found)",
+        NUMBER,
+    )
+    assert card.done()
 
 
-@pytest.mark.parametrize("sw", ["6982", "6985", "6A88"])
+@pytest.mark.parametrize("sw", ["6982", "6985"])
 def test_refused_authentication_is_not_genuine(sw: str) -> None:
     card = ScriptedCard(
         (SELECT, FCI),  # SELECT by AID

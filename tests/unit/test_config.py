@@ -131,11 +131,46 @@ reader_pattern = "Virtual PCD"
 [reader.key_store]
 type = "software"
 key_file = "{ref}"
+[cards]
+issuers = ["5943484e00000001"]
 """
 
 
 def pcsc_config(ref: str) -> str:
     return MINIMAL.replace('[reader]\ndriver = "sim"', PCSC.format(ref=ref))
+
+
+def test_a_pcsc_reader_in_cpu_mode_needs_the_sites_issuer(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.toml"
+    keys.write_text("")
+    keys.chmod(stat.S_IRUSR | stat.S_IWUSR)
+    text = pcsc_config(f"file:{keys}")
+    loaded = config.load(write(tmp_path, text))
+    assert loaded.cards.site_cards().issuers == {"5943484E00000001"}  # upper-cased
+    message = errors_of(tmp_path, text.replace('issuers = ["5943484e00000001"]', ""))
+    assert "cards.issuers is required with a PC/SC reader in cpu mode" in message
+    assert "(got {" not in message  # a rule across sections: no dump of the whole file
+
+
+@pytest.mark.parametrize(
+    ("cards", "problem"),
+    [
+        ('issuers = ["5943"]', "cards.issuers.0: an issuer id is 8 bytes of hex"),
+        ('issuers = ["zz43484E00000001"]', "cards.issuers.0: an issuer id is 8 bytes of hex"),
+        ('classes = { 300 = "gold" }', "cards.classes: class codes are one byte"),
+        ('classes = { x = "gold" }', "cards.classes.x"),
+    ],
+)
+def test_bad_card_settings_name_the_key(tmp_path: Path, cards: str, problem: str) -> None:
+    assert problem in errors_of(tmp_path, MINIMAL + f"\n[cards]\n{cards}\n")
+
+
+def test_class_codes_default_to_the_profiles_and_may_be_the_sites_own(tmp_path: Path) -> None:
+    default = config.load(write(tmp_path, MINIMAL)).cards.site_cards()
+    assert default.class_name(1) == "gold" and default.class_name(9) is None
+    own = MINIMAL + '\n[cards]\nclasses = { 1 = "leader", 7 = "visitor" }\n'
+    cards = config.load(write(tmp_path, own)).cards.site_cards()
+    assert (cards.class_name(7), cards.class_name(2)) == ("visitor", None)
 
 
 def test_missing_secret_file_is_a_clear_error(tmp_path: Path) -> None:

@@ -8,21 +8,23 @@ import pytest
 from drivers.interfaces import (
     AmountEntered,
     Cancelled,
+    CardPresented,
+    CardRemoved,
     Confirmed,
     CorrectionRequested,
-    KeypadEvent,
     PinEntered,
     Screen,
 )
-from drivers.sim import SimCardReader, SimDisplay, SimKeypad, SimKeypadControl, SimReaderControl
+from drivers.sim import SimDisplay, SimKeypadControl, SimReaderControl
 from models.errors import StoreError
 from models.pos import PosPolicy
 from models.wallet import Service
 from terminal.clock import SetClock
 from terminal.demo_site import CANTEEN, DEMO_PIN, SHOP, card_number, seed
-from terminal.flows.pos import PosFlow, PosOutcome, PosSettings
+from terminal.flows.pos import PosOutcome, PosSettings, PosState
 from terminal.store import Store
-from tests.factories import TZ, at, presented
+from tests.factories import at, presented
+from tests.loops import pos_loop, settle
 
 BREAKFAST = at(2026, 11, 23, "07:30")
 LUNCH = at(2026, 11, 23, "12:00")
@@ -42,15 +44,15 @@ class Till:
         self.keys = SimKeypadControl()
         self.display = SimDisplay()
         self.clock = SetClock(now)
-        self.flow = PosFlow(
-            settings=PosSettings(merchant, service, PosPolicy(), prompt_timeout_s=2),
-            reader=SimCardReader(self.reader),
-            keypad=SimKeypad(self.keys),
+        self.loop = pos_loop(
+            store,
+            PosSettings(merchant, service, PosPolicy(), prompt_timeout_s=2),
+            self.clock,
+            reader=self.reader,
+            keys=self.keys,
             display=self.display,
-            store=store,
-            clock=self.clock,
-            timezone=TZ,
         )
+        self.flow = self.loop.flow
         self.outcomes: list[PosOutcome] = []
         self.flow.listeners.append(self.outcomes.append)
 
@@ -65,14 +67,17 @@ class Till:
 
     def amount(self, fen: int) -> None:
         self.keys.press(AmountEntered(fen))
-        self.flow.poll(0.01)
+        self.settle()
+
+    def settle(self) -> None:
+        settle(self.loop, self.clock)
 
     def tap(self, n: int, seconds_later: int = 60) -> None:
         self.clock.advance(timedelta(seconds=seconds_later))
         self.reader.present(presented(card_number(n)))
-        self.flow.poll(1)
+        self.settle()
         self.reader.remove()
-        self.flow.poll(0.01)
+        self.settle()
 
     def last(self) -> dict[str, object]:
         return self.store.records()[-1]
@@ -202,7 +207,7 @@ def test_correction_by_a_supervisor(store: Store) -> None:
     paid_id = till.last()["id"]
     till.keys.press(CorrectionRequested("last", 1000))
     till.reader.present(presented(card_number(1)))  # 张伟 supervises canteen-1
-    till.flow.poll(0.5)
+    till.settle()
     record = till.last()
     assert (record["kind"], record["decision"], record["amount"]) == ("correction", "allow", 1000)
     assert (record["corrects"], record["authorised_by"], record["holder_id"]) == (
@@ -221,7 +226,7 @@ def test_correction_by_someone_else_is_refused(store: Store) -> None:
     till.reader.remove()
     till.keys.press(CorrectionRequested("last", 1000))
     till.reader.present(presented(card_number(2)))  # 李娜 is no supervisor
-    till.flow.poll(0.5)
+    till.settle()
     assert till.last()["reason"] == "correction_not_authorised"
     assert till.query("SELECT count(*) FROM refunds") == [(0,)]
 
@@ -253,20 +258,39 @@ def test_supervisor_card_arriving_with_the_correction_key_is_not_lost(store: Sto
     till = Till(store, now=LUNCH)
     till.amount(2500)
     till.tap(3)
-
-    class LateKeypad(SimKeypad):
-        """The correction key lands while the flow is already holding the card event."""
-
-        calls = 0
-
-        def next_event(self, timeout: float) -> KeypadEvent | None:
-            LateKeypad.calls += 1
-            if LateKeypad.calls == 2:
-                return CorrectionRequested("last", 1000)
-            return super().next_event(timeout)
-
-    till.flow.keypad = LateKeypad(till.keys)
-    till.reader.present(presented(card_number(1)))
-    till.flow.poll(0.5)
+    # The card reaches the loop first and the correction key right behind it, before the card
+    # is handled: keys pressed with a tap belong to it, so the card is the supervisor's.
+    till.loop.post(CardPresented(presented(card_number(1))))
+    till.loop.post(CorrectionRequested("last", 1000))
+    till.settle()
     assert (till.last()["kind"], till.last()["decision"]) == ("correction", "allow")
     assert till.last()["authorised_by"] == "H001"
+
+
+def test_an_unanswered_pin_prompt_runs_out_on_the_clock_not_in_a_wait(store: Store) -> None:
+    till = Till(store, SHOP, Service.SHOP)
+    till.amount(12_000)
+    till.reader.present(presented(card_number(1)))
+    for _ in range(5):
+        till.loop.turn(0)
+    assert till.flow.state is PosState.PIN and till.store.records() == []
+    till.clock.advance(timedelta(seconds=1.9))
+    till.loop.turn(0)
+    assert till.flow.state is PosState.PIN  # 2 s prompt: not yet
+    till.clock.advance(timedelta(seconds=0.2))
+    till.loop.turn(0)
+    assert (till.last()["decision"], till.last()["reason"]) == ("deny", "cancelled_by_user")
+    assert till.flow.state is PosState.IDLE
+
+
+def test_a_card_tapped_during_a_prompt_waits_for_it(store: Store) -> None:
+    till = Till(store, SHOP, Service.SHOP)
+    till.answer("请输入密码", PinEntered(DEMO_PIN))
+    till.amount(12_000)
+    till.loop.post(CardPresented(presented(card_number(1))))
+    till.loop.post(CardRemoved())
+    till.loop.post(CardPresented(presented(card_number(3))))  # the next customer, too early
+    till.settle()
+    # The PIN'd payment first; then the next card, for which no amount has been entered yet.
+    assert [(r["card"], r["decision"]) for r in store.records()] == [(card_number(1), "allow")]
+    assert till.headlines()[-2:] == ["支付成功 Paid", "请先输入金额"]

@@ -4,7 +4,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from models import CardStatus, HolderStatus, Reason, decide
+from models import Alert, CardStatus, HolderStatus, Need, Reason, decide
 from models.cards import Genuineness, PresentedCard
 from models.pos import Limits, Merchant, PosPolicy, PosRequest
 from models.wallet import Payment, Purse, PurseState
@@ -40,9 +40,19 @@ def test_entered_price_at_lunch() -> None:
     assert decision.payment == Payment(1250, ((Purse.CASH, 1250),))
 
 
-@pytest.mark.parametrize("amount", [None, 0, -5, 1_000_001])
-def test_entered_amount_must_be_sensible(amount: int | None) -> None:
-    assert decide(pos_request(amount), pos_view(), MONDAY_12).reason is Reason.AMOUNT_INVALID
+@pytest.mark.parametrize("amount", [0, -5, 1_000_001])
+def test_entered_amount_must_be_sensible(amount: int) -> None:
+    decision = decide(pos_request(amount), pos_view(), MONDAY_12)
+    assert (decision.reason, decision.need) == (Reason.AMOUNT_INVALID, None)
+
+
+def test_a_cashier_priced_sale_without_the_amount_asks_for_it_and_is_not_a_decision() -> None:
+    decision = decide(pos_request(None), pos_view(), MONDAY_12)
+    assert (decision.allowed, decision.need, decision.final) == (False, Need.AMOUNT, False)
+    assert decision.reason is Reason.AMOUNT_REQUIRED
+    # A lost card is refused (and raises its alarm) whether or not an amount was typed.
+    lost = decide(pos_request(None), pos_view(card=card(CardStatus.LOST)), MONDAY_12)
+    assert (lost.reason, lost.final) == (Reason.CARD_LOST, True)
 
 
 def test_outside_meal_periods_the_canteen_does_not_charge() -> None:
@@ -189,8 +199,11 @@ def test_one_subsidised_meal_per_meal_period() -> None:
 
 def test_duplicate_tap_asks_for_confirmation() -> None:
     view = pos_view(SHOP, last_charge_here=MONDAY_12 - timedelta(seconds=4))
-    assert decide(pos_request(300), view, MONDAY_12).reason is Reason.DUPLICATE_TAP
+    asking = decide(pos_request(300), view, MONDAY_12)
+    assert (asking.reason, asking.need) == (Reason.DUPLICATE_TAP, Need.DUPLICATE_CONFIRM)
     assert decide(pos_request(300, confirmed_duplicate=True), view, MONDAY_12).allowed
+    declined = decide(pos_request(300, declined=Need.DUPLICATE_CONFIRM), view, MONDAY_12)
+    assert (declined.reason, declined.final) == (Reason.CANCELLED_BY_USER, True)
     later = pos_view(SHOP, last_charge_here=MONDAY_12 - timedelta(seconds=11))
     assert decide(pos_request(300), later, MONDAY_12).allowed
     # A clock set back (last charge "in the future") says nothing about a double tap.
@@ -212,10 +225,26 @@ def test_per_day_limit() -> None:
 
 def test_pin_above_the_password_free_threshold() -> None:
     view = pos_view(SHOP, limits=Limits(pin_free=2000))
-    assert decide(pos_request(2000), view, MONDAY_12).allowed
-    assert decide(pos_request(2001), view, MONDAY_12).reason is Reason.PIN_REQUIRED
-    assert decide(pos_request(2001, pin_ok=False), view, MONDAY_12).reason is Reason.PIN_WRONG
-    assert decide(pos_request(2001, pin_ok=True), view, MONDAY_12).allowed
+    free = decide(pos_request(2000), view, MONDAY_12)
+    assert free.allowed and free.pin_attempt is None
+    asking = decide(pos_request(2001), view, MONDAY_12)
+    assert (asking.reason, asking.need) == (Reason.PIN_REQUIRED, Need.PIN)
+    assert asking.payment == Payment(2001, ((Purse.CASH, 2001),))  # what the prompt is for
+    wrong = decide(pos_request(2001, pin_ok=False), view, MONDAY_12)
+    assert (wrong.reason, wrong.pin_attempt, wrong.alert, wrong.final) == (
+        Reason.PIN_WRONG, False, None, True,
+    )  # fmt: skip
+    right = decide(pos_request(2001, pin_ok=True), view, MONDAY_12)
+    assert right.allowed and right.pin_attempt is True
+
+
+def test_a_declined_pin_prompt_is_a_cancelled_payment() -> None:
+    view = pos_view(SHOP, limits=Limits(pin_free=2000))
+    decision = decide(pos_request(2001, declined=Need.PIN), view, MONDAY_12)
+    assert (decision.reason, decision.final, decision.pin_attempt) == (
+        Reason.CANCELLED_BY_USER, True, None,
+    )  # fmt: skip
+    assert decision.detail == "at the pin_required prompt"
 
 
 def test_pin_locked_after_too_many_failures() -> None:
@@ -224,6 +253,15 @@ def test_pin_locked_after_too_many_failures() -> None:
     )
     assert decide(pos_request(2001, pin_ok=True), view, MONDAY_12).reason is Reason.PIN_LOCKED
     assert decide(pos_request(100), view, MONDAY_12).allowed  # small payments need no PIN
+
+
+def test_the_wrong_pin_that_locks_the_pin_raises_the_event() -> None:
+    policy = PosPolicy(pin_max_failures=3)
+    for failures, alert in ((0, None), (1, None), (2, Alert.PIN_LOCKED)):
+        view = pos_view(SHOP, limits=Limits(pin_free=2000), pin_failures=failures, policy=policy)
+        wrong = decide(pos_request(2001, pin_ok=False), view, MONDAY_12)
+        assert (wrong.reason, wrong.alert) == (Reason.PIN_WRONG, alert)
+    assert wrong.event == (("failures", 3),)
 
 
 def test_pin_is_not_asked_for_a_payment_that_would_fail() -> None:

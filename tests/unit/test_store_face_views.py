@@ -17,11 +17,14 @@ def test_a_replaced_cards_holder_is_judged_on_the_new_card(store: Store) -> None
     assert view.holder is not None and view.holder.id == "H007"
 
 
-def test_a_holder_whose_only_card_is_lost_gets_the_lost_card_view(store: Store) -> None:
+def test_a_holder_whose_only_card_is_lost_still_passes_by_face(store: Store) -> None:
     seed(store)
     view = store.door_view_for_holder("H005", DOOR, MONDAY_9.date())
+    assert view.card is not None and view.card.status == "lost"
+    assert view.groups  # the holder's access groups, whatever became of the card
     decision = decide(DoorRequest(FaceCredential("H005", 970), DOOR, "in"), view, MONDAY_9)
-    assert decision.reason is Reason.CARD_LOST and decision.alert is None
+    assert decision.allowed and decision.alert is None
+    assert (decision.holder_id, decision.card_number) == ("H005", None)
 
 
 def test_an_unknown_holder_has_no_card_and_no_view(store: Store) -> None:

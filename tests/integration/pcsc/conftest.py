@@ -62,6 +62,7 @@ class Emulators:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     card_number: str = CARD_NUMBER
     master_key: str = MASTER_KEY
+    issuer_id: str = ISSUER_ID
     card_reader: str = CARD_READER
     sam_reader: str = SAM_READER
     logs: dict[int, Path] = field(default_factory=dict)

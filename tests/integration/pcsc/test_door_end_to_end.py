@@ -94,6 +94,7 @@ def make_config(tmp_path: Path, emulators: Emulators, *, psam: bool = False) -> 
                 "mode": "cpu",
                 "key_store": key_store,
             },
+            "cards": {"issuers": [emulators.issuer_id]},
             "gate": {"driver": "sim", "passage": "pass", "passage_delay_seconds": 0},
         }
     )
@@ -276,6 +277,39 @@ def test_card_of_another_application_is_unknown(
     assert summary(terminal.records()) == [("door", "deny", "card_unknown")]
 
 
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        # The same application and master key, but issued for another site: a stranger's card.
+        (("--issuer-id", "5943484E000000FF"), Reason.CARD_ISSUER_UNKNOWN),
+        # The chip says red (class code 2); the registry has this card as blue.
+        (("--class-code", "2"), Reason.CARD_CLASS_MISMATCH),
+        # A card keyed for another master-key id (a rotation half done): 6A88, not a clone.
+        (("--key-id", "2"), Reason.CARD_KEY_UNKNOWN),
+    ],
+    ids=["foreign-issuer", "class-mismatch", "unknown-key-id"],
+)
+def test_a_card_that_disagrees_with_the_site_is_refused_for_that_reason_without_an_alarm(
+    tmp_path: Path,
+    emulators: Emulators,
+    run_terminal: Callable[[Config], RunningTerminal],
+    args: tuple[str, ...],
+    reason: Reason,
+) -> None:
+    terminal = run_terminal(make_config(tmp_path, emulators))
+    emulators.card(*args)
+
+    outcome = terminal.outcome()
+    assert outcome.decision.reason is reason, outcome.decision
+    assert terminal.app.sim.gate.openings == []
+    (record,) = terminal.records()
+    assert summary([record]) == [("door", "deny", str(reason))]
+    assert record["card"] == emulators.card_number
+    assert terminal.events() == []  # no cloned_card alarm
+    if reason is Reason.CARD_KEY_UNKNOWN:
+        assert "6A88" in outcome.decision.detail
+
+
 CONFIG_TOML = """
 [terminal]
 id = "lab-gate-02"
@@ -297,6 +331,8 @@ mode = "cpu"
 [reader.key_store]
 type = "software"
 key_file = "file:{key_file}"
+[cards]
+issuers = ["{issuer}"]
 [gate]
 driver = "sim"
 passage = "pass"
@@ -319,7 +355,13 @@ def test_daemon_subprocess_admits_a_card_and_stops_on_sigterm(
     key_file = write_key_file(tmp_path, emulators.master_key)
     config = tmp_path / "gate.toml"
     config.write_text(
-        CONFIG_TOML.format(state=state, door=DOOR, reader=emulators.card_reader, key_file=key_file)
+        CONFIG_TOML.format(
+            state=state,
+            door=DOOR,
+            reader=emulators.card_reader,
+            key_file=key_file,
+            issuer=emulators.issuer_id,
+        )
     )
     seed(state / "terminal.db", emulators.card_number)
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
