@@ -75,9 +75,9 @@ Flow = DoorFlow | PosFlow
 Intercept = Callable[[CardPresented], bool]
 TURN_SECONDS = 0.2  # the longest a turn waits for something to happen
 KEY_SECONDS = 0.05  # how long a key may wait while the reader is asked for a card
-# At a stop, how long the presentation in progress may take to finish: longer than any gate's
-# open window (60 s at most) plus its grace, shorter than systemd's stop timeout (90 s).
-FINISH_SECONDS = 70.0
+# At a stop, how long the presentation in progress may take to finish: a usual open window and
+# its grace, and less than the unit's TimeoutStopSec=30, after which systemd kills the daemon.
+FINISH_SECONDS = 25.0
 
 
 @dataclass(frozen=True, slots=True)
