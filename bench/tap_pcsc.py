@@ -47,6 +47,7 @@ from drivers.interfaces import CardPresented, CardRemoved, Health, PassageOutcom
 from drivers.pcsc import PcscCardReader, PcscSettings
 from drivers.sim import SimGate, SimGateControl
 from models.cards import Genuineness, PresentedCard
+from models.credential import SiteCards
 from models.decide import decide
 from models.door import DoorRequest
 from terminal.clock import SetClock
@@ -60,6 +61,7 @@ NOW = datetime(2026, 11, 23, 9, 30, tzinfo=TZ)  # a Monday morning, as in decide
 ISSUER_ID = "5943484E00000001"
 MASTER_KEY = "2B7E151628AED2A6ABF7158809CF4F3C"  # RFC 4493's example key: bench data only
 MODES = ("cpu", "uid")
+SITE = SiteCards(frozenset({ISSUER_ID}))
 LOCK_WAIT = 600.0
 EVENT_WAIT = 3.0  # one 400 ms poll plus a generous margin for a loaded machine
 TARGET_P99_MS = 60.0
@@ -158,10 +160,12 @@ COMPONENTS = (
 )
 
 
-def pick_cards(store: Store, scale: Scale, count: int, seed: int) -> list[str]:
-    """``count`` distinct card numbers the site admits at the bench door at ``NOW``."""
+def pick_cards(store: Store, scale: Scale, count: int, seed: int) -> list[tuple[str, int]]:
+    """``count`` distinct cards the site admits at the bench door at ``NOW``: the number and the
+    class code their chip must carry to agree with the registry."""
     rng = random.Random(seed)
-    chosen: list[str] = []
+    codes = {name: code for code, name in SITE.class_codes}
+    chosen: list[tuple[str, int]] = []
     seen: set[int] = set()
     while len(chosen) < count:
         n = rng.randrange(scale.holders)
@@ -169,10 +173,15 @@ def pick_cards(store: Store, scale: Scale, count: int, seed: int) -> list[str]:
             continue
         seen.add(n)
         number = card_number(n)
-        credential = PresentedCard(number, Genuineness.GENUINE, issue_seq=1)
         view = store.door_view(number, BENCH_DOOR, NOW.date())
-        if decide(DoorRequest(credential, BENCH_DOOR, "in"), view, NOW).allowed:
-            chosen.append(number)
+        if view.card is None:
+            continue
+        code = codes[view.card.card_class]
+        credential = PresentedCard(
+            number, Genuineness.GENUINE, issue_seq=1, class_code=code, issuer_id=ISSUER_ID
+        )
+        if decide(DoorRequest(credential, BENCH_DOOR, "in", site=SITE), view, NOW).allowed:
+            chosen.append((number, code))
     return chosen
 
 
@@ -196,14 +205,15 @@ def tap(
     loop: TimedLoop,
     gate: TimedGate,
     card: harness.TappingCard,
-    number: str,
+    chosen: tuple[str, int],
 ) -> Sample | None:
     """One card on the reader and off again; the timing of everything up to the gate command.
 
     ``None`` when the store could not record the decision (the gate rightly stays shut): the
     site database is shared with the other benchmarks, and one of them may be writing to it.
     """
-    card.insert(number)
+    number, class_code = chosen
+    card.insert(number, class_code=class_code)
     inserted = time.perf_counter_ns()
     event = _wait_event(reader, CardPresented, f"card {number[-6:]}")
     received = time.perf_counter_ns()
@@ -245,7 +255,9 @@ class Rig:
     started_pcscd: list[harness.Pcscd]
     not_recorded: int = 0
 
-    def round(self, mode: str, numbers: list[str], warmup: list[str]) -> list[Sample]:
+    def round(
+        self, mode: str, numbers: list[tuple[str, int]], warmup: list[tuple[str, int]]
+    ) -> list[Sample]:
         """Taps with a fresh reader in ``mode``, holding pcscd/vpcd only for the round."""
         with harness.machine_lock(LOCK_WAIT):
             daemon = harness.ensure_pcscd(self.work / "pcscd.log")
@@ -258,7 +270,9 @@ class Rig:
             )
             reader = PcscCardReader(settings)
             gate = TimedGate()
-            flow = DoorFlow(settings=DoorSettings(BENCH_DOOR, "in", 5.0), store=self.store)
+            flow = DoorFlow(
+                settings=DoorSettings(BENCH_DOOR, "in", 5.0, site=SITE), store=self.store
+            )
             # The reader is read here (its own threads do the PC/SC work); the loop only turns.
             loop = TimedLoop(
                 flow,

@@ -256,10 +256,16 @@ class TappingCard:
             raise HarnessError(f"tapping card: {verb}: {answer or 'no answer'}; see {self.log}")
 
     def insert(
-        self, number: str, *, issue_seq: int = 1, uid: str | None = None, timeout: float = 10.0
+        self,
+        number: str,
+        *,
+        issue_seq: int = 1,
+        uid: str | None = None,
+        class_code: int = 3,
+        timeout: float = 10.0,
     ) -> None:
         """Put a card with ``number`` in the field; returns once it is connected to vpcd."""
-        self._command(f"insert {number} {issue_seq} {uid or number}", timeout)
+        self._command(f"insert {number} {issue_seq} {uid or number} {class_code}", timeout)
 
     def remove(self, timeout: float = 10.0) -> None:
         """Take the card out of the field (vpcd sees its connection close at once)."""
@@ -312,10 +318,11 @@ def _tapping_card(args: argparse.Namespace) -> int:
         if words[:1] == ["remove"]:
             answer("ok")
             continue
-        if words[:1] != ["insert"] or len(words) != 4:
+        if words[:1] != ["insert"] or len(words) not in (4, 5):
             answer(f"cannot understand {line.strip()!r}")
             continue
         number, issue_seq, uid = words[1], int(words[2]), bytes.fromhex(words[3])
+        class_code = int(words[4]) if len(words) == 5 else 3
         try:
             content = CardContent(
                 number=number,
@@ -323,6 +330,7 @@ def _tapping_card(args: argparse.Namespace) -> int:
                 card_key=diversify(master_key, bytes.fromhex(number), issuer_id),
                 issue_seq=issue_seq,
                 uid=uid,
+                class_code=class_code,
             )
         except ValueError as exc:
             answer(f"bad card: {exc}")
@@ -343,7 +351,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     tapping = sub.add_parser(
         "tapping-card",
-        help="read 'insert NUMBER ISSUE_SEQ UID_HEX' and 'remove' lines on stdin, answer 'ok'",
+        help="read 'insert NUMBER ISSUE_SEQ UID_HEX [CLASS_CODE]' and 'remove' lines on stdin, "
+        "answer 'ok'",
     )
     tapping.add_argument("--host", default=VPCD_HOST)
     tapping.add_argument("--port", type=int, default=CARD_PORT)
