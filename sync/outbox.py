@@ -58,7 +58,9 @@ class OutboxDrain:
         if through <= self.acked:
             return 0
         removed = self._port.ack_tx(through)
-        self.acked = through
+        # The port keeps what was never sent: acknowledged is only what it let go.
+        through = self._port.marks().tx_acked
+        self.acked = max(self.acked, through)
         self._sent_through = max(self._sent_through, through)
         while self._inflight and self._inflight[0][0] <= through:
             self._inflight.popleft()

@@ -104,7 +104,8 @@ class SyncPort(Protocol):
     def mark_tx_sent(self, first: int, last: int, at: str) -> None: ...
 
     def ack_tx(self, through: int) -> int:
-        """HQ durably has every record ≤ ``through``: drop them from the outbox."""
+        """HQ durably has every record ≤ ``through``: drop them from the outbox, but none that
+        was never sent (``marks().tx_acked`` then says how far the ack really went)."""
         ...
 
     def events_due(self, limit: int, sent_before: str) -> list[OutboxEvent]:

@@ -334,13 +334,24 @@ class StoreSyncPort:
             )
 
     def ack_tx(self, through: int) -> int:
+        """Drop what HQ acknowledged, but never a record it was not sent: an ack beyond the
+        first record still unsent (a faulty HQ, a crafted message, a journal that restarted)
+        would otherwise delete records HQ never had."""
         with self.store.write() as conn:
-            last = conn.execute("SELECT coalesce(max(seq), 0) FROM journal").fetchone()[0]
-            if through > last:
+            unsent = conn.execute(
+                "SELECT min(ref) FROM outbox WHERE topic = 'tx' AND attempts = 0"
+            ).fetchone()[0]
+            last = int(conn.execute("SELECT coalesce(max(seq), 0) FROM journal").fetchone()[0])
+            held = min(last, last if unsent is None else int(unsent) - 1)
+            if through > held:
                 logger.warning(
-                    "HQ acknowledged tx up to %d but the journal ends at %d", through, last
+                    "HQ acknowledged tx up to %d but was sent only up to %d (journal ends at "
+                    "%d): the rest stays queued",
+                    through,
+                    held,
+                    last,
                 )
-                through = int(last)
+                through = held
             cursor = conn.execute("DELETE FROM outbox WHERE topic = 'tx' AND ref <= ?", (through,))
             if through > int(_state(conn, TX_ACKED) or 0):
                 _set(conn, TX_ACKED, str(through))

@@ -266,6 +266,46 @@ def test_outbox_drains_in_batches_moved_only_by_txack(
     assert port.outbox_stats().tx_backlog == 0
 
 
+def test_an_ack_beyond_what_was_sent_never_drops_unsent_records(
+    tmp_path: Path, port: StoreSyncPort, hq: Signer, clock: Clock, published: Published
+) -> None:
+    conf = settings(tmp_path, hq, tx_batch=5, tx_window=1, resend_after=10.0)
+    key = load_or_create(conf.key_file)
+    engine = SyncEngine(
+        conf, port, Signer("t", key), clock=lambda: clock.now, monotonic=lambda: clock.mono
+    )
+    for i in range(25):
+        port.store.commit(
+            TransactionDraft(
+                "door", "2026-11-23T09:00:00+08:00", i, "card", "deny", Reason.CARD_UNKNOWN, 0
+            )
+        )
+    engine.on_connected(published)
+    engine.tick(published)
+    assert [r["seq"] for r in bodies(published, "tx")[-1]["records"]] == [1, 2, 3, 4, 5]
+    # A signed ack (a buggy HQ, a replayed or crafted message) far beyond what was sent.
+    ack = {"through": 1_000_000_000}
+    send(engine, hq, TOPICS.terminal_topic("txack"), "txack", ack, published, tid=TID)
+    assert port.outbox_stats().tx_backlog == 20  # 6..25 were never sent: they stay
+    assert port.marks().tx_acked == 5
+    for _ in range(4):
+        engine.tick(published)
+        last = bodies(published, "tx")[-1]["records"][-1]["seq"]
+        send(
+            engine,
+            hq,
+            TOPICS.terminal_topic("txack"),
+            "txack",
+            {"through": last},
+            published,
+            tid=TID,
+        )
+    assert port.outbox_stats().tx_backlog == 0
+    assert sorted({r["seq"] for b in bodies(published, "tx") for r in b["records"]}) == list(
+        range(1, 26)
+    )
+
+
 def test_snapshot_chunks_out_of_order_with_a_duplicate(
     engine: SyncEngine, hq: Signer, published: Published, port: StoreSyncPort
 ) -> None:

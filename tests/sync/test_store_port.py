@@ -192,7 +192,12 @@ def test_outbox_batches_and_ack(port: StoreSyncPort) -> None:
     assert port.ack_tx(3) == 3
     assert [r["seq"] for r in port.tx_records(0, 10)] == [4, 5]
     assert port.marks().tx_acked == 3
-    assert port.ack_tx(99) == 2  # clamped to the journal's end
+    # HQ cannot hold records it was never sent: an ack beyond them drops nothing more.
+    assert port.ack_tx(99) == 0
+    assert port.marks().tx_acked == 3
+    assert [r["seq"] for r in port.tx_records(0, 10)] == [4, 5]
+    port.mark_tx_sent(4, 5, "2026-11-23T01:00:01Z")
+    assert port.ack_tx(1_000_000_000) == 2  # and beyond the journal's end, only what it has
     assert port.marks().tx_acked == 5
     assert port.outbox_stats().tx_backlog == 0
 
