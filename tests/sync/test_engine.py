@@ -235,20 +235,35 @@ def test_commands_run_once_and_expired_ones_are_refused(
     assert engine.rejected["expired"] == 1 and engine.rejected["stale"] == 1
 
 
-def test_outbox_drains_in_batches_moved_only_by_txack(
-    tmp_path: Path, port: StoreSyncPort, hq: Signer, clock: Clock, published: Published
-) -> None:
-    conf = settings(tmp_path, hq, tx_batch=2, tx_window=2, resend_after=10.0)
+def draining_engine(
+    tmp_path: Path,
+    port: StoreSyncPort,
+    hq: Signer,
+    clock: Clock,
+    *,
+    records: int,
+    tx_batch: int,
+    tx_window: int,
+) -> SyncEngine:
+    """An engine over a journal of ``records`` door records, none of them sent yet."""
+    conf = settings(tmp_path, hq, tx_batch=tx_batch, tx_window=tx_window, resend_after=10.0)
     key = load_or_create(conf.key_file)
     engine = SyncEngine(
         conf, port, Signer("t", key), clock=lambda: clock.now, monotonic=lambda: clock.mono
     )
-    for i in range(5):
+    for i in range(records):
         port.store.commit(
             TransactionDraft(
                 "door", "2026-11-23T09:00:00+08:00", i, "card", "deny", Reason.CARD_UNKNOWN, 0
             )
         )
+    return engine
+
+
+def test_outbox_drains_in_batches_moved_only_by_txack(
+    tmp_path: Path, port: StoreSyncPort, hq: Signer, clock: Clock, published: Published
+) -> None:
+    engine = draining_engine(tmp_path, port, hq, clock, records=5, tx_batch=2, tx_window=2)
     engine.on_connected(published)
     engine.tick(published)
     sent = [[r["seq"] for r in b["records"]] for b in bodies(published, "tx")]
@@ -269,17 +284,7 @@ def test_outbox_drains_in_batches_moved_only_by_txack(
 def test_an_ack_beyond_what_was_sent_never_drops_unsent_records(
     tmp_path: Path, port: StoreSyncPort, hq: Signer, clock: Clock, published: Published
 ) -> None:
-    conf = settings(tmp_path, hq, tx_batch=5, tx_window=1, resend_after=10.0)
-    key = load_or_create(conf.key_file)
-    engine = SyncEngine(
-        conf, port, Signer("t", key), clock=lambda: clock.now, monotonic=lambda: clock.mono
-    )
-    for i in range(25):
-        port.store.commit(
-            TransactionDraft(
-                "door", "2026-11-23T09:00:00+08:00", i, "card", "deny", Reason.CARD_UNKNOWN, 0
-            )
-        )
+    engine = draining_engine(tmp_path, port, hq, clock, records=25, tx_batch=5, tx_window=1)
     engine.on_connected(published)
     engine.tick(published)
     assert [r["seq"] for r in bodies(published, "tx")[-1]["records"]] == [1, 2, 3, 4, 5]
