@@ -4,6 +4,9 @@ A record is the dict uploaded to HQ (PROTOCOL.md "transaction record"); ``hash``
 its canonical JSON without ``hash``, and ``prev_hash`` links it to the record before, so editing or
 deleting any committed record breaks every later link.
 
+Seqs count within one journal **epoch**: a journal that has to start again (a damaged database
+replaced by an empty one) starts a new epoch, so its seq 1 is never taken for the old seq 1.
+
 A door decision is committed before the gate opens, so whether someone then actually passed is
 not known yet; it is appended later as a ``passage`` record that references the door record
 (``ref``), instead of editing a sealed record.
@@ -59,8 +62,14 @@ _OPTIONAL = (
 )
 
 
-def seal(draft: TransactionDraft, *, seq: int, tx_id: str, prev_hash: str) -> dict[str, Any]:
-    """The record for ``draft`` at journal position ``seq``, with its ``hash`` filled in."""
+def seal(
+    draft: TransactionDraft, *, seq: int, tx_id: str, prev_hash: str, epoch: str = ""
+) -> dict[str, Any]:
+    """The record for ``draft`` at journal position ``seq``, with its ``hash`` filled in.
+
+    ``epoch`` names the journal (a random id given when it started); a journal from before
+    epochs has the empty one, and its records carry no ``epoch`` field.
+    """
     record: dict[str, Any] = {
         "seq": seq,
         "id": tx_id,
@@ -78,6 +87,8 @@ def seal(draft: TransactionDraft, *, seq: int, tx_id: str, prev_hash: str) -> di
         value = getattr(draft, name)
         if value is not None:
             record[name] = value
+    if epoch:
+        record["epoch"] = epoch
     record["hash"] = record_hash(record)
     return record
 

@@ -329,6 +329,9 @@ class SyncEngine:
             "snapshot_id": marks.snapshot_id,
             "last_tx_seq": stats.last_tx_seq,
             "tx_acked": marks.tx_acked,
+            "journal_epoch": marks.journal_epoch,
+            # The journal started again after these were set aside: HQ should raise the alarm.
+            "quarantined": self._port.quarantined(),
             "outbox_backlog": stats.tx_backlog + stats.event_backlog,
             "outbox_oldest_age_s": oldest_age,
             "degraded": self.degraded(),

@@ -46,8 +46,13 @@ class OutboxDrain:
         self._inflight.clear()
 
     def on_txack(self, body: Mapping[str, Any]) -> int:
-        """Apply ``{"through": K, "events"?: [ids]}``; returns records dropped from the outbox."""
+        """Apply ``{"through": K, "epoch"?: E, "events"?: [ids]}``; returns records dropped from
+        the outbox. An ack for another journal epoch (one this terminal had before its journal
+        started again) says nothing about this journal's records and moves nothing."""
         through = integer(body, "through", minimum=0)
+        epoch = body.get("epoch")
+        if epoch is not None and not isinstance(epoch, str):
+            raise bad("txack.epoch: the journal epoch the ack is for")
         events = body.get("events", [])
         if not isinstance(events, list) or not all(
             isinstance(e, int) and not isinstance(e, bool) for e in events
@@ -55,6 +60,10 @@ class OutboxDrain:
             raise bad("txack.events: a list of event ids")
         if events:
             self._port.ack_events(events)
+        own = self._port.marks().journal_epoch
+        if epoch is not None and epoch != own:
+            logger.warning("txack for journal epoch %r ignored: this journal is %r", epoch, own)
+            return 0
         if through <= self.acked:
             return 0
         removed = self._port.ack_tx(through)

@@ -35,6 +35,7 @@ class Marks:
     head: Head | None = None
     snapshot_id: str | None = None
     tx_acked: int = 0
+    journal_epoch: str = ""  # which journal the tx seqs count in ("" for one from before epochs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,3 +124,7 @@ class SyncPort(Protocol):
     def finish_command(self, cmd_id: str, outcome: str) -> None: ...
 
     def outbox_stats(self) -> OutboxStats: ...
+
+    def quarantined(self) -> list[str]:
+        """Database files set aside as unreadable: the journal started again since them."""
+        ...

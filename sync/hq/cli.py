@@ -87,6 +87,25 @@ def _enroll(args: argparse.Namespace) -> int:
     return 0
 
 
+def _alarms(args: argparse.Namespace) -> int:
+    """What HQ noticed about terminals that an operator must look at; exit 1 when any."""
+    db = _open(args)
+    rows = db.conn.execute(
+        "SELECT at, tid, kind, detail FROM alarms WHERE (? IS NULL OR tid = ?) ORDER BY id",
+        (args.tid, args.tid),
+    ).fetchall()
+    if args.json:
+        console.print_json(
+            data=[{"at": a, "tid": t, "kind": k, "detail": json.loads(d)} for a, t, k, d in rows]
+        )
+    else:
+        for at, tid, kind, detail in rows:
+            console.print(f"{at}  {tid}  [bold red]{kind}[/]  {detail}")
+        if not rows:
+            console.print("no alarms")
+    return 1 if rows else 0
+
+
 def _import(args: argparse.Namespace) -> int:
     encode_face = None
     if args.templates is not None:
@@ -409,6 +428,12 @@ def _link_commands(sub: Sub) -> None:
     serve.add_argument("--mqtt", choices=["5", "3.1.1"], default="5")
     serve.add_argument("--head-ttl", type=int, default=300, help="seconds a head stays valid")
     serve.add_argument("--share-group", help="consume through $share/<group>/... (scale out)")
+
+    alarms = _command(
+        sub, "alarms", _alarms, "journal resets, seqs gone backwards, records resent changed"
+    )
+    alarms.add_argument("--tid", help="only this terminal")
+    alarms.add_argument("--json", action="store_true")
 
     status = _command(sub, "status", _status, "fleet table from the terminals' retained statuses")
     _broker_options(status)

@@ -57,18 +57,27 @@ CREATE TABLE IF NOT EXISTS ledger (
     balance_after INTEGER NOT NULL, reason TEXT NOT NULL, origin_tid TEXT,
     origin_tx_seq INTEGER, origin_tx_id TEXT, at TEXT NOT NULL, seq INTEGER NOT NULL
 ) STRICT;
--- Never post one purse part of one terminal transaction twice, whatever happens upstream.
-CREATE UNIQUE INDEX IF NOT EXISTS ledger_by_origin ON ledger (origin_tid, origin_tx_seq, purse)
+-- Never post one purse part of one terminal transaction twice, whatever happens upstream. By the
+-- transaction's id (a UUIDv7): seqs start again in a terminal's new journal epoch.
+CREATE UNIQUE INDEX IF NOT EXISTS ledger_by_origin_tx ON ledger (origin_tid, origin_tx_id, purse)
     WHERE origin_tid IS NOT NULL;
+-- ``epoch``: the terminal's current journal; ``acked_through`` and ``last_hash`` are within it.
 CREATE TABLE IF NOT EXISTS terminals (
     tid TEXT PRIMARY KEY, pub TEXT NOT NULL, kid TEXT NOT NULL,
-    acked_through INTEGER NOT NULL DEFAULT 0, last_hash TEXT, chain_break INTEGER
+    acked_through INTEGER NOT NULL DEFAULT 0, last_hash TEXT, chain_break INTEGER,
+    epoch TEXT NOT NULL DEFAULT ''
 ) STRICT;
--- Every transaction record ever received, deduplicated forever by (terminal, seq).
+-- Every transaction record ever received, deduplicated forever by (terminal, epoch, seq).
 CREATE TABLE IF NOT EXISTS tx (
-    tid TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL, record TEXT NOT NULL,
-    received_at TEXT NOT NULL, PRIMARY KEY (tid, seq)
+    tid TEXT NOT NULL, epoch TEXT NOT NULL DEFAULT '', seq INTEGER NOT NULL, id TEXT NOT NULL,
+    record TEXT NOT NULL, received_at TEXT NOT NULL, PRIMARY KEY (tid, epoch, seq)
 ) STRICT, WITHOUT ROWID;
+-- What HQ noticed about a terminal that an operator must look at (a journal that started
+-- again, a seq that went backwards, a record resent with other content).
+CREATE TABLE IF NOT EXISTS alarms (
+    id INTEGER PRIMARY KEY, tid TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL,
+    at TEXT NOT NULL
+) STRICT;
 CREATE TABLE IF NOT EXISTS events (
     tid TEXT NOT NULL, event_id INTEGER NOT NULL, body TEXT NOT NULL, received_at TEXT NOT NULL,
     PRIMARY KEY (tid, event_id)
@@ -79,6 +88,38 @@ CREATE TABLE IF NOT EXISTS replies (
     cmd_id TEXT PRIMARY KEY, tid TEXT NOT NULL, body TEXT NOT NULL, at TEXT NOT NULL
 ) STRICT;
 """
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def _upgrade(conn: sqlite3.Connection) -> None:
+    """Bring a database made before journal epochs to the schema above (once, atomically)."""
+    if "epoch" in _columns(conn, "tx") and "epoch" in _columns(conn, "terminals"):
+        conn.execute("DROP INDEX IF EXISTS ledger_by_origin")
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if "epoch" not in _columns(conn, "terminals"):
+            conn.execute("ALTER TABLE terminals ADD COLUMN epoch TEXT NOT NULL DEFAULT ''")
+        if "epoch" not in _columns(conn, "tx"):
+            conn.execute("ALTER TABLE tx RENAME TO tx_before_epochs")
+            conn.execute(
+                "CREATE TABLE tx (tid TEXT NOT NULL, epoch TEXT NOT NULL DEFAULT '', "
+                "seq INTEGER NOT NULL, id TEXT NOT NULL, record TEXT NOT NULL, "
+                "received_at TEXT NOT NULL, PRIMARY KEY (tid, epoch, seq)) STRICT, WITHOUT ROWID"
+            )
+            conn.execute(
+                "INSERT INTO tx (tid, epoch, seq, id, record, received_at) "
+                "SELECT tid, '', seq, id, record, received_at FROM tx_before_epochs"
+            )
+            conn.execute("DROP TABLE tx_before_epochs")
+        conn.execute("DROP INDEX IF EXISTS ledger_by_origin")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def now_iso() -> str:
@@ -102,6 +143,7 @@ class HqDb:
         self.conn.execute("PRAGMA journal_mode = WAL")
         self.conn.execute("PRAGMA synchronous = FULL")
         self.conn.executescript(SCHEMA)
+        _upgrade(self.conn)
         self.site = self.meta("site") or ""
         self.prefix = self.meta("prefix") or "ykt/v1"
 

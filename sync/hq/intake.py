@@ -1,9 +1,15 @@
 """What HQ does with what terminals send: transactions, events, statuses, command replies.
 
 A ``tx`` batch is stored and its money posted in one transaction: a record already held (same
-terminal, same seq) is skipped, so its debit is never posted twice, whether the terminal resent
-it, the broker redelivered it, or HQ was killed halfway and restarted. Only then is ``txack``
-published, naming the highest seq below which HQ holds every record.
+terminal, same journal epoch, same seq) is skipped, so its debit is never posted twice, whether
+the terminal resent it, the broker redelivered it, or HQ was killed halfway and restarted. Only
+then is ``txack`` published, naming the journal epoch and the highest seq below which HQ holds
+every record of it.
+
+A record of an epoch HQ has not seen from this terminal means its journal started again (a
+damaged database replaced by an empty one): HQ raises a ``journal_reset`` alarm and counts the
+new journal from its seq 1, instead of taking its records for ones it already has. The records
+arrive signed with the enrolled terminal's key, so only that terminal can start an epoch.
 """
 
 import json
@@ -28,9 +34,77 @@ def _checked_record(record: Any) -> dict[str, Any]:
     integer(record, "seq", minimum=1)
     if not isinstance(record.get("id"), str) or not isinstance(record.get("hash"), str):
         raise bad("a tx record needs id and hash")
+    epoch = record.get("epoch", "")
+    if not isinstance(epoch, str) or len(epoch) > 64:
+        raise bad(f"tx record {record['seq']}: epoch must be a string of at most 64 characters")
     if record["hash"] != record_hash(record):
         raise bad(f"tx record {record['seq']}: hash does not match its content")
     return record
+
+
+def _epoch(record: Mapping[str, Any]) -> str:
+    return str(record.get("epoch", ""))
+
+
+def raise_alarm(conn: sqlite3.Connection, tid: str, kind: str, detail: Mapping[str, Any]) -> None:
+    """Something about a terminal an operator must look at (``ykt hq alarms``)."""
+    logger.error("terminal %s: %s %s", tid, kind, dict(detail))
+    conn.execute(
+        "INSERT INTO alarms (tid, kind, detail, at) VALUES (?, ?, ?, ?)",
+        (tid, kind, text_of(detail), now_iso()),
+    )
+
+
+def _known_epoch(conn: sqlite3.Connection, tid: str, epoch: str) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM tx WHERE tid = ? AND epoch = ? LIMIT 1", (tid, epoch)
+    ).fetchone()
+    return row is not None
+
+
+def _start_epoch(conn: sqlite3.Connection, tid: str, old: str, new: str) -> None:
+    """The terminal's journal started again: count the new one from its seq 1."""
+    had = conn.execute("SELECT count(*), max(seq) FROM tx WHERE tid = ?", (tid,)).fetchone()
+    if had[0]:
+        acked = conn.execute(
+            "SELECT acked_through FROM terminals WHERE tid = ?", (tid,)
+        ).fetchone()[0]
+        raise_alarm(
+            conn,
+            tid,
+            "journal_reset",
+            {
+                "old_epoch": old,
+                "new_epoch": new,
+                "old_acked_through": int(acked),
+                "old_records": int(had[0]),
+            },
+        )
+    conn.execute(
+        "UPDATE terminals SET epoch = ?, acked_through = 0, last_hash = NULL, chain_break = NULL "
+        "WHERE tid = ?",
+        (new, tid),
+    )
+
+
+def _differs(conn: sqlite3.Connection, tid: str, record: Mapping[str, Any]) -> None:
+    """A record HQ already holds, sent again: it must be the same one."""
+    held = conn.execute(
+        "SELECT record FROM tx WHERE tid = ? AND epoch = ? AND seq = ?",
+        (tid, _epoch(record), record["seq"]),
+    ).fetchone()
+    if held is not None and json.loads(held[0]).get("hash") != record["hash"]:
+        raise_alarm(
+            conn,
+            tid,
+            "tx_differs",
+            {
+                "epoch": _epoch(record),
+                "seq": record["seq"],
+                "held_id": json.loads(held[0])["id"],
+                "sent_id": record["id"],
+            },
+        )
 
 
 def _post_money(
@@ -47,6 +121,8 @@ def _post_money(
     else:
         return
     origin = {"tid": tid, "tx_seq": record["seq"], "tx_id": record["id"]}
+    epoch = _epoch(record)
+    entry = f"{tid}:{record['seq']}" if not epoch else f"{tid}:{epoch}:{record['seq']}"
     for part in record.get("split", []):
         amount = part.get("amount")
         if not isinstance(amount, int) or amount <= 0:
@@ -58,19 +134,21 @@ def _post_money(
             sign * amount,
             reason,
             origin=origin,
-            entry_id=f"{tid}:{record['seq']}:{part['purse']}",
+            entry_id=f"{entry}:{part['purse']}",
         )
 
 
 def _advance(conn: sqlite3.Connection, tid: str) -> int:
-    """Move the terminal's acked mark over every contiguous record, checking the hash chain."""
-    acked, last_hash = conn.execute(
-        "SELECT acked_through, last_hash FROM terminals WHERE tid = ?", (tid,)
+    """Move the terminal's acked mark over every contiguous record of its current epoch,
+    checking the hash chain."""
+    acked, last_hash, epoch = conn.execute(
+        "SELECT acked_through, last_hash, epoch FROM terminals WHERE tid = ?", (tid,)
     ).fetchone()
     acked, last_hash = int(acked), str(last_hash or ZERO_HASH)
     moved = False
     for seq, text in conn.execute(
-        "SELECT seq, record FROM tx WHERE tid = ? AND seq > ? ORDER BY seq", (tid, acked)
+        "SELECT seq, record FROM tx WHERE tid = ? AND epoch = ? AND seq > ? ORDER BY seq",
+        (tid, epoch, acked),
     ).fetchall():
         if seq != acked + 1:
             break
@@ -87,28 +165,47 @@ def _advance(conn: sqlite3.Connection, tid: str) -> int:
     return int(acked)
 
 
-def ingest_tx(db: HqDb, tid: str, records: Sequence[Any]) -> tuple[int, int]:
-    """Store ``records`` of terminal ``tid``; returns (new records, acked-through seq)."""
+def ingest_tx(db: HqDb, tid: str, records: Sequence[Any]) -> tuple[int, int, str]:
+    """Store ``records`` of terminal ``tid``; returns (new records, acked-through seq, the
+    epoch it counts in)."""
     checked = sorted((_checked_record(r) for r in records), key=lambda r: int(r["seq"]))
     office = Office(db)
     new = 0
     with db.tx() as conn:
         received = now_iso()
+        current = _current_epoch(conn, tid)
         for record in checked:
+            epoch = _epoch(record)
+            if epoch != current and not _known_epoch(conn, tid, epoch):
+                _start_epoch(conn, tid, current, epoch)
+                current = epoch
             cursor = conn.execute(
-                "INSERT OR IGNORE INTO tx (tid, seq, id, record, received_at) VALUES (?,?,?,?,?)",
-                (tid, record["seq"], record["id"], text_of(record), received),
+                "INSERT OR IGNORE INTO tx (tid, epoch, seq, id, record, received_at) "
+                "VALUES (?,?,?,?,?,?)",
+                (tid, epoch, record["seq"], record["id"], text_of(record), received),
             )
             if cursor.rowcount:
                 new += 1
                 _post_money(office, conn, tid, record)
+            else:
+                _differs(conn, tid, record)
         through = _advance(conn, tid)
-    return new, through
+    return new, through, current
 
 
-def acked_through(db: HqDb, tid: str) -> int:
-    row = db.conn.execute("SELECT acked_through FROM terminals WHERE tid = ?", (tid,)).fetchone()
-    return int(row[0]) if row else 0
+def _current_epoch(conn: sqlite3.Connection, tid: str) -> str:
+    row = conn.execute("SELECT epoch FROM terminals WHERE tid = ?", (tid,)).fetchone()
+    if row is None:
+        raise bad(f"terminal {tid} is not enrolled")
+    return str(row[0])
+
+
+def acked_through(db: HqDb, tid: str) -> tuple[int, str]:
+    """The terminal's acknowledged position: (seq, journal epoch)."""
+    row = db.conn.execute(
+        "SELECT acked_through, epoch FROM terminals WHERE tid = ?", (tid,)
+    ).fetchone()
+    return (int(row[0]), str(row[1])) if row else (0, "")
 
 
 def ingest_event(db: HqDb, tid: str, body: Mapping[str, Any]) -> int:
@@ -124,6 +221,28 @@ def ingest_event(db: HqDb, tid: str, body: Mapping[str, Any]) -> int:
 
 def store_status(db: HqDb, tid: str, body: Mapping[str, Any]) -> None:
     with db.tx() as conn:
+        row = conn.execute(
+            "SELECT acked_through, epoch FROM terminals WHERE tid = ?", (tid,)
+        ).fetchone()
+        last, epoch = body.get("last_tx_seq"), body.get("journal_epoch", "")
+        if row is not None and isinstance(last, int) and epoch == row[1] and last < int(row[0]):
+            # The same journal, but shorter than what HQ already holds of it.
+            raise_alarm(
+                conn,
+                tid,
+                "seq_backwards",
+                {"epoch": epoch, "last_tx_seq": last, "acked_through": int(row[0])},
+            )
+        if body.get("quarantined"):
+            known = conn.execute("SELECT body FROM statuses WHERE tid = ?", (tid,)).fetchone()
+            before = json.loads(known[0]).get("quarantined") if known else None
+            if body["quarantined"] != before:
+                raise_alarm(
+                    conn,
+                    tid,
+                    "database_quarantined",
+                    {"files": body["quarantined"], "epoch": epoch},
+                )
         conn.execute(
             "INSERT INTO statuses (tid, body, at) VALUES (?, ?, ?) ON CONFLICT (tid) "
             "DO UPDATE SET body = excluded.body, at = excluded.at",

@@ -233,14 +233,14 @@ class HqServer:
                 records = body.get("records")
                 if not isinstance(records, list):
                     raise bad("tx.records: a list")
-                new, through = intake.ingest_tx(self.db, tid, records)
-                self._publish(
-                    self.topics.terminal_topic("txack", tid), "txack", {"through": through}, tid=tid
-                )
+                new, through, epoch = intake.ingest_tx(self.db, tid, records)
+                ack = {"through": through, "epoch": epoch}
+                self._publish(self.topics.terminal_topic("txack", tid), "txack", ack, tid=tid)
                 logger.debug("tx from %s: %d new, acked through %d", tid, new, through)
             elif name == "event":
                 event_id = intake.ingest_event(self.db, tid, body)
-                ack = {"through": intake.acked_through(self.db, tid), "events": [event_id]}
+                through, epoch = intake.acked_through(self.db, tid)
+                ack = {"through": through, "epoch": epoch, "events": [event_id]}
                 self._publish(self.topics.terminal_topic("txack", tid), "txack", ack, tid=tid)
             elif name == "resync":
                 have = body.get("have")

@@ -114,7 +114,8 @@ def assess(status: dict[str, Any]) -> tuple[Level, list[str]]:
     if database.get("quarantined"):
         degraded.append(
             "database was quarantined and started empty "
-            f"({', '.join(database['quarantined'])}): re-enrol this terminal at HQ under a new id"
+            f"({', '.join(database['quarantined'])}): a new journal epoch; send the file to "
+            "the support desk (docs/operations.md)"
         )
     sync = status.get("sync", {})
     if sync.get("enabled"):

@@ -127,11 +127,7 @@ class Database:
             "schema_version": schema.schema_version(self._conn),
             "schema_latest": schema.latest_version(),
             # Files an earlier start moved aside as unreadable (see docs/operations.md).
-            "quarantined": sorted(
-                p.name
-                for p in self.path.parent.glob(self.path.name + ".corrupt-*")
-                if not p.name.endswith(("-wal", "-shm"))
-            ),
+            "quarantined": schema.quarantined_files(self.path),
         }
 
     def sync_state(self) -> dict[str, str]:

@@ -50,9 +50,10 @@ def append(
     tx_id: str,
     prev_hash: str,
     event: SecurityEvent | None = None,
+    epoch: str = "",
 ) -> Committed:
     """Insert the sealed record, its outbox row and its event; the caller owns the transaction."""
-    record = seal(draft, seq=seq, tx_id=tx_id, prev_hash=prev_hash)
+    record = seal(draft, seq=seq, tx_id=tx_id, prev_hash=prev_hash, epoch=epoch)
     conn.execute(
         _INSERT_JOURNAL,
         (

@@ -83,6 +83,15 @@ def _configure(conn: sqlite3.Connection, *, readonly: bool) -> None:
         conn.execute("PRAGMA synchronous = FULL")
 
 
+def quarantined_files(path: Path) -> list[str]:
+    """The files an earlier start moved aside as unreadable, beside the database at ``path``."""
+    return sorted(
+        p.name
+        for p in path.parent.glob(path.name + ".corrupt-*")
+        if not p.name.endswith(("-wal", "-shm"))
+    )
+
+
 def _quarantine(path: Path, why: str) -> Path:
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     target = path.with_name(f"{path.name}.corrupt-{stamp}")

@@ -26,6 +26,7 @@ from terminal.store.journal import Committed, SecurityEvent
 from terminal.store.schema import connect
 
 CHANGE_SEQ = "change_seq"
+JOURNAL_EPOCH = "journal_epoch"
 logger = logging.getLogger(__name__)
 
 
@@ -42,6 +43,8 @@ class Store:
         self._lock = threading.RLock()
         self._tip = journal.chain_tip(conn)
         self._view_seq = int(self.state(CHANGE_SEQ) or 0)
+        # Which journal this is (migration 0008): in every record, so HQ tells journals apart.
+        self.epoch = self.state(JOURNAL_EPOCH) or ""
         self._pending_view_seq: int | None = None
         self._rules = RuleSet()
         self._rules_key: object = None
@@ -216,6 +219,7 @@ class Store:
                         tx_id=str(uuid7()),
                         prev_hash=prev_hash,
                         event=event,
+                        epoch=self.epoch,
                     )
                     pos.apply_effects(conn, effects, committed)
             except sqlite3.Error as exc:

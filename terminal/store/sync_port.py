@@ -18,7 +18,8 @@ from typing import Any
 from models.errors import StoreError
 from sync.changes import CardUpsert, Change, DenyEntry, FaceUpsert, HolderUpsert, KeysChange
 from sync.port import BatchOutcome, Head, Marks, OutboxEvent, OutboxStats, PurseBalance
-from terminal.store.store import CHANGE_SEQ, Store
+from terminal.store.schema import quarantined_files
+from terminal.store.store import CHANGE_SEQ, JOURNAL_EPOCH, Store
 from terminal.store.sync_apply import (
     UPSERT_CARD,
     UPSERT_FACE,
@@ -259,6 +260,7 @@ class StoreSyncPort:
             head=head,
             snapshot_id=values.get(SNAPSHOT_ID),
             tx_acked=int(values.get(TX_ACKED, 0)),
+            journal_epoch=values.get(JOURNAL_EPOCH, ""),
         )
 
     def apply_batch(self, first: int, last: int, changes: Sequence[Change]) -> BatchOutcome:
@@ -395,6 +397,9 @@ class StoreSyncPort:
     def finish_command(self, cmd_id: str, outcome: str) -> None:
         with self.store.write() as conn:
             conn.execute("UPDATE commands_done SET outcome = ? WHERE id = ?", (outcome, cmd_id))
+
+    def quarantined(self) -> list[str]:
+        return quarantined_files(self.store.path)
 
     def outbox_stats(self) -> OutboxStats:
         with self.store.read() as conn:

@@ -142,4 +142,4 @@ def test_a_quarantined_database_degrades_the_status(tmp_path: Path) -> None:
     assert files["quarantined"] == ["terminal.db.corrupt-20261122T010203"]
     level, problems = commands.assess({"daemon": {"running": True}, "database": files})
     assert level == "degraded"
-    assert any("re-enrol" in p for p in problems)
+    assert any("quarantined" in p and "new journal epoch" in p for p in problems)

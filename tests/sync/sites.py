@@ -122,9 +122,14 @@ class Site:
             lambda: self.terminal.port.marks().change_seq == self.db.head_seq(), timeout
         )
 
-    def hq_tx(self) -> list[tuple[int, int]]:
-        """(seq, how many times) for every tx HQ holds from the terminal."""
-        rows = self.db.conn.execute("SELECT seq, count(*) FROM tx GROUP BY tid, seq ORDER BY seq")
+    def hq_tx(self, epoch: str | None = None) -> list[tuple[int, int]]:
+        """(seq, how many times) for every tx HQ holds from the terminal, in the terminal's
+        current journal epoch unless told which."""
+        epoch = self.terminal.port.marks().journal_epoch if epoch is None else epoch
+        rows = self.db.conn.execute(
+            "SELECT seq, count(*) FROM tx WHERE epoch = ? GROUP BY tid, seq ORDER BY seq",
+            (epoch,),
+        )
         return [(int(s), int(c)) for s, c in rows]
 
     def close(self) -> None:

@@ -13,7 +13,7 @@ from sync.changes import parse_change
 from sync.hq.cli import main
 from sync.hq.db import HqDb
 from sync.hq.importer import import_sheet
-from sync.hq.intake import ingest_tx
+from sync.hq.intake import ingest_tx, store_status
 from sync.hq.office import Office, OfficeError, denies_in
 from tests.sync.messages import SITE, TID, card_number, holder
 
@@ -77,14 +77,23 @@ def test_bad_holder_is_refused_before_it_is_published(office: Office) -> None:
     assert entries(office) == []
 
 
-def _records(count: int) -> list[dict]:
+def _records(count: int, epoch: str = "", amount: int = 700) -> list[dict]:
     records, prev = [], ZERO_HASH
     for seq in range(1, count + 1):
         draft = TransactionDraft(
-            "meal", "2026-11-23T12:00:00+08:00", seq, "card", "allow", Reason.ALLOWED, 1,
-            card=card_number(1), holder_id="H1", amount=700, split=(("cash", 700),),
-        )  # fmt: skip
-        record = seal(draft, seq=seq, tx_id=f"tx-{seq}", prev_hash=prev)
+            "meal",
+            "2026-11-23T12:00:00+08:00",
+            seq,
+            "card",
+            "allow",
+            Reason.ALLOWED,
+            1,
+            card=card_number(1),
+            holder_id="H1",
+            amount=amount,
+            split=(("cash", amount),),
+        )
+        record = seal(draft, seq=seq, tx_id=f"tx-{epoch}-{seq}", prev_hash=prev, epoch=epoch)
         records.append(record)
         prev = record["hash"]
     return records
@@ -94,16 +103,118 @@ def test_tx_is_stored_and_posted_once_whatever_arrives_twice(office: Office) -> 
     office.enroll(TID, PUB)
     office.move_money("H1", "cash", 10_000, "topup")
     records = _records(5)
-    assert ingest_tx(office.db, TID, records[2:4]) == (2, 0)  # out of order: nothing to ack yet
-    assert ingest_tx(office.db, TID, records[:3]) == (2, 4)
-    assert ingest_tx(office.db, TID, records) == (1, 5)
-    assert ingest_tx(office.db, TID, records) == (0, 5)
+    assert ingest_tx(office.db, TID, records[2:4]) == (2, 0, "")  # out of order: no ack yet
+    assert ingest_tx(office.db, TID, records[:3]) == (2, 4, "")
+    assert ingest_tx(office.db, TID, records) == (1, 5, "")
+    assert ingest_tx(office.db, TID, records) == (0, 5, "")
     conn = office.db.conn
     assert conn.execute("SELECT balance FROM purses WHERE account = 'H1'").fetchone() == (6500,)
     debits = conn.execute("SELECT count(*) FROM ledger WHERE reason = 'debit'").fetchone()
     assert debits == (5,)
     echoed = [e for e in entries(office) if e["kind"] == "ledger" and "origin" in e["entry"]]
     assert [e["entry"]["origin"]["tx_seq"] for e in echoed] == [3, 4, 1, 2, 5]
+
+
+def alarms(office: Office) -> list[tuple[str, dict]]:
+    rows = office.db.conn.execute("SELECT kind, detail FROM alarms ORDER BY id")
+    return [(kind, json.loads(detail)) for kind, detail in rows]
+
+
+def test_a_journal_that_started_again_is_a_new_epoch_not_records_hq_has(office: Office) -> None:
+    # A terminal's database was quarantined: its new journal starts at seq 1 again. Before
+    # epochs HQ took those for records it had and posted none of their money.
+    office.enroll(TID, PUB)
+    office.move_money("H1", "cash", 10_000, "topup")
+    first = _records(5, epoch="aa" * 16)
+    assert ingest_tx(office.db, TID, first) == (5, 5, "aa" * 16)
+    assert alarms(office) == []  # a terminal's first journal is no alarm
+    again = _records(3, epoch="bb" * 16, amount=200)
+    assert ingest_tx(office.db, TID, again) == (3, 3, "bb" * 16)
+    conn = office.db.conn
+    assert conn.execute("SELECT balance FROM purses WHERE account = 'H1'").fetchone() == (
+        10_000 - 5 * 700 - 3 * 200,
+    )
+    [(kind, detail)] = alarms(office)
+    assert kind == "journal_reset"
+    assert detail == {
+        "old_epoch": "aa" * 16,
+        "new_epoch": "bb" * 16,
+        "old_acked_through": 5,
+        "old_records": 5,
+    }
+    # A late resend of the old journal is kept apart and posts nothing twice.
+    assert ingest_tx(office.db, TID, first) == (0, 3, "bb" * 16)
+    assert conn.execute("SELECT count(*) FROM ledger WHERE reason = 'debit'").fetchone() == (8,)
+
+
+def test_a_record_resent_with_other_content_raises_an_alarm(office: Office) -> None:
+    office.enroll(TID, PUB)
+    office.move_money("H1", "cash", 10_000, "topup")
+    ingest_tx(office.db, TID, _records(2))
+    other = _records(2, amount=100)  # the same seqs, other content (a journal rewritten)
+    assert ingest_tx(office.db, TID, other) == (0, 2, "")
+    assert [kind for kind, _ in alarms(office)] == ["tx_differs", "tx_differs"]
+
+
+def test_a_status_showing_a_shorter_journal_or_a_quarantine_raises_an_alarm(
+    office: Office,
+) -> None:
+    office.enroll(TID, PUB)
+    office.move_money("H1", "cash", 10_000, "topup")
+    ingest_tx(office.db, TID, _records(5))
+    store_status(office.db, TID, {"last_tx_seq": 5, "journal_epoch": ""})
+    assert alarms(office) == []
+    store_status(office.db, TID, {"last_tx_seq": 2, "journal_epoch": ""})  # seq went back
+    quarantined = {"last_tx_seq": 0, "journal_epoch": "dd" * 16, "quarantined": ["t.db.x"]}
+    store_status(office.db, TID, quarantined)
+    store_status(office.db, TID, quarantined)  # said again: not a new alarm
+    assert [kind for kind, _ in alarms(office)] == ["seq_backwards", "database_quarantined"]
+
+
+def test_hq_alarms_lists_them_and_exits_1_when_there_are_any(
+    office: Office, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hq = ["--dir", str(tmp_path / "hq")]
+    office.enroll(TID, PUB)
+    assert main([*hq, "alarms"]) == 0
+    ingest_tx(office.db, TID, _records(2, epoch="aa" * 16))
+    ingest_tx(office.db, TID, _records(1, epoch="bb" * 16))
+    capsys.readouterr()
+    assert main([*hq, "alarms", "--json"]) == 1
+    [alarm] = json.loads(capsys.readouterr().out)
+    assert (alarm["tid"], alarm["kind"], alarm["detail"]["new_epoch"]) == (
+        TID,
+        "journal_reset",
+        "bb" * 16,
+    )
+
+
+def test_an_hq_database_from_before_epochs_is_upgraded_keeping_its_records(
+    office: Office, tmp_path: Path
+) -> None:
+    office.enroll(TID, PUB)
+    office.move_money("H1", "cash", 10_000, "topup")
+    ingest_tx(office.db, TID, _records(2))
+    conn = office.db.conn
+    # Put the tables back as they were before epochs.
+    conn.executescript(
+        "CREATE TABLE old_tx (tid TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL, "
+        "record TEXT NOT NULL, received_at TEXT NOT NULL, PRIMARY KEY (tid, seq)) STRICT, "
+        "WITHOUT ROWID; INSERT INTO old_tx SELECT tid, seq, id, record, received_at FROM tx; "
+        "DROP TABLE tx; ALTER TABLE old_tx RENAME TO tx; "
+        "ALTER TABLE terminals DROP COLUMN epoch; DROP INDEX ledger_by_origin_tx; "
+        "CREATE UNIQUE INDEX ledger_by_origin ON ledger (origin_tid, origin_tx_seq, purse) "
+        "WHERE origin_tid IS NOT NULL;"
+    )
+    office.db.close()
+    upgraded = HqDb(tmp_path / "hq")
+    rows = upgraded.conn.execute("SELECT epoch, seq FROM tx ORDER BY seq").fetchall()
+    assert rows == [("", 1), ("", 2)]
+    assert ingest_tx(upgraded, TID, _records(3)) == (1, 3, "")
+    assert ingest_tx(upgraded, TID, _records(1, epoch="cc" * 16)) == (1, 1, "cc" * 16)
+    indexes = {r[0] for r in upgraded.conn.execute("SELECT name FROM sqlite_schema")}
+    assert "ledger_by_origin" not in indexes and "ledger_by_origin_tx" in indexes
+    upgraded.close()
 
 
 def test_a_tampered_record_is_refused(office: Office) -> None:
@@ -217,8 +328,14 @@ def test_the_cli_runs_the_card_office(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main([*hq, "subsidy", "grant", "H1", "3000"]) == 0
     assert main([*hq, "subsidy", "expire", "H1"]) == 0
     assert main([*hq, "holiday", "cn", "--holiday", "2027-01-01"]) == 0
-    rule = {"id": "p1", "type": "price", "canteen": "c1", "period": "lunch", "mode": "fixed",
-            "by_class": {"red": 800}}  # fmt: skip
+    rule = {
+        "id": "p1",
+        "type": "price",
+        "canteen": "c1",
+        "period": "lunch",
+        "mode": "fixed",
+        "by_class": {"red": 800},
+    }
     assert main([*hq, "rule", json.dumps(rule)]) == 0
     assert main([*hq, "enroll", TID, PUB]) == 0
     db = HqDb(tmp_path / "site")

@@ -112,6 +112,37 @@ def test_outbox_drains_after_a_broker_outage_nothing_lost_or_doubled(
         )
 
 
+def test_a_quarantined_database_starts_a_journal_hq_tells_apart(site: Site) -> None:
+    site.start_hq()
+    site.terminal.start()
+    assert site.synced()
+    site.terminal.commit_payments(20)
+    assert wait_for(lambda: site.terminal.port.outbox_stats().tx_backlog == 0, 20)
+    old_epoch = site.terminal.port.marks().journal_epoch
+    site.terminal.stop()
+    db = site.terminal.root / "terminal.db"
+    db.write_bytes(b"this is not a database" * 100)  # damaged beyond reading: quarantined
+    site.terminal = restarted(site.terminal).start()
+    new_epoch = site.terminal.port.marks().journal_epoch
+    assert new_epoch and new_epoch != old_epoch
+    assert site.synced(20)  # refilled by a snapshot
+    site.terminal.commit_payments(15)  # the new journal's seq 1..15
+    assert wait_for(lambda: site.terminal.port.outbox_stats().tx_backlog == 0, 20)
+    assert site.hq_tx(old_epoch) == [(seq, 1) for seq in range(1, 21)]
+    assert site.hq_tx(new_epoch) == [(seq, 1) for seq in range(1, 16)]
+    debits = site.db.conn.execute("SELECT count(*), sum(delta) FROM ledger WHERE reason = 'debit'")
+    assert debits.fetchone() == (35, -3_500)  # every payment of both journals, once
+    kinds = [k for (k,) in site.db.conn.execute("SELECT kind FROM alarms ORDER BY id")]
+    assert "journal_reset" in kinds
+    assert wait_for(
+        lambda: (
+            "database_quarantined"
+            in [k for (k,) in site.db.conn.execute("SELECT kind FROM alarms")]
+        ),
+        10,
+    )
+
+
 def _spawn(*args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, *args], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
