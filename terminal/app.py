@@ -347,8 +347,27 @@ class App:
         if self.sync is not None:
             self.sync.start()
 
+    def _check_integrity(self) -> None:
+        """SQLite's quick check, after start and then every ``integrity_check_hours``: a page
+        damaged where nothing has read it yet is found before it loses a record."""
+        section = self.config.store
+        wait = section.integrity_check_after_seconds
+        while not self._stopping.wait(wait):
+            if self.store.check_integrity():
+                logger.error("restarting to quarantine the damaged database")
+                return
+            if section.integrity_check_hours <= 0:
+                return
+            wait = section.integrity_check_hours * 3600
+
+    @property
+    def restart_due(self) -> bool:
+        """A valid new config is waiting, or the database was found damaged."""
+        return self.remote.reload_due or self.store.damaged is not None
+
     def run(self, stop: threading.Event, notifier: Notifier | None = None) -> None:
-        """Handle presentations until ``stop`` is set or a config reload is due."""
+        """Handle presentations until ``stop`` is set or a restart is due."""
+        threading.Thread(target=self._check_integrity, name="integrity-check", daemon=True).start()
         self.loop.start()
         if self.face_parts is not None:
             self._housekeeper = threading.Thread(
@@ -356,7 +375,7 @@ class App:
             )
             self._housekeeper.start()
         try:
-            self.loop.run(stop, notifier or Notifier(), lambda: self.remote.reload_due)
+            self.loop.run(stop, notifier or Notifier(), lambda: self.restart_due)
         finally:
             self.loop.stop()
 

@@ -124,6 +124,17 @@ class StoreSection(Section):
     path: Path | None = Field(
         None, description="Database file; default <terminal.state_dir>/terminal.db."
     )
+    integrity_check_after_seconds: float = Field(
+        120,
+        ge=0,
+        le=86_400,
+        description="How long after start SQLite's full quick check of the database runs, off "
+        "the tap path (it reads the whole file). Damage found: the terminal restarts in-process "
+        "and the file is quarantined.",
+    )
+    integrity_check_hours: float = Field(
+        24, ge=0, le=8760, description="How often the check runs again; 0: only after start."
+    )
 
 
 class DoorSection(Section):

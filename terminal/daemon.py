@@ -33,9 +33,12 @@ def run(config: Config, path: Path | None = None) -> int:
     signal.signal(signal.SIGINT, request_stop)
     notifier = Notifier()
     while True:
-        reload = _serve(config, path, stop, notifier)
-        if not reload or stop.is_set() or path is None:
+        restart = _serve(config, path, stop, notifier)
+        if restart is None or stop.is_set():
             break
+        if restart == "damaged" or path is None:
+            logger.warning("restarting in-process (%s)", restart)
+            continue  # the store quarantines the damaged file as it opens
         try:
             config = config_module.load(path)
         except ConfigError as exc:
@@ -49,8 +52,11 @@ def run(config: Config, path: Path | None = None) -> int:
     return 0
 
 
-def _serve(config: Config, path: Path | None, stop: threading.Event, notifier: Notifier) -> bool:
-    """Run one App until stopped; ``True`` when it stopped for a config reload."""
+def _serve(
+    config: Config, path: Path | None, stop: threading.Event, notifier: Notifier
+) -> str | None:
+    """Run one App until stopped; why it stopped when it is to start again ("reload",
+    "damaged"), ``None`` for good."""
     app = App(config, config_path=path)
     app.remote.bundle = lambda: Commands(config, diag=config.diag, sync=app.sync).bundle({})
     try:
@@ -67,6 +73,8 @@ def _serve(config: Config, path: Path | None, stop: threading.Event, notifier: N
         with serving(app, config.diag, sync=app.sync):
             notifier.ready(f"serving {role}")
             app.run(stop, notifier)
-        return app.remote.reload_due
+        if app.store.damaged is not None:
+            return "damaged"
+        return "reload" if app.remote.reload_due else None
     finally:
         app.close()

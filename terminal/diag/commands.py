@@ -111,6 +111,11 @@ def assess(status: dict[str, Any]) -> tuple[Level, list[str]]:
         failed.append(f"database: {database['error']}")
     elif database.get("schema_version", 0) > database.get("schema_latest", 0):
         failed.append("database schema is newer than this software")
+    if database.get("damaged"):
+        failed.append(
+            "database damaged (" + database["damaged"].splitlines()[0][:120] + "): the daemon "
+            "restarts and quarantines it; HQ refills it"
+        )
     if database.get("quarantined"):
         degraded.append(
             "database was quarantined and started empty "

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.serialization import (
 
 from models.cards import mask_card_number
 from models.errors import StoreError
+from models.journal import ChainBreak
 from terminal.diag.protocol import DiagError, ErrorCode, Level, worst
 from terminal.diag.redact import mask_digits
 from terminal.store import journal, schema
@@ -102,6 +103,9 @@ class Database:
         trace: TracebackType | None,
     ) -> None:
         self._conn.close()
+        if isinstance(error, schema.DatabaseError):
+            # A damaged page met while reading: said as such, not a traceback.
+            raise DiagError(ErrorCode.FAILED, f"database {self.path} is damaged: {error}") from None
 
     def _one(self, sql: str, *params: Any) -> Any:
         row = self._conn.execute(sql, params).fetchone()
@@ -112,8 +116,15 @@ class Database:
         return {str(name) for (name,) in rows}
 
     def counts(self) -> dict[str, int]:
-        present = self.tables()
-        return {t: int(self._one(f"SELECT count(*) FROM {t}")) for t in COUNTED if t in present}
+        """Rows per table; a table too damaged to count is left out (``db check`` says why)."""
+        present, found = self.tables(), {}
+        for table in COUNTED:
+            if table in present:
+                try:
+                    found[table] = int(self._one(f"SELECT count(*) FROM {table}"))
+                except schema.DatabaseError:
+                    continue
+        return found
 
     def files(self) -> dict[str, Any]:
         sizes = {}
@@ -128,6 +139,8 @@ class Database:
             "schema_latest": schema.latest_version(),
             # Files an earlier start moved aside as unreadable (see docs/operations.md).
             "quarantined": schema.quarantined_files(self.path),
+            # What the daemon's integrity check found; the next start quarantines the file.
+            "damaged": _marker(self.path),
         }
 
     def sync_state(self) -> dict[str, str]:
@@ -212,8 +225,11 @@ class Database:
         foreign = self._conn.execute("PRAGMA foreign_key_check").fetchall()
         version, latest = schema.schema_version(self._conn), schema.latest_version()
         names = [m.name for m in schema.migrations()]
-        chain = journal.verify(self._conn)
-        last, _ = self.journal_tip()
+        try:
+            chain = journal.verify(self._conn)
+            last, _ = self.journal_tip()
+        except schema.DatabaseError as exc:
+            chain, last = ChainBreak(0, f"unreadable: {exc}"), 0
         problems: list[str] = []
         levels: list[Level] = []
         if integrity != ["ok"]:
@@ -288,6 +304,16 @@ class Database:
             (json.dumps(wanted, ensure_ascii=False),),
         ).fetchall()
         return {str(name) for (name,) in rows}
+
+
+def _marker(path: Path) -> str | None:
+    marker = schema.damage_marker(path)
+    try:
+        return (
+            marker.read_text(encoding="utf-8", errors="replace")[:500] if marker.exists() else None
+        )
+    except OSError:
+        return None
 
 
 def tx_summary(record: dict[str, Any]) -> dict[str, Any]:

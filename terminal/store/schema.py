@@ -83,6 +83,17 @@ def _configure(conn: sqlite3.Connection, *, readonly: bool) -> None:
         conn.execute("PRAGMA synchronous = FULL")
 
 
+# What SQLite raises for a damaged file; re-exported so that diag (which may not import sqlite3)
+# can tell a damaged database from a bug.
+DatabaseError = sqlite3.DatabaseError
+DAMAGE_SUFFIX = ".damaged"
+
+
+def damage_marker(path: Path) -> Path:
+    """Left by an integrity check that found the database damaged: the next start quarantines."""
+    return path.with_name(path.name + DAMAGE_SUFFIX)
+
+
 def quarantined_files(path: Path) -> list[str]:
     """The files an earlier start moved aside as unreadable, beside the database at ``path``."""
     return sorted(
@@ -90,6 +101,11 @@ def quarantined_files(path: Path) -> list[str]:
         for p in path.parent.glob(path.name + ".corrupt-*")
         if not p.name.endswith(("-wal", "-shm"))
     )
+
+
+def quarantine(path: Path, why: str) -> Path:
+    """Move the database at ``path`` (and its WAL) aside, keeping it for the support desk."""
+    return _quarantine(path, why)
 
 
 def _quarantine(path: Path, why: str) -> Path:
@@ -123,6 +139,12 @@ def connect(path: Path, *, readonly: bool = False, quarantine: bool = True) -> s
         _configure(conn, readonly=True)
         return conn
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and path.stat().st_size == 0:
+        # SQLite would take it for a new database and the terminal would start as a new one
+        # without a word; a file this software made is never empty, so it was truncated.
+        if not quarantine:
+            raise StoreError(f"database {path} is an empty file")
+        _quarantine(path, "an empty file where the database was (truncated)")
     try:
         conn = _open_writable(path)
     except sqlite3.DatabaseError as exc:

@@ -8,13 +8,15 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from terminal.demo_site import card_number, seed
 from terminal.store import Store
+from terminal.store.schema import quarantined_files
+from tests.unit.test_store_damage import damaged_site, journal_root, overwrite
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
@@ -44,13 +46,26 @@ passage_delay_seconds = {delay}
 
 
 class Daemon:
-    def __init__(self, tmp_path: Path, delay: float = 0.05) -> None:
+    """``ykt run`` on a seeded site (or on the database ``prepare`` leaves in the state dir)."""
+
+    def __init__(
+        self,
+        tmp_path: Path,
+        delay: float = 0.05,
+        *,
+        extra: str = "",
+        prepare: Callable[[Path], None] | None = None,
+    ) -> None:
         self.state = tmp_path / "state"
-        store = Store.open(self.state / "terminal.db")
-        seed(store)
-        store.close()
+        if prepare is None:
+            store = Store.open(self.state / "terminal.db")
+            seed(store)
+            store.close()
+        else:
+            self.state.mkdir()
+            prepare(self.state)
         self.config = tmp_path / "gate.toml"
-        self.config.write_text(CONFIG.format(state=self.state, delay=delay))
+        self.config.write_text(CONFIG.format(state=self.state, delay=delay) + extra)
         self.notify_path = tmp_path / "notify.sock"
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(str(self.notify_path))
@@ -187,3 +202,34 @@ def test_bad_config_refuses_to_start(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "door.open_seconds" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _damaged_journal_leaf(state: Path) -> None:
+    path, _ = damaged_site(state)
+    _, pages = journal_root(path)
+    overwrite(path, pages - 5, 100, 1400)  # a journal leaf: nothing at start reads it
+
+
+def test_a_database_found_damaged_is_quarantined_and_the_daemon_goes_on(tmp_path: Path) -> None:
+    daemon = Daemon(
+        tmp_path,
+        extra="[store]\nintegrity_check_after_seconds = 0\n",
+        prepare=_damaged_journal_leaf,
+    )
+    try:
+        daemon.wait_for("READY=1")
+        daemon.wait_for("READY=1")  # again, after the check found the damage and restarted it
+        path = daemon.state / "terminal.db"
+        assert len(quarantined_files(path)) == 1
+        store = Store.open(path)
+        try:
+            assert store.records() == [] and store.check_integrity() == []
+        finally:
+            store.close()
+        assert daemon.process.poll() is None
+        code, out, err = daemon.stop()
+    finally:
+        daemon.kill()
+    assert code == 0, err
+    assert "Traceback" not in out + err
+    assert "moved aside" in out + err and "is damaged" in out + err
