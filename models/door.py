@@ -16,7 +16,7 @@ from models.credential import Checked, SiteCards, check_credential
 from models.decision import Alert, Decision, GateAction, Need
 from models.face import FACE_DENIALS, FaceEvidence
 from models.reasons import Reason
-from models.schedule import AccessGroup, Calendar
+from models.schedule import AccessGroup, Calendar, since
 
 
 class DoorMode(StrEnum):
@@ -161,9 +161,11 @@ def _permitted(
         and request.direction in ("in", "out")
         and last is not None
         and last.direction == request.direction
-        and timedelta(0) <= now - last.at < timedelta(minutes=rule.minutes)
+        and since(last.at, now) < timedelta(minutes=rule.minutes)
     ):
         detail = f"last {last.direction} at {last.at.isoformat(timespec='minutes')}"
+        if last.at > now:
+            detail += " (the clock is behind the journal)"
         if rule.mode == "hard":
             return deny(Reason.ANTI_PASSBACK, alert=Alert.ANTI_PASSBACK, detail=detail)
         alert = Alert.ANTI_PASSBACK  # soft: admitted, and security hears of it

@@ -20,7 +20,7 @@ from models.cards import Card, Credential, FaceCredential, Holder
 from models.credential import Checked, SiteCards, check_credential
 from models.decision import Alert, Decision, Need
 from models.reasons import Reason
-from models.schedule import TimeWindow
+from models.schedule import TimeWindow, since
 from models.wallet import Payment, Purse, PurseState, Service, purse_map, split_payment
 
 ALL_WEEK = frozenset(range(1, 8))
@@ -263,9 +263,7 @@ def _judge(sale: _Sale) -> Decision:
 
     if (
         view.last_charge_here is not None
-        and timedelta(0)
-        <= now - view.last_charge_here
-        < timedelta(seconds=view.policy.duplicate_window_s)
+        and since(view.last_charge_here, now) < timedelta(seconds=view.policy.duplicate_window_s)
         and not request.confirmed_duplicate
     ):
         return sale.ask(Need.DUPLICATE_CONFIRM, Reason.DUPLICATE_TAP)

@@ -97,3 +97,14 @@ class AccessGroup:
         yesterday_kind = calendar.day_kind(today - timedelta(days=1))
         minute = now.hour * 60 + now.minute
         return any(w.admits(today_kind, yesterday_kind, minute) for w in self.windows)
+
+
+def since(earlier: datetime, now: datetime) -> timedelta:
+    """Time from a journalled moment to ``now``, never negative.
+
+    The journal orders what happened: a record stamped after ``now`` was still made before it,
+    so the wall clock was set back since. How long ago it was is then unknown, and the rules
+    that count time since the last record (anti-passback, the duplicate-tap guard) take it as
+    just now rather than be fooled by the step.
+    """
+    return max(now - earlier, timedelta(0))

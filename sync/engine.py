@@ -83,6 +83,8 @@ class SyncEngine:
         self._last_degraded: bool | None = None
         # The accepted head, cached: degraded() is asked on the tap path of every payment.
         self._head = port.marks().head
+        # When it was accepted, on the monotonic clock: None for one read back at start.
+        self._head_mono: float | None = None
 
     # -- inbound -----------------------------------------------------------------------------
 
@@ -128,6 +130,7 @@ class SyncEngine:
         if not self._port.accept_head(head):
             raise Rejected(Rejection.STALE, f"head seq {head.seq} issued {head.issued}")
         self._head = head
+        self._head_mono = self._mono()
         have = self._port.marks().change_seq
         if head.seq < have:
             # HQ's log is behind what we applied (restored from a backup?): its new entries
@@ -297,7 +300,34 @@ class SyncEngine:
             parse_rfc3339(head.expires, "expires"),
             issued + timedelta(seconds=self.settings.head_max_validity),
         )
-        return self._clock() >= expires
+        if self._clock() >= expires:
+            return True
+        # The wall clock can be set back (NTP, an operator, a bad RTC): the head also expires
+        # its validity after it was received, by the monotonic clock, whichever comes first.
+        received = self._head_mono
+        return (
+            received is not None and self._mono() - received >= (expires - issued).total_seconds()
+        )
+
+    def clock_offset_s(self) -> float | None:
+        """How far the wall clock stands from HQ's, judged by the head received in this run.
+
+        HQ issued the head when it sent it; the monotonic time since it arrived carries that
+        moment forward, so a clock stepped since then shows as an offset. None before the first
+        head of this run or once that head has outlived its validity.
+        """
+        head, received = self._head, self._head_mono
+        if head is None or received is None:
+            return None
+        issued = parse_rfc3339(head.issued, "issued")
+        validity = min(
+            parse_rfc3339(head.expires, "expires") - issued,
+            timedelta(seconds=self.settings.head_max_validity),
+        )
+        elapsed = self._mono() - received
+        if elapsed >= validity.total_seconds():
+            return None
+        return (self._clock() - (issued + timedelta(seconds=elapsed))).total_seconds()
 
     def _status_if_degraded_changed(self, publish: Publish) -> None:
         degraded = self.degraded()

@@ -83,6 +83,7 @@ class SyncService:
             "public_key": self.public_key,
             "resyncs": self.engine.resyncs,
             "acked_through": self.engine.outbox.acked,
+            "clock_offset_s": self.engine.clock_offset_s(),
         }
 
     def force_resync(self) -> str:

@@ -39,7 +39,7 @@ from models.pos import PosPolicy
 from models.wallet import Service
 from sync.service import SyncService
 from terminal import __version__
-from terminal.clock import Clock, SystemClock
+from terminal.clock import CLOCK_STEP_TOLERANCE_S, Clock, SystemClock
 from terminal.config import (
     Config,
     PcscReaderSection,
@@ -319,7 +319,18 @@ class App:
         )
 
     def _degraded(self) -> bool:
-        return self.sync is not None and self.sync.degraded
+        """Money is held to the offline caps: HQ's head has run out, or the clock can't be
+        trusted (set back behind the journal, and no fresh head from HQ vouches for it)."""
+        if self.sync is not None and self.sync.degraded:
+            return True
+        return self.clock_behind_journal()
+
+    def clock_behind_journal(self) -> bool:
+        tip = self.store.journal_tip_at()
+        if tip is None or (tip - self.clock.now()).total_seconds() <= CLOCK_STEP_TOLERANCE_S:
+            return False
+        offset = self.sync.engine.clock_offset_s() if self.sync is not None else None
+        return offset is None or abs(offset) > CLOCK_STEP_TOLERANCE_S
 
     def _health(self) -> Mapping[str, str]:
         health = {"reader": self.reader.health()}

@@ -5,6 +5,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+# A wall clock this far behind the newest journal record was set back, not slewed by NTP; the
+# same margin bounds how far it may stand from HQ's clock and still be vouched for by a head.
+CLOCK_STEP_TOLERANCE_S = 60
+
 
 class Clock(Protocol):
     def now(self) -> datetime:

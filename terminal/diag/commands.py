@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from drivers import pcsc
 from models.errors import DriverError
 from terminal import __version__
+from terminal.clock import CLOCK_STEP_TOLERANCE_S
 from terminal.config import Config, PcscReaderSection
 from terminal.diag.config import DiagSection
 from terminal.diag.facts import (
@@ -47,7 +48,6 @@ OFFLINE = frozenset(
 NO_SYNC = "sync is not enabled on this terminal"
 # Thresholds that turn "serving" into "needs attention" (exit 3).
 OUTBOX_STALE_S = 3600
-CLOCK_BEHIND_S = 60
 DISK_LOW_PCT, DISK_LOW_BYTES, DISK_FULL_BYTES = 5.0, 200_000_000, 20_000_000
 
 
@@ -132,7 +132,12 @@ def assess(status: dict[str, Any]) -> tuple[Level, list[str]]:
     clock = status.get("clock", {})
     if clock.get("ntp_synchronized") is False:
         degraded.append("clock: not synchronised (NTP)")
-    if clock.get("behind_journal_s"):
+    hq_offset = clock.get("hq_offset_s")
+    if hq_offset is not None and abs(hq_offset) > CLOCK_STEP_TOLERANCE_S:
+        degraded.append(f"clock: {hq_offset:+.0f} s from HQ's clock (by HQ's last head)")
+    elif clock.get("behind_journal_s") and hq_offset is None:
+        # Once a fresh head agrees with the clock, records stamped ahead of it were the clock's
+        # earlier error, now put right: nothing to warn about for the day until they are passed.
         degraded.append(
             f"clock: {clock['behind_journal_s']} s behind the newest journal record "
             "(set back or reset?)"
@@ -232,9 +237,10 @@ class Commands:
         behind = 0
         if last_at:
             age = age_seconds(last_at, now)
-            behind = -age if age is not None and age < -CLOCK_BEHIND_S else 0
+            behind = -age if age is not None and age < -CLOCK_STEP_TOLERANCE_S else 0
         clock["journal_last_at"] = last_at
         clock["behind_journal_s"] = behind
+        clock["hq_offset_s"] = (sync["link"] or {}).get("clock_offset_s")
         status["clock"] = clock
         status["disk"] = disk_facts(config.terminal.state_dir)
         status["mode"] = self._mode(sync)

@@ -175,7 +175,12 @@ def status_rows(status: Mapping[str, Any]) -> list[tuple[str, Any]]:
             f"{clock.get('local')} {clock.get('timezone')}; NTP {ntp_text} "
             f"(source {clock.get('source')}"
             + (f", offset {offset:+.3f}s" if isinstance(offset, float) else "")
-            + ")",
+            + ")"
+            + (
+                f"; {hq:+.0f} s from HQ"
+                if isinstance(hq := clock.get("hq_offset_s"), float)
+                else ""
+            ),
         )
     )
     rows.append(

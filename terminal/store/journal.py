@@ -4,6 +4,7 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from models.canonical import ZERO_HASH, canonical_json
@@ -40,6 +41,22 @@ class SecurityEvent:
 def chain_tip(conn: sqlite3.Connection) -> tuple[int, str]:
     row = conn.execute("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
     return (0, ZERO_HASH) if row is None else (int(row[0]), str(row[1]))
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def tip_time(conn: sqlite3.Connection) -> datetime | None:
+    """The latest ``at`` among the newest records (those of a clock set back stand after it).
+
+    Only the newest thousand are read: the start-up budget allows no scan of a long journal,
+    and a clock step older than that many records has long been outlived.
+    """
+    row = conn.execute(
+        "SELECT max(at) FROM (SELECT at FROM journal ORDER BY seq DESC LIMIT 1000)"
+    ).fetchone()
+    return None if row is None or row[0] is None else parse_time(str(row[0]))
 
 
 def append(

@@ -44,6 +44,7 @@ class Store:
         self._lock = threading.RLock()
         self.damaged: str | None = None  # what an integrity check found, if anything
         self._tip = journal.chain_tip(conn)
+        self._tip_at = journal.tip_time(conn)
         self._view_seq = int(self.state(CHANGE_SEQ) or 0)
         # Which journal this is (migration 0008): in every record, so HQ tells journals apart.
         self.epoch = self.state(JOURNAL_EPOCH) or ""
@@ -248,6 +249,7 @@ class Store:
 
         ``effects`` (pending debits, usage, PIN state, refunds) land in the same transaction.
         """
+        committed_at = journal.parse_time(draft.at)
         with self._lock:
             seq, prev_hash = self._tip
             try:
@@ -265,7 +267,12 @@ class Store:
             except sqlite3.Error as exc:
                 raise StoreError(f"could not record the transaction: {exc}") from exc
             self._tip = (committed.seq, committed.hash)
+            self._tip_at = max(self._tip_at or committed_at, committed_at)
             return committed
+
+    def journal_tip_at(self) -> datetime | None:
+        """The latest time stamped on a journal record: a clock behind it was set back."""
+        return self._tip_at
 
     def record_event(self, event: SecurityEvent, *, at: str, door: str | None) -> int:
         try:

@@ -98,6 +98,26 @@ def test_assess_names_every_problem() -> None:
     assert any("behind the newest journal record" in p for p in problems)
 
 
+def test_a_clock_put_right_is_not_warned_about_once_hq_vouches_for_it() -> None:
+    def clock_problems(clock: dict[str, object]) -> list[str]:
+        status = {
+            "daemon": {"running": True},
+            "database": {"schema_version": 5, "schema_latest": 5},
+            "clock": {"ntp_synchronized": True, **clock},
+            "disk": {"free_bytes": 10**9, "free_pct": 50.0},
+        }
+        return [p for p in commands.assess(status)[1] if p.startswith("clock")]
+
+    # Records stamped a day ahead by a clock since corrected, and HQ's head agrees with it now.
+    assert clock_problems({"behind_journal_s": 86_398, "hq_offset_s": 1.5}) == []
+    # No head vouches for it: the clock may have been set back, say so.
+    assert clock_problems({"behind_journal_s": 86_398, "hq_offset_s": None}) != []
+    # A clock far from HQ's is named whatever the journal says.
+    assert clock_problems({"behind_journal_s": 0, "hq_offset_s": -3600.0}) == [
+        "clock: -3600 s from HQ's clock (by HQ's last head)"
+    ]
+
+
 def test_identity_warns_about_an_open_key_file(tmp_path: Path) -> None:
     key = Ed25519PrivateKey.generate()
     path = tmp_path / facts.KEY_FILE

@@ -16,7 +16,7 @@ import pytest
 from terminal.demo_site import card_number, seed
 from terminal.store import Store
 from terminal.store.schema import quarantined_files
-from tests.unit.test_store_damage import damaged_site, journal_root, overwrite
+from tests.unit.test_store_damage import damaged_site, oldest_journal_leaf, overwrite
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
@@ -206,8 +206,7 @@ def test_bad_config_refuses_to_start(tmp_path: Path) -> None:
 
 def _damaged_journal_leaf(state: Path) -> None:
     path, _ = damaged_site(state)
-    _, pages = journal_root(path)
-    overwrite(path, pages - 5, 100, 1400)  # a journal leaf: nothing at start reads it
+    overwrite(path, oldest_journal_leaf(path), 100, 1400)  # nothing at start reads it
 
 
 def test_a_database_found_damaged_is_quarantined_and_the_daemon_goes_on(tmp_path: Path) -> None:

@@ -180,6 +180,21 @@ def test_degraded_when_the_head_expires(
     assert bodies(published, "status")[-1]["degraded"] is True
 
 
+def test_a_clock_set_back_does_not_keep_an_expired_head_fresh(
+    engine: SyncEngine, hq: Signer, published: Published, clock: Clock
+) -> None:
+    send(engine, hq, TOPICS.head, "head", head(0, NOW, ttl=60), published)
+    clock.advance(30)
+    assert engine.clock_offset_s() == pytest.approx(0.0)
+    clock.now -= timedelta(hours=1)  # an operator, a bad RTC, a rogue NTP server
+    assert engine.clock_offset_s() == pytest.approx(-3600.0)
+    assert not engine.degraded()  # still inside the 60 s it was given
+    clock.advance(31)  # 61 s since it arrived, though the wall clock reads 59 min before it
+    assert clock.now < NOW
+    assert engine.degraded()
+    assert engine.clock_offset_s() is None  # an expired head vouches for no clock
+
+
 def test_connect_behind_the_head_resyncs_at_once(
     engine: SyncEngine, hq: Signer, published: Published
 ) -> None:

@@ -104,6 +104,13 @@ def test_soft_anti_passback_admits_and_reports() -> None:
     assert decision.alert is Alert.ANTI_PASSBACK
 
 
+def test_a_clock_set_back_does_not_reopen_anti_passback() -> None:
+    # The last entry is stamped an hour after "now": the clock was set back since it.
+    decision = door_with_last("in", -60, "hard")
+    assert decision.reason is Reason.ANTI_PASSBACK
+    assert "clock is behind the journal" in decision.detail
+
+
 @pytest.mark.parametrize(
     ("direction", "minutes", "mode"),
     [("out", 10, "hard"), ("in", 61, "hard"), ("in", 10, "off")],

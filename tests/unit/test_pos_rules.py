@@ -206,9 +206,10 @@ def test_duplicate_tap_asks_for_confirmation() -> None:
     assert (declined.reason, declined.final) == (Reason.CANCELLED_BY_USER, True)
     later = pos_view(SHOP, last_charge_here=MONDAY_12 - timedelta(seconds=11))
     assert decide(pos_request(300), later, MONDAY_12).allowed
-    # A clock set back (last charge "in the future") says nothing about a double tap.
-    jumped = pos_view(SHOP, last_charge_here=MONDAY_12 + timedelta(minutes=5))
-    assert decide(pos_request(300), jumped, MONDAY_12).allowed
+    # A clock set back since the last charge (stamped "in the future") is no way round the
+    # guard: the journal says that charge came first, so it is taken as just now.
+    jumped = pos_view(SHOP, last_charge_here=MONDAY_12 + timedelta(hours=1))
+    assert decide(pos_request(300), jumped, MONDAY_12).need is Need.DUPLICATE_CONFIRM
 
 
 def test_per_transaction_limit() -> None:

@@ -46,6 +46,18 @@ def overwrite(path: Path, page: int, start: int, length: int) -> None:
     path.write_bytes(bytes(data))
 
 
+def oldest_journal_leaf(path: Path) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        row = conn.execute(
+            "SELECT pageno FROM dbstat WHERE name = 'journal' AND pagetype = 'leaf' "
+            "ORDER BY path LIMIT 1"
+        ).fetchone()
+        return int(row[0])
+    finally:
+        conn.close()
+
+
 def journal_root(path: Path) -> tuple[int, int]:
     conn = sqlite3.connect(path)
     try:
@@ -73,8 +85,8 @@ def test_damage_elsewhere_is_found_by_the_check_and_quarantined_at_the_next_star
     tmp_path: Path,
 ) -> None:
     path, epoch = damaged_site(tmp_path)
-    _, pages = journal_root(path)
-    overwrite(path, pages - 5, 100, 1400)  # a leaf of the journal: starts fine, reads wrong
+    # A leaf holding the oldest records: the start reads only the newest, then reads wrong.
+    overwrite(path, oldest_journal_leaf(path), 100, 1400)
     store = Store.open(path)
     try:
         assert store.epoch == epoch  # nothing at start reads that page
