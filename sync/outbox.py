@@ -60,6 +60,7 @@ class OutboxDrain:
             raise bad("txack.events: a list of event ids")
         if events:
             self._port.ack_events(events)
+        self._ack_salvaged(body.get("salvaged"))
         own = self._port.marks().journal_epoch
         if epoch is not None and epoch != own:
             logger.warning("txack for journal epoch %r ignored: this journal is %r", epoch, own)
@@ -74,6 +75,18 @@ class OutboxDrain:
         while self._inflight and self._inflight[0][0] <= through:
             self._inflight.popleft()
         return removed
+
+    def _ack_salvaged(self, salvaged: object) -> None:
+        if salvaged is None:
+            return
+        if (
+            not isinstance(salvaged, dict)
+            or not isinstance(salvaged.get("epoch"), str)
+            or not isinstance(salvaged.get("seqs"), list)
+            or not all(isinstance(s, int) and not isinstance(s, bool) for s in salvaged["seqs"])
+        ):
+            raise bad("txack.salvaged: {epoch, seqs} of the salvaged records HQ holds")
+        self._port.drop_salvaged(salvaged["epoch"], salvaged["seqs"])
 
     def tick(self, mono: float, now: datetime, publish: Publish) -> int:
         """Send what the window allows; returns the number of records sent."""
@@ -101,7 +114,22 @@ class OutboxDrain:
             self._sent_through = last
             sent += len(records)
         self._send_events(now, publish)
-        return sent
+        return sent + self._send_salvaged(now, publish)
+
+    def _send_salvaged(self, now: datetime, publish: Publish) -> int:
+        """Records of an earlier journal read back from a quarantined file: sent apart from the
+        live journal's window, marked as salvaged, and again after ``resend_after`` until HQ
+        names them in a txack."""
+        before = _iso(now - timedelta(seconds=self._settings.resend_after))
+        due = self._port.salvaged_due(self._settings.tx_batch, before)
+        if not due:
+            return 0
+        payload = self._signer.seal(
+            "tx", self._topics.site, {"records": due, "salvaged": True}, tid=self._topics.tid
+        )
+        publish(self._topics.terminal_topic("tx"), payload, False)
+        self._port.mark_salvaged_sent(due, _iso(now))
+        return len(due)
 
     def _send_events(self, now: datetime, publish: Publish) -> None:
         before = _iso(now - timedelta(seconds=self._settings.resend_after))

@@ -109,6 +109,17 @@ class SyncPort(Protocol):
         was never sent (``marks().tx_acked`` then says how far the ack really went)."""
         ...
 
+    def salvaged_due(self, limit: int, sent_before: str) -> list[dict[str, Any]]:
+        """Records of an earlier journal read back from a quarantined file, not sent since
+        ``sent_before``."""
+        ...
+
+    def mark_salvaged_sent(self, records: Sequence[Mapping[str, Any]], at: str) -> None: ...
+
+    def drop_salvaged(self, epoch: str, seqs: Sequence[int]) -> int:
+        """Forget the salvaged records HQ now holds; returns how many went."""
+        ...
+
     def events_due(self, limit: int, sent_before: str) -> list[OutboxEvent]:
         """Queued events never sent or last sent before ``sent_before``."""
         ...

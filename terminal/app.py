@@ -62,7 +62,7 @@ from terminal.flows.pos import PosFlow, PosSettings
 from terminal.loop import TapLoop
 from terminal.remote import RemoteCommands
 from terminal.sdnotify import Notifier
-from terminal.store import Store
+from terminal.store import Store, salvage
 from terminal.store.sync_port import StoreSyncPort
 
 logger = logging.getLogger(__name__)
@@ -379,6 +379,10 @@ class App:
     def run(self, stop: threading.Event, notifier: Notifier | None = None) -> None:
         """Handle presentations until ``stop`` is set or a restart is due."""
         threading.Thread(target=self._check_integrity, name="integrity-check", daemon=True).start()
+        if salvage.pending(self.store.path):
+            threading.Thread(
+                target=salvage.salvage_quarantined, args=(self.store,), name="salvage", daemon=True
+            ).start()
         self.loop.start()
         if self.face_parts is not None:
             self._housekeeper = threading.Thread(

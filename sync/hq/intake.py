@@ -193,6 +193,47 @@ def ingest_tx(db: HqDb, tid: str, records: Sequence[Any]) -> tuple[int, int, str
     return new, through, current
 
 
+def ingest_salvaged(db: HqDb, tid: str, records: Sequence[Any]) -> tuple[int, str, list[int]]:
+    """Store records of an earlier journal the terminal read back from a quarantined file;
+    returns (new records, their epoch, every seq HQ now holds of them).
+
+    They never move the terminal's current epoch or its acked mark: that journal is over. Each
+    one's hash must match its content (and the message is the enrolled terminal's), so they
+    count as the terminal's own records; an operator hears how many came this way.
+    """
+    checked = sorted((_checked_record(r) for r in records), key=lambda r: int(r["seq"]))
+    epochs = {_epoch(r) for r in checked}
+    if len(epochs) != 1:
+        raise bad("salvaged tx: records of exactly one journal epoch")
+    (epoch,) = epochs
+    office = Office(db)
+    new = 0
+    with db.tx() as conn:
+        if epoch == _current_epoch(conn, tid):
+            raise bad(f"salvaged tx: epoch {epoch!r} is the terminal's current journal")
+        received = now_iso()
+        for record in checked:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO tx (tid, epoch, seq, id, record, received_at) "
+                "VALUES (?,?,?,?,?,?)",
+                (tid, epoch, record["seq"], record["id"], text_of(record), received),
+            )
+            if cursor.rowcount:
+                new += 1
+                _post_money(office, conn, tid, record)
+            else:
+                _differs(conn, tid, record)
+        if new:
+            seqs = [int(r["seq"]) for r in checked]
+            raise_alarm(
+                conn,
+                tid,
+                "records_salvaged",
+                {"epoch": epoch, "new": new, "first_seq": seqs[0], "last_seq": seqs[-1]},
+            )
+    return new, epoch, [int(r["seq"]) for r in checked]
+
+
 def _current_epoch(conn: sqlite3.Connection, tid: str) -> str:
     row = conn.execute("SELECT epoch FROM terminals WHERE tid = ?", (tid,)).fetchone()
     if row is None:

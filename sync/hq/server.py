@@ -233,8 +233,14 @@ class HqServer:
                 records = body.get("records")
                 if not isinstance(records, list):
                     raise bad("tx.records: a list")
-                new, through, epoch = intake.ingest_tx(self.db, tid, records)
-                ack = {"through": through, "epoch": epoch}
+                if body.get("salvaged") is True:
+                    new, old_epoch, seqs = intake.ingest_salvaged(self.db, tid, records)
+                    through, epoch = intake.acked_through(self.db, tid)
+                    salvaged = {"epoch": old_epoch, "seqs": seqs}
+                    ack = {"through": through, "epoch": epoch, "salvaged": salvaged}
+                else:
+                    new, through, epoch = intake.ingest_tx(self.db, tid, records)
+                    ack = {"through": through, "epoch": epoch}
                 self._publish(self.topics.terminal_topic("txack", tid), "txack", ack, tid=tid)
                 logger.debug("tx from %s: %d new, acked through %d", tid, new, through)
             elif name == "event":

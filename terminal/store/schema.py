@@ -99,7 +99,7 @@ def quarantined_files(path: Path) -> list[str]:
     return sorted(
         p.name
         for p in path.parent.glob(path.name + ".corrupt-*")
-        if not p.name.endswith(("-wal", "-shm"))
+        if not p.name.endswith(("-wal", "-shm", ".salvaged"))
     )
 
 

@@ -4,7 +4,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date, datetime
@@ -13,6 +13,7 @@ from typing import Any
 
 from uuid6 import uuid7
 
+from models.canonical import canonical_json
 from models.cards import Card
 from models.correction import CorrectionView
 from models.door import AntiPassback, DoorView, Passage
@@ -273,6 +274,22 @@ class Store:
     def journal_tip_at(self) -> datetime | None:
         """The latest time stamped on a journal record: a clock behind it was set back."""
         return self._tip_at
+
+    def add_salvaged(self, records: Sequence[Mapping[str, Any]]) -> int:
+        """Queue records read back from a quarantined file for HQ; returns how many are new."""
+        try:
+            with self.write() as conn:
+                before = conn.total_changes
+                conn.executemany(
+                    "INSERT OR IGNORE INTO salvaged (epoch, seq, record) VALUES (?, ?, ?)",
+                    [
+                        (str(r.get("epoch", "")), int(r["seq"]), canonical_json(r).decode())
+                        for r in records
+                    ],
+                )
+                return conn.total_changes - before
+        except sqlite3.Error as exc:
+            raise StoreError(f"could not keep the salvaged records: {exc}") from exc
 
     def record_event(self, event: SecurityEvent, *, at: str, door: str | None) -> int:
         try:

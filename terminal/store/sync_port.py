@@ -10,7 +10,7 @@ import itertools
 import json
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -357,6 +357,32 @@ class StoreSyncPort:
             cursor = conn.execute("DELETE FROM outbox WHERE topic = 'tx' AND ref <= ?", (through,))
             if through > int(_state(conn, TX_ACKED) or 0):
                 _set(conn, TX_ACKED, str(through))
+            return cursor.rowcount
+
+    def salvaged_due(self, limit: int, sent_before: str) -> list[dict[str, Any]]:
+        with self.store.read() as conn:
+            # One epoch per message: HQ acknowledges them by epoch.
+            due = "(last_sent_at IS NULL OR last_sent_at < :before)"
+            rows = conn.execute(
+                f"SELECT record FROM salvaged WHERE {due} AND epoch = "
+                f"(SELECT epoch FROM salvaged WHERE {due} ORDER BY epoch, seq LIMIT 1) "
+                "ORDER BY seq LIMIT :limit",
+                {"before": sent_before, "limit": limit},
+            ).fetchall()
+        return [json.loads(text) for (text,) in rows]
+
+    def mark_salvaged_sent(self, records: Sequence[Mapping[str, Any]], at: str) -> None:
+        with self.store.write() as conn:
+            conn.executemany(
+                "UPDATE salvaged SET last_sent_at = ? WHERE epoch = ? AND seq = ?",
+                [(at, str(r.get("epoch", "")), int(r["seq"])) for r in records],
+            )
+
+    def drop_salvaged(self, epoch: str, seqs: Sequence[int]) -> int:
+        with self.store.write() as conn:
+            cursor = conn.executemany(
+                "DELETE FROM salvaged WHERE epoch = ? AND seq = ?", [(epoch, s) for s in seqs]
+            )
             return cursor.rowcount
 
     def events_due(self, limit: int, sent_before: str) -> list[OutboxEvent]:

@@ -220,11 +220,20 @@ def test_a_database_found_damaged_is_quarantined_and_the_daemon_goes_on(tmp_path
         daemon.wait_for("READY=1")  # again, after the check found the damage and restarted it
         path = daemon.state / "terminal.db"
         assert len(quarantined_files(path)) == 1
+        [quarantined] = quarantined_files(path)
+        marker = daemon.state / (quarantined + ".salvaged")
+        deadline = time.monotonic() + 30
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
         store = Store.open(path)
         try:
             assert store.records() == [] and store.check_integrity() == []
+            with store.read() as conn:
+                (salvaged,) = conn.execute("SELECT count(*) FROM salvaged").fetchone()
         finally:
             store.close()
+        # Only the records on the page overwritten are gone; none had reached HQ.
+        assert 2950 < salvaged < 3000, marker.read_text()
         assert daemon.process.poll() is None
         code, out, err = daemon.stop()
     finally:
@@ -232,3 +241,4 @@ def test_a_database_found_damaged_is_quarantined_and_the_daemon_goes_on(tmp_path
     assert code == 0, err
     assert "Traceback" not in out + err
     assert "moved aside" in out + err and "is damaged" in out + err
+    assert f"{salvaged} queued for HQ" in out + err

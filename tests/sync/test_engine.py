@@ -296,6 +296,28 @@ def test_outbox_drains_in_batches_moved_only_by_txack(
     assert port.outbox_stats().tx_backlog == 0
 
 
+def test_salvaged_records_go_apart_marked_and_leave_when_hq_names_them(
+    tmp_path: Path, port: StoreSyncPort, hq: Signer, clock: Clock, published: Published
+) -> None:
+    engine = draining_engine(tmp_path, port, hq, clock, records=1, tx_batch=2, tx_window=2)
+    old = [{**r, "epoch": "old"} for r in port.store.records()]
+    salvaged = [dict(r, seq=seq) for seq, r in zip((7, 8, 9), old * 3, strict=True)]
+    assert port.store.add_salvaged(salvaged) == 3
+    engine.on_connected(published)
+    engine.tick(published)
+    batches = bodies(published, "tx")
+    assert [b.get("salvaged", False) for b in batches] == [False, True]
+    assert [r["seq"] for r in batches[1]["records"]] == [7, 8]  # one batch per resend period
+    engine.tick(published)
+    assert [r["seq"] for r in bodies(published, "tx")[-1]["records"]] == [9]
+    ack = {"through": 1, "epoch": port.marks().journal_epoch}
+    ack["salvaged"] = {"epoch": "old", "seqs": [7, 8]}
+    send(engine, hq, TOPICS.terminal_topic("txack"), "txack", ack, published, tid=TID)
+    clock.advance(11)
+    engine.tick(published)
+    assert [r["seq"] for r in bodies(published, "tx")[-1]["records"]] == [9]  # only 9 again
+
+
 def test_an_ack_beyond_what_was_sent_never_drops_unsent_records(
     tmp_path: Path, port: StoreSyncPort, hq: Signer, clock: Clock, published: Published
 ) -> None:

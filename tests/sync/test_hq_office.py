@@ -10,10 +10,11 @@ from models.canonical import ZERO_HASH
 from models.journal import TransactionDraft, seal
 from models.reasons import Reason
 from sync.changes import parse_change
+from sync.envelope import Rejected
 from sync.hq.cli import main
 from sync.hq.db import HqDb
 from sync.hq.importer import import_sheet
-from sync.hq.intake import ingest_tx, store_status
+from sync.hq.intake import ingest_salvaged, ingest_tx, store_status
 from sync.hq.office import Office, OfficeError, denies_in
 from tests.sync.messages import SITE, TID, card_number, holder
 
@@ -145,6 +146,25 @@ def test_a_journal_that_started_again_is_a_new_epoch_not_records_hq_has(office: 
     # A late resend of the old journal is kept apart and posts nothing twice.
     assert ingest_tx(office.db, TID, first) == (0, 3, "bb" * 16)
     assert conn.execute("SELECT count(*) FROM ledger WHERE reason = 'debit'").fetchone() == (8,)
+
+
+def test_records_salvaged_from_a_quarantined_journal_are_posted_once(office: Office) -> None:
+    office.enroll(TID, PUB)
+    office.move_money("H1", "cash", 10_000, "topup")
+    old = _records(6, epoch="aa" * 16)
+    ingest_tx(office.db, TID, old[:2])  # HQ had two when the terminal's file was damaged
+    ingest_tx(office.db, TID, _records(1, epoch="bb" * 16))  # its new journal
+    assert ingest_salvaged(office.db, TID, old) == (4, "aa" * 16, [1, 2, 3, 4, 5, 6])
+    assert ingest_salvaged(office.db, TID, old) == (0, "aa" * 16, [1, 2, 3, 4, 5, 6])
+    conn = office.db.conn
+    assert conn.execute("SELECT balance FROM purses WHERE account = 'H1'").fetchone() == (
+        10_000 - 7 * 700,
+    )
+    assert conn.execute("SELECT epoch, acked_through FROM terminals").fetchone() == ("bb" * 16, 1)
+    assert [k for k, _ in alarms(office)] == ["journal_reset", "records_salvaged"]
+    assert alarms(office)[-1][1] == {"epoch": "aa" * 16, "new": 4, "first_seq": 1, "last_seq": 6}
+    with pytest.raises(Rejected, match="current journal"):
+        ingest_salvaged(office.db, TID, _records(1, epoch="bb" * 16))
 
 
 def test_a_record_resent_with_other_content_raises_an_alarm(office: Office) -> None:
