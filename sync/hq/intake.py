@@ -179,18 +179,24 @@ def ingest_tx(db: HqDb, tid: str, records: Sequence[Any]) -> tuple[int, int, str
             if epoch != current and not _known_epoch(conn, tid, epoch):
                 _start_epoch(conn, tid, current, epoch)
                 current = epoch
-            cursor = conn.execute(
-                "INSERT OR IGNORE INTO tx (tid, epoch, seq, id, record, received_at) "
-                "VALUES (?,?,?,?,?,?)",
-                (tid, epoch, record["seq"], record["id"], text_of(record), received),
-            )
-            if cursor.rowcount:
-                new += 1
-                _post_money(office, conn, tid, record)
-            else:
-                _differs(conn, tid, record)
+            new += _keep(office, conn, tid, record, received)
         through = _advance(conn, tid)
     return new, through, current
+
+
+def _keep(
+    office: Office, conn: sqlite3.Connection, tid: str, record: Mapping[str, Any], received: str
+) -> int:
+    """Store one record (posting its money) unless HQ holds it; 1 if it was new."""
+    cursor = conn.execute(
+        "INSERT OR IGNORE INTO tx (tid, epoch, seq, id, record, received_at) VALUES (?,?,?,?,?,?)",
+        (tid, _epoch(record), record["seq"], record["id"], text_of(record), received),
+    )
+    if cursor.rowcount:
+        _post_money(office, conn, tid, record)
+        return 1
+    _differs(conn, tid, record)
+    return 0
 
 
 def ingest_salvaged(db: HqDb, tid: str, records: Sequence[Any]) -> tuple[int, str, list[int]]:
@@ -213,16 +219,7 @@ def ingest_salvaged(db: HqDb, tid: str, records: Sequence[Any]) -> tuple[int, st
             raise bad(f"salvaged tx: epoch {epoch!r} is the terminal's current journal")
         received = now_iso()
         for record in checked:
-            cursor = conn.execute(
-                "INSERT OR IGNORE INTO tx (tid, epoch, seq, id, record, received_at) "
-                "VALUES (?,?,?,?,?,?)",
-                (tid, epoch, record["seq"], record["id"], text_of(record), received),
-            )
-            if cursor.rowcount:
-                new += 1
-                _post_money(office, conn, tid, record)
-            else:
-                _differs(conn, tid, record)
+            new += _keep(office, conn, tid, record, received)
         if new:
             seqs = [int(r["seq"]) for r in checked]
             raise_alarm(
