@@ -232,6 +232,15 @@ _PASSAGE_REASONS = {
 }
 
 
+def unknown_passage(holder_id: str | None, card_number: str | None, credential: str) -> Decision:
+    """The passage record of an admission whose outcome nobody saw: the terminal stopped (a
+    crash, a power cut) while the gate was open. Whether somebody passed is not claimed either
+    way, so anti-passback does not count it."""
+    return Decision(
+        True, Reason.PASSAGE_UNKNOWN, holder_id, card_number, credential=credential, used=None
+    )
+
+
 def decide_passage(request: PassageRequest) -> Decision:
     """The passage record of an admission: used only when the turnstile saw somebody pass."""
     admitted = request.admitted

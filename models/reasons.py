@@ -32,6 +32,7 @@ class Reason(StrEnum):
     OUTSIDE_SCHEDULE = "outside_schedule"
     PASSAGE_CONFIRMED = "passage_confirmed"
     PASSAGE_TIMEOUT = "passage_timeout"
+    PASSAGE_UNKNOWN = "passage_unknown"  # the daemon stopped while the gate was open
     GATE_FAULT = "gate_fault"
     ANTI_PASSBACK = "anti_passback"
     REMOTE_OPEN = "remote_open"
@@ -94,6 +95,7 @@ _MESSAGES: dict[Reason, tuple[str, str]] = {
     Reason.OUTSIDE_SCHEDULE: ("不在通行时段", "Outside permitted hours"),
     Reason.PASSAGE_CONFIRMED: ("已通行", "Passed"),
     Reason.PASSAGE_TIMEOUT: ("未通行", "Not passed"),
+    Reason.PASSAGE_UNKNOWN: ("通行结果未知", "Passage outcome unknown"),
     Reason.GATE_FAULT: ("闸机故障，请联系管理员", "Gate did not open"),
     Reason.ANTI_PASSBACK: ("未刷卡出门，禁止重复进入", "No exit recorded since the last entry"),
     Reason.REMOTE_OPEN: ("远程开门", "Opened remotely"),

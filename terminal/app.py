@@ -34,11 +34,11 @@ from drivers.sim import (
 )
 from drivers.turnstile.board import SerialGate, SerialGateSettings
 from models.door import AntiPassback
-from models.errors import ConfigError, TerminalError
+from models.errors import ConfigError, StoreError, TerminalError
 from models.pos import PosPolicy
 from models.wallet import Service
 from sync.service import SyncService
-from terminal import __version__
+from terminal import __version__, restart
 from terminal.clock import CLOCK_STEP_TOLERANCE_S, Clock, SystemClock
 from terminal.config import (
     Config,
@@ -196,6 +196,7 @@ class App:
         self.face_parts: FaceParts | None = None
         self.face_watch: FaceWatch | None = None
         self.gate: Gate | None = None
+        self.display: Display | None = None
         self._housekeeper: threading.Thread | None = None
         self._stopping = threading.Event()
         self._devices: list[Gate | CardReader | Keypad | Display] = []
@@ -217,10 +218,25 @@ class App:
             self._devices.append(self.reader)
             self.loop = self._door() if config.door is not None else self._pos()
             self.flow: DoorFlow | PosFlow = self.loop.flow
+            self._settle_what_a_crash_left()
             self.remote.post, self.remote.submit = self.loop.post, self.loop.submit
         except BaseException:
             self.close()
             raise
+
+    def _settle_what_a_crash_left(self) -> None:
+        door = self.config.door
+        try:
+            if door is not None:
+                restart.settle_unknown_passages(
+                    self.store, self.clock, self.timezone, door.id, door.direction
+                )
+            elif self.display is not None:
+                notice = restart.last_payment_notice(self.store, self.clock.now(), self.timezone)
+                if notice is not None:
+                    self.display.show(notice)
+        except StoreError as exc:  # a full disk: owed again at the next start
+            logger.error("could not settle what the last run left: %s", exc)
 
     def _face_use(self, seconds: float) -> FaceUse | None:
         if self.face_parts is None:
@@ -283,7 +299,7 @@ class App:
         )
         assert pos is not None and keypad_section is not None and display_section is not None
         keypad = KEYPADS[keypad_section.driver](keypad_section, self.sim)
-        display = DISPLAYS[display_section.driver](display_section, self.sim)
+        self.display = display = DISPLAYS[display_section.driver](display_section, self.sim)
         self._devices += [keypad, display]
         section = self.config.faces
         faces = self._face_use(section.identify_seconds) if pos.face_pay else None

@@ -9,12 +9,21 @@ door tap, a passage, a payment and a correction are recorded the same way wherev
 from dataclasses import dataclass
 from datetime import datetime
 
-from models.decision import Decision
+from models.decision import Decision, GateAction
 from models.journal import TransactionDraft
 from models.wallet import Purse
 from terminal.clock import rfc3339
 from terminal.flows.steps import Commit
-from terminal.store import Charged, Effect, PassageUsed, PinOutcome, Refunded, SecurityEvent
+from terminal.store import (
+    AwaitingPassage,
+    Charged,
+    Effect,
+    PassageSettled,
+    PassageUsed,
+    PinOutcome,
+    Refunded,
+    SecurityEvent,
+)
 
 
 def usage_key(decision: Decision) -> str:
@@ -76,13 +85,15 @@ def draft(
 
 
 def door_commit(decision: Decision, place: Place) -> Commit:
-    return Commit(draft(decision, place, kind="door"), security_event(decision))
+    # An opening owes the journal its passage outcome; a crash before it is found at start.
+    owed = (AwaitingPassage(),) if decision.gate is GateAction.OPEN else ()
+    return Commit(draft(decision, place, kind="door"), security_event(decision), owed)
 
 
 def passage_commit(decision: Decision, place: Place, door_record_id: str) -> Commit:
-    effects: tuple[Effect, ...] = ()
+    effects: tuple[Effect, ...] = (PassageSettled(door_record_id),)
     if decision.used and place.direction:
-        effects = (PassageUsed(usage_key(decision), place.direction, place.at),)
+        effects += (PassageUsed(usage_key(decision), place.direction, place.at),)
     return Commit(draft(decision, place, kind="passage", ref=door_record_id), effects=effects)
 
 

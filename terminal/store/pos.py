@@ -273,7 +273,19 @@ class Refunded:
     split: tuple[tuple[Purse, int], ...]
 
 
-Effect = PassageUsed | Charged | PinOutcome | Refunded
+@dataclass(frozen=True, slots=True)
+class AwaitingPassage:
+    """The gate opens for this admission: its passage outcome is owed to the journal."""
+
+
+@dataclass(frozen=True, slots=True)
+class PassageSettled:
+    """The passage outcome of admission ``admission_id`` is journalled with this record."""
+
+    admission_id: str
+
+
+Effect = PassageUsed | Charged | PinOutcome | Refunded | AwaitingPassage | PassageSettled
 
 
 def _charge(conn: sqlite3.Connection, effect: Charged, committed: Committed) -> None:
@@ -325,6 +337,13 @@ def apply_effects(
                 "failures = CASE WHEN excluded.failures = 0 THEN 0 ELSE failures + 1 END",
                 (effect.account, 0 if effect.ok else 1, effect.at.isoformat()),
             )
+        elif isinstance(effect, AwaitingPassage):
+            conn.execute(
+                "INSERT INTO awaiting_passage (tx_id, seq) VALUES (?, ?)",
+                (committed.id, committed.seq),
+            )
+        elif isinstance(effect, PassageSettled):
+            conn.execute("DELETE FROM awaiting_passage WHERE tx_id = ?", (effect.admission_id,))
         elif isinstance(effect, Refunded):
             conn.executemany(
                 "INSERT INTO refunds (original_id, purse, amount, tx_seq) VALUES (?, ?, ?, ?)",

@@ -1,5 +1,6 @@
 """The terminal's SQLite store: one writer connection, used under a lock by every writer thread."""
 
+import json
 import logging
 import sqlite3
 import threading
@@ -306,6 +307,26 @@ class Store:
                 "'barber') ORDER BY seq DESC LIMIT 1"
             ).fetchone()
         return None if row is None else str(row[0])
+
+    def last_payment(self) -> dict[str, Any] | None:
+        """The newest allowed payment's record, as journalled."""
+        payment_id = self.last_payment_id()
+        if payment_id is None:
+            return None
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT record FROM journal WHERE id = ?", (payment_id,)
+            ).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def awaiting_passages(self) -> list[dict[str, Any]]:
+        """Admissions that opened the gate and have no passage record (a crash cut them short)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT j.record FROM awaiting_passage AS a JOIN journal AS j ON j.seq = a.seq "
+                "ORDER BY a.seq"
+            ).fetchall()
+        return [dict(json.loads(text)) for (text,) in rows]
 
     def records(self, from_seq: int = 1) -> list[dict[str, Any]]:
         with self._lock:

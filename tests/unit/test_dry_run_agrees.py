@@ -43,6 +43,7 @@ SITE = SiteCards(frozenset({"5943484E00000001"}))
 NOT_FROM_A_TAP = {
     Reason.PASSAGE_CONFIRMED: "a passage record, written after the gate reported",
     Reason.PASSAGE_TIMEOUT: "a passage record",
+    Reason.PASSAGE_UNKNOWN: "a passage record written at start for an opening a crash cut short",
     Reason.GATE_FAULT: "a passage record",
     Reason.REMOTE_OPEN: "HQ's open command, not a tap",
     Reason.FREE_PASSAGE: "what the display says in free mode; the decision is allowed",
