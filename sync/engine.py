@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from models.errors import StoreError
 from sync.changes import KeysChange, bad, integer, parse_batch, parse_deny, req_text
 from sync.envelope import Envelope, Rejected, Rejection, Signer, open_envelope, parse_rfc3339
 from sync.keys import Keyring
@@ -108,6 +109,13 @@ class SyncEngine:
             handler(envelope, publish)
         except Rejected as exc:
             self._reject(exc, topic)
+        except StoreError:
+            raise  # the terminal's own store failed: the link has the message delivered again
+        except Exception as exc:
+            # Any other failure is the message's (a case no check foresaw): counted and
+            # acknowledged like a rejection, never redelivered for ever as a poison message.
+            logger.exception("could not apply a message on %s", topic)
+            self._reject(Rejected(Rejection.BAD_BODY, f"{type(exc).__name__}: {exc}"[:200]), topic)
 
     def _reject(self, exc: Rejected, topic: str) -> None:
         self.rejected[exc.reason] += 1

@@ -259,7 +259,14 @@ def open_envelope(
         raise Rejected(Rejection.MISSING_SIG)
     signature = b64decode(sig_text, "sig")
     try:
-        key.verify(signature, canonical_json(data))
+        signed = canonical_json(data)
+    except (ValueError, TypeError) as exc:
+        # Valid JSON can still be no text: a lone surrogate ("\ud800") has no UTF-8 form, so
+        # nobody can have signed it. Refused here, it is one counted rejection, not an error
+        # that drops the link and has the broker deliver it again for ever.
+        raise Rejected(Rejection.NOT_JSON, f"not encodable: {str(exc)[:80]}") from None
+    try:
+        key.verify(signature, signed)
     except InvalidSignature:
         raise Rejected(Rejection.BAD_SIG, f"kid {kid}") from None
     return Envelope(version, msg_type, data["site"], msg_id, ts, body, kid, sender_tid)

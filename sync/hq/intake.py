@@ -21,7 +21,7 @@ from typing import Any
 from models.canonical import ZERO_HASH, record_hash
 from sync.changes import bad, integer
 from sync.hq.db import HqDb, now_iso, text_of
-from sync.hq.office import Office
+from sync.hq.office import Office, OfficeError
 
 logger = logging.getLogger(__name__)
 
@@ -193,7 +193,18 @@ def _keep(
         (tid, _epoch(record), record["seq"], record["id"], text_of(record), received),
     )
     if cursor.rowcount:
-        _post_money(office, conn, tid, record)
+        try:
+            _post_money(office, conn, tid, record)
+        except OfficeError as exc:
+            # The record is the terminal's signed account of what happened: kept, never
+            # refused (refusing it would have the terminal send it for ever); the money it
+            # names cannot be posted as it stands, which an operator has to settle.
+            raise_alarm(
+                conn,
+                tid,
+                "posting_refused",
+                {"epoch": _epoch(record), "seq": record["seq"], "error": str(exc)[:200]},
+            )
         return 1
     _differs(conn, tid, record)
     return 0

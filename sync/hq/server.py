@@ -9,6 +9,7 @@ killed HQ loses nothing: the broker (and the terminals' resends) deliver again o
 
 import logging
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import Mapping
@@ -262,3 +263,10 @@ class HqServer:
         except Rejected as exc:
             self.rejected += 1
             logger.warning("rejected %s from %s: %s", name, tid, exc)
+        except sqlite3.Error:
+            raise  # HQ's own database failed: the message is delivered again once it is back
+        except Exception:
+            # Any other failure is the message's (a case no check foresaw): counted and
+            # acknowledged like a rejection, so one bad message cannot stop the intake.
+            self.rejected += 1
+            logger.exception("could not take %s from %s; counted as rejected", name, tid)

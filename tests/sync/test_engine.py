@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from models.errors import StoreError
 from models.journal import TransactionDraft
 from models.reasons import Reason
 from sync.engine import CommandRefused, SyncEngine
@@ -406,3 +407,21 @@ def test_events_go_out_once_each_and_leave_on_hq_ack(
     ack = {"through": 0, "events": [event_id]}
     send(engine, hq, TOPICS.terminal_topic("txack"), "txack", ack, published, tid=TID)
     assert port.outbox_stats().event_backlog == 0
+
+
+def test_a_message_no_check_foresaw_is_rejected_but_a_store_failure_is_retried(
+    engine: SyncEngine, hq: Signer, published: Published, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(envelope: object, publish: object) -> None:
+        raise KeyError("a case nobody checked")
+
+    monkeypatch.setattr(engine, "_on_head", broken)
+    send(engine, hq, TOPICS.head, "head", head(0), published)  # counted, not raised
+    assert engine.rejected["bad_body"] == 1
+
+    def full_disk(envelope: object, publish: object) -> None:
+        raise StoreError("database or disk is full")
+
+    monkeypatch.setattr(engine, "_on_head", full_disk)
+    with pytest.raises(StoreError):  # the link drops and the broker delivers it again
+        send(engine, hq, TOPICS.head, "head", head(0), published)

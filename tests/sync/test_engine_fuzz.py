@@ -80,3 +80,26 @@ def test_signed_nonsense_never_breaks_the_engine(tmp_path: Path, topic: str, bod
         assert cards == 0
     finally:
         port.store.close()
+
+
+# A lone surrogate is valid JSON but no UTF-8: it broke the signature check itself, the error
+# dropped the link, the broker redelivered it, and so on for ever (a poison message).
+POISONS = [
+    b'{"v":1,"type":"head","site":"%s","id":"\\ud800","ts":"2026-11-23T09:00:00Z",'
+    b'"kid":"%s","body":{},"sig":"AAAA"}' % (SITE.encode(), HQ.kid.encode()),
+    b'{"v":1,"type":"deny","site":"%s","id":"m1","ts":"2026-11-23T09:00:00Z",'
+    b'"kid":"%s","body":{"seq":1,"cards":["\\udfff"]},"sig":"AAAA"}'
+    % (SITE.encode(), HQ.kid.encode()),
+]
+
+
+def test_a_poison_message_is_a_counted_rejection_on_every_topic(tmp_path: Path) -> None:
+    engine, port = make_engine(tmp_path)
+    try:
+        for topic in INBOUND:
+            for poison in POISONS:
+                engine.handle(topic, poison, Published())
+        assert sum(engine.rejected.values()) == len(INBOUND) * len(POISONS)
+        assert port.marks().change_seq == 0
+    finally:
+        port.store.close()

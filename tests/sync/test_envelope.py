@@ -119,3 +119,20 @@ def test_terminal_messages_must_name_the_terminal() -> None:
 
 def test_signer_repr_hides_the_key() -> None:
     assert "kid" in repr(HQ) and "PrivateKey" not in repr(HQ)
+
+
+@given(
+    st.sampled_from(["id", "ts", "kid", "site", "body"]),
+    st.integers(0xD800, 0xDFFF),
+)
+def test_a_lone_surrogate_anywhere_is_a_rejection_not_an_error(field: str, code: int) -> None:
+    # Valid JSON, but no text: it cannot be encoded, so it cannot have been signed.
+    payload = HQ.seal("head", SITE, {"seq": 1})
+    escaped = f"\\u{code:04x}"
+    data = json.loads(payload)
+    if field == "body":
+        data["body"]["note"] = "x"
+        text = json.dumps(data).replace('"x"', f'"{escaped}"')
+    else:
+        text = json.dumps(data).replace(f'"{field}": "', f'"{field}": "{escaped}', 1)
+    assert refused(text.encode()) in set(Rejection)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from models.canonical import ZERO_HASH
+from models.canonical import ZERO_HASH, record_hash
 from models.journal import TransactionDraft, seal
 from models.reasons import Reason
 from sync.changes import parse_change
@@ -165,6 +165,19 @@ def test_records_salvaged_from_a_quarantined_journal_are_posted_once(office: Off
     assert alarms(office)[-1][1] == {"epoch": "aa" * 16, "new": 4, "first_seq": 1, "last_seq": 6}
     with pytest.raises(Rejected, match="current journal"):
         ingest_salvaged(office.db, TID, _records(1, epoch="bb" * 16))
+
+
+def test_a_signed_record_naming_an_unknown_purse_is_kept_and_raised_not_refused(
+    office: Office,
+) -> None:
+    # Refusing it made HQ drop the link and take it again for ever (a poison record).
+    office.enroll(TID, PUB)
+    record = _records(1)[0]
+    record["split"] = [{"purse": "gold", "amount": 5}]
+    record["hash"] = record_hash(record)
+    assert ingest_tx(office.db, TID, [record]) == (1, 1, "")
+    [(kind, detail)] = alarms(office)
+    assert (kind, detail["seq"], detail["error"]) == ("posting_refused", 1, "unknown purse gold")
 
 
 def test_a_record_resent_with_other_content_raises_an_alarm(office: Office) -> None:
