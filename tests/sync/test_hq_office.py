@@ -10,7 +10,6 @@ from models.canonical import ZERO_HASH, record_hash
 from models.journal import TransactionDraft, seal
 from models.reasons import Reason
 from sync.changes import parse_change
-from sync.envelope import Rejected
 from sync.hq.cli import main
 from sync.hq.db import HqDb
 from sync.hq.importer import import_sheet
@@ -163,8 +162,16 @@ def test_records_salvaged_from_a_quarantined_journal_are_posted_once(office: Off
     assert conn.execute("SELECT epoch, acked_through FROM terminals").fetchone() == ("bb" * 16, 1)
     assert [k for k, _ in alarms(office)] == ["journal_reset", "records_salvaged"]
     assert alarms(office)[-1][1] == {"epoch": "aa" * 16, "new": 4, "first_seq": 1, "last_seq": 6}
-    with pytest.raises(Rejected, match="current journal"):
-        ingest_salvaged(office.db, TID, _records(1, epoch="bb" * 16))
+
+
+def test_salvaged_records_of_the_epoch_hq_still_counts_move_its_ack(office: Office) -> None:
+    # The new journal has sent nothing yet: HQ's current epoch is still the damaged one.
+    office.enroll(TID, PUB)
+    old = _records(4, epoch="aa" * 16)
+    ingest_tx(office.db, TID, old[:1])
+    assert ingest_salvaged(office.db, TID, old) == (3, "aa" * 16, [1, 2, 3, 4])
+    conn = office.db.conn
+    assert conn.execute("SELECT epoch, acked_through FROM terminals").fetchone() == ("aa" * 16, 4)
 
 
 def test_a_signed_record_naming_an_unknown_purse_is_kept_and_raised_not_refused(

@@ -14,6 +14,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from sync.hq.cli import main as hq_main
+from terminal.store.salvage import salvage_quarantined
 from tests.sync.broker import Broker, wait_for
 from tests.sync.messages import SITE, TID, card_number, holder
 from tests.sync.sites import Site, restarted
@@ -141,6 +142,35 @@ def test_a_quarantined_database_starts_a_journal_hq_tells_apart(site: Site) -> N
         ),
         10,
     )
+
+
+def test_records_hq_never_had_are_salvaged_from_the_quarantined_file(site: Site) -> None:
+    site.start_hq()
+    site.terminal.start()
+    assert site.synced()
+    site.terminal.commit_payments(10)
+    assert wait_for(lambda: site.terminal.port.outbox_stats().tx_backlog == 0, 20)
+    site.stop_hq()
+    site.terminal.service.stop()  # offline: the broker does not hold them for HQ either
+    site.terminal.running = False
+    site.terminal.commit_payments(12)  # charged, never uploaded
+    old_epoch = site.terminal.port.marks().journal_epoch
+    site.terminal.stop()
+    db = site.terminal.root / "terminal.db"
+    with db.open("r+b") as file:
+        file.write(b"\0" * 100)  # the header gone: not a database any more, the rows still there
+    site.terminal = restarted(site.terminal)
+    [salvage] = salvage_quarantined(site.terminal.store)
+    assert [r["seq"] for r in salvage.records] == list(range(1, 23))  # HQ's ack was unreadable
+    site.terminal.start()
+    site.start_hq()
+    assert wait_for(lambda: site.hq_tx(old_epoch) == [(seq, 1) for seq in range(1, 23)], 20)
+    debits = site.db.conn.execute("SELECT count(*), sum(delta) FROM ledger WHERE reason = 'debit'")
+    assert debits.fetchone() == (22, -2_200)  # the 12 HQ never had, and the 10 not twice
+    # HQ named them in its txack: none left to send.
+    assert wait_for(lambda: site.terminal.port.salvaged_due(100, "9999") == [], 20)
+    kinds = [k for (k,) in site.db.conn.execute("SELECT kind FROM alarms ORDER BY id")]
+    assert "records_salvaged" in kinds and "tx_differs" not in kinds
 
 
 def _spawn(*args: str) -> subprocess.Popen[bytes]:
