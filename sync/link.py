@@ -32,7 +32,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
-from tenacity import RetryCallState, Retrying, wait_random_exponential
+from tenacity import RetryCallState, Retrying, wait_random, wait_random_exponential
 
 from sync.settings import TlsFiles
 
@@ -88,6 +88,12 @@ class Inbound:
     event: str = field(compare=False, default="")  # "connected" / "disconnected" for events
 
 
+# A broker restart or a network blip is over within seconds: this many retries come within
+# 0.2-2 s (about 20 s of outage) so the backlog is not left waiting a minute for a long backoff;
+# only then does the random-exponential wait grow to ``reconnect_max``.
+FAST_RETRIES = 20
+
+
 class MqttLink:
     def __init__(self, options: LinkOptions, will: Callable[[], bytes] | None = None) -> None:
         self.options = options
@@ -99,6 +105,7 @@ class MqttLink:
         self.connected = threading.Event()
         self._generation = 0
         self._connack: ReasonCode | None = None
+        self._fast_wait = wait_random(0.2, min(2.0, options.reconnect_max))
         self._wait = wait_random_exponential(multiplier=0.5, max=options.reconnect_max)
         self._thread = threading.Thread(target=self._run, name="mqtt-net", daemon=True)
         self.connects = 0
@@ -157,7 +164,10 @@ class MqttLink:
 
     def _backoff(self, attempt: int) -> float:
         state = RetryCallState(Retrying(), None, (), {})
-        state.attempt_number = attempt
+        if attempt <= FAST_RETRIES:
+            state.attempt_number = attempt
+            return float(self._fast_wait(state))
+        state.attempt_number = attempt - FAST_RETRIES
         return float(self._wait(state))
 
     def _run(self) -> None:

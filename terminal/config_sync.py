@@ -123,7 +123,11 @@ class SyncSection(Section):
         60.0, ge=5, le=3600, description="How often the retained status is refreshed."
     )
     reconnect_max_seconds: float = Field(
-        60.0, ge=1, le=3600, description="Cap of the random-exponential reconnect wait."
+        60.0,
+        ge=1,
+        le=3600,
+        description="Cap of the random-exponential reconnect wait, which begins once the first "
+        "20 retries (each within 2 s) have failed.",
     )
     max_message_bytes: int = Field(
         1 << 20, ge=64 * 1024, le=64 << 20, description="Larger inbound messages are rejected."
