@@ -107,6 +107,10 @@ class Store:
                 # WAL back so the next start reads one file.
                 self._conn.execute("PRAGMA optimize")
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                # A full disk, most often: every commit is already durable in the WAL, which
+                # the next start checkpoints. A stop is no failure and no traceback.
+                logger.error("database %s closed without its final checkpoint: %s", self.path, exc)
             finally:
                 self._conn.close()
 

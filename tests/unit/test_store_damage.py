@@ -125,3 +125,34 @@ def test_a_healthy_database_passes_the_check(tmp_path: Path) -> None:
         assert not damage_marker(path).exists() and quarantined_files(path) == []
     finally:
         store.close()
+
+
+def test_a_final_checkpoint_that_fails_loses_nothing_and_raises_nothing(tmp_path: Path) -> None:
+    path, _ = damaged_site(tmp_path, records=20)
+    store = Store.open(path)
+    store.commit(
+        TransactionDraft("door", "2026-11-23T09:01:00Z", 0, "card", "deny", Reason.CARD_UNKNOWN, 0)
+    )
+
+    class FullDisk:
+        """The connection as a full disk leaves it: reads work, the checkpoint cannot write."""
+
+        def __init__(self, conn: sqlite3.Connection) -> None:
+            self._conn = conn
+
+        def execute(self, sql: str, *args: object) -> object:
+            if "wal_checkpoint" in sql:
+                raise sqlite3.OperationalError("database or disk is full")
+            return self._conn.execute(sql, *args)
+
+        def close(self) -> None:
+            self._conn.close()
+
+    store._conn = FullDisk(store._conn)  # type: ignore[assignment]
+    store.close()  # SIGTERM's path: it used to end the daemon with a traceback and exit 1
+    again = Store.open(path)
+    try:
+        assert [r["seq"] for r in again.records()][-1] == 21
+        assert again.verify_journal() is None
+    finally:
+        again.close()
