@@ -84,6 +84,7 @@ class SyncService:
             "resyncs": self.engine.resyncs,
             "acked_through": self.engine.outbox.acked,
             "clock_offset_s": self.engine.clock_offset_s(),
+            "rejected": dict(self.engine.rejected),
         }
 
     def force_resync(self) -> str:

@@ -126,6 +126,19 @@ def assess(status: dict[str, Any]) -> tuple[Level, list[str]]:
     if sync.get("enabled"):
         if sync.get("head_expired"):
             degraded.append("HQ's head has expired: POS payments held to the offline caps")
+        # A stale head or a command seen before comes back in normal operation; anything else
+        # refused means forged or broken messages reach this terminal.
+        rejected = {
+            reason: count
+            for reason, count in ((sync.get("link") or {}).get("rejected") or {}).items()
+            if reason not in ("stale", "expired")
+        }
+        if rejected:
+            degraded.append(
+                f"HQ link: {sum(rejected.values())} messages rejected since start ("
+                + ", ".join(f"{k} {v}" for k, v in sorted(rejected.items()))
+                + "): forged or broken messages reach this terminal"
+            )
         age = (sync.get("outbox") or {}).get("oldest_age_s")
         if age is not None and age > OUTBOX_STALE_S:
             degraded.append(f"outbox: the oldest unsent record is {age // 60} min old")

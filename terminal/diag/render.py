@@ -154,6 +154,7 @@ def status_rows(status: Mapping[str, Any]) -> list[tuple[str, Any]]:
             "sync",
             ("enabled" if sync.get("enabled") else "not enabled")
             + (f", link {'online' if link.get('online') else 'offline'}" if link else "")
+            + (f", rejected {rejected_text(link.get('rejected'))}" if link else "")
             + f"; change seq {value(sync.get('change_seq'))}, head "
             f"{value(sync.get('head_seq'))} (age {duration(sync.get('head_age_s'))}), "
             f"acked {value(sync.get('tx_acked'))}/{value(sync.get('journal_last_seq'))}",
@@ -357,6 +358,13 @@ def events(result: Mapping[str, Any]) -> RenderableType:
     )
 
 
+def rejected_text(counts: Mapping[str, int] | None) -> str:
+    """Rejected inbound messages by reason, most first: "bad_sig 3, not_json 1" or "none"."""
+    if not counts:
+        return "none"
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
 def sync(result: Mapping[str, Any]) -> RenderableType:
     if "action" in result:
         return headline(result.get("level"), str(result.get("message")))
@@ -364,6 +372,7 @@ def sync(result: Mapping[str, Any]) -> RenderableType:
     rows: list[tuple[str, Any]] = [
         ("enabled", result.get("enabled")),
         ("link", result.get("link") or DASH),
+        ("rejected since start", rejected_text((result.get("link") or {}).get("rejected"))),
         ("change seq", result.get("change_seq")),
         (
             "head",

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from pydantic import ValidationError
 
-from terminal.diag import bundle, commands, facts, redact
+from terminal.diag import bundle, commands, facts, redact, render
 from terminal.diag.cli import add_diag_commands
 from terminal.diag.config import DEFAULT_GROUP, DEFAULT_SOCKET, DiagSection
 from terminal.diag.protocol import Exit, Level, exit_for, worst
@@ -116,6 +116,26 @@ def test_a_clock_put_right_is_not_warned_about_once_hq_vouches_for_it() -> None:
     assert clock_problems({"behind_journal_s": 0, "hq_offset_s": -3600.0}) == [
         "clock: -3600 s from HQ's clock (by HQ's last head)"
     ]
+
+
+def test_rejected_hq_messages_are_a_problem_unless_only_stale() -> None:
+    def problems(rejected: dict[str, int]) -> list[str]:
+        status = {
+            "daemon": {"running": True},
+            "database": {"schema_version": 5, "schema_latest": 5},
+            "sync": {"enabled": True, "link": {"online": True, "rejected": rejected}},
+            "disk": {"free_bytes": 10**9, "free_pct": 50.0},
+        }
+        return [p for p in commands.assess(status)[1] if p.startswith("HQ link")]
+
+    assert problems({"stale": 4}) == []
+    assert problems({"bad_sig": 17_000, "not_json": 307, "stale": 1}) == [
+        "HQ link: 17307 messages rejected since start (bad_sig 17000, not_json 307): forged or "
+        "broken messages reach this terminal"
+    ]
+    assert (
+        render.rejected_text({"not_json": 307, "bad_sig": 17_000}) == "bad_sig 17000, not_json 307"
+    )
 
 
 def test_identity_warns_about_an_open_key_file(tmp_path: Path) -> None:
