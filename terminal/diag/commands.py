@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from drivers import pcsc
 from models.errors import DriverError
 from terminal import __version__
-from terminal.clock import CLOCK_STEP_TOLERANCE_S
+from terminal.clock import CLOCK_STEP_TOLERANCE_S, rfc3339
 from terminal.config import Config, PcscReaderSection
 from terminal.diag.config import DiagSection
 from terminal.diag.facts import (
@@ -111,6 +111,12 @@ def assess(status: dict[str, Any]) -> tuple[Level, list[str]]:
         failed.append(f"database: {database['error']}")
     elif database.get("schema_version", 0) > database.get("schema_latest", 0):
         failed.append("database schema is newer than this software")
+    failing = database.get("store_failed")
+    if failing:
+        failed.append(
+            f"store: {failing['refused']} taps refused since {failing['since']} (nothing could "
+            f"be recorded, so nothing was admitted or charged): {failing['error']}"
+        )
     if database.get("damaged"):
         failed.append(
             "database damaged (" + database["damaged"].splitlines()[0][:120] + "): the daemon "
@@ -246,6 +252,13 @@ class Commands:
         sync["enabled"] = self._sync_enabled()
         sync["link"] = dict(self.sync.status()) if self.sync is not None else None
         status["sync"] = sync
+        if self.live is not None and self.live.app.store.failures:
+            store = self.live.app.store
+            status["database"]["store_failed"] = {
+                "refused": store.failures,
+                "since": rfc3339(datetime.fromtimestamp(store.failing_since or 0, UTC)),
+                "error": store.last_failure,
+            }
         clock = clock_facts(config.terminal.timezone, now)
         behind = 0
         if last_at:
@@ -266,6 +279,8 @@ class Commands:
     def _mode(self, sync: dict[str, Any]) -> str:
         if self.live is None:
             return "stopped"
+        if self.live.app.store.failures:
+            return "store_failed"
         pos = self.live.app.pos_flow
         if (sync.get("enabled") and sync.get("head_expired")) or (pos and pos.degraded()):
             return "degraded"

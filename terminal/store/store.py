@@ -45,6 +45,9 @@ class Store:
         self._conn = conn
         self._lock = threading.RLock()
         self.damaged: str | None = None  # what an integrity check found, if anything
+        self.failures = 0  # commits failed in a row: taps and payments refused meanwhile
+        self.failing_since: float | None = None
+        self.last_failure = ""
         self._tip = journal.chain_tip(conn)
         self._tip_at = journal.tip_time(conn)
         self._view_seq = int(self.state(CHANGE_SEQ) or 0)
@@ -122,11 +125,15 @@ class Store:
             self._pending_view_seq = None
             try:
                 yield self._conn
+                self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                # SQLite has already rolled back after some errors (a full disk): a second
+                # ROLLBACK would hide the real cause behind "no transaction is active", and a
+                # COMMIT that failed leaves one open that would refuse every later BEGIN.
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
                 self._pending_view_seq = None
                 raise
-            self._conn.execute("COMMIT")
             self._apply_pending_view_seq()
 
     def _apply_pending_view_seq(self) -> None:
@@ -271,7 +278,13 @@ class Store:
                     )
                     pos.apply_effects(conn, effects, committed)
             except sqlite3.Error as exc:
+                # What diag reports as the store-failure state (a full disk, most often):
+                # how many decisions could not be recorded, so were refused, since when.
+                self.failures += 1
+                self.failing_since = self.failing_since or time.time()
+                self.last_failure = str(exc)
                 raise StoreError(f"could not record the transaction: {exc}") from exc
+            self.failures, self.failing_since = 0, None
             self._tip = (committed.seq, committed.hash)
             self._tip_at = max(self._tip_at or committed_at, committed_at)
             return committed
