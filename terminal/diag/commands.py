@@ -252,12 +252,13 @@ class Commands:
         sync["enabled"] = self._sync_enabled()
         sync["link"] = dict(self.sync.status()) if self.sync is not None else None
         status["sync"] = sync
-        if self.live is not None and self.live.app.store.failures:
-            store = self.live.app.store
+        store = self.live.app.store if self.live is not None else None
+        if store is not None and store.failing_since is not None:
             status["database"]["store_failed"] = {
                 "refused": store.failures,
-                "since": rfc3339(datetime.fromtimestamp(store.failing_since or 0, UTC)),
+                "since": rfc3339(datetime.fromtimestamp(store.failing_since, UTC)),
                 "error": store.last_failure,
+                "last_at": rfc3339(datetime.fromtimestamp(store.last_failure_at or 0, UTC)),
             }
         clock = clock_facts(config.terminal.timezone, now)
         behind = 0
@@ -279,7 +280,7 @@ class Commands:
     def _mode(self, sync: dict[str, Any]) -> str:
         if self.live is None:
             return "stopped"
-        if self.live.app.store.failures:
+        if self.live.app.store.failing_since is not None:
             return "store_failed"
         pos = self.live.app.pos_flow
         if (sync.get("enabled") and sync.get("head_expired")) or (pos and pos.degraded()):

@@ -45,9 +45,10 @@ class Store:
         self._conn = conn
         self._lock = threading.RLock()
         self.damaged: str | None = None  # what an integrity check found, if anything
-        self.failures = 0  # commits failed in a row: taps and payments refused meanwhile
+        self.failures = 0  # taps and payments refused since the store last wrote
         self.failing_since: float | None = None
         self.last_failure = ""
+        self.last_failure_at: float | None = None
         self._tip = journal.chain_tip(conn)
         self._tip_at = journal.tip_time(conn)
         self._view_seq = int(self.state(CHANGE_SEQ) or 0)
@@ -280,8 +281,11 @@ class Store:
             except sqlite3.Error as exc:
                 # What diag reports as the store-failure state (a full disk, most often):
                 # how many decisions could not be recorded, so were refused, since when.
-                self.failures += 1
-                self.failing_since = self.failing_since or time.time()
+                # A passage record is the outcome of a tap already admitted, not a tap refused.
+                if draft.kind != "passage":
+                    self.failures += 1
+                self.last_failure_at = time.time()
+                self.failing_since = self.failing_since or self.last_failure_at
                 self.last_failure = str(exc)
                 raise StoreError(f"could not record the transaction: {exc}") from exc
             self.failures, self.failing_since = 0, None

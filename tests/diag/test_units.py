@@ -3,12 +3,17 @@
 import argparse
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from pydantic import ValidationError
 
+from models.errors import StoreError
+from models.journal import TransactionDraft
+from models.reasons import Reason
+from terminal import config as config_module
 from terminal.diag import bundle, commands, facts, redact, render
 from terminal.diag.cli import add_diag_commands
 from terminal.diag.config import DEFAULT_GROUP, DEFAULT_SOCKET, DiagSection
@@ -183,3 +188,50 @@ def test_a_quarantined_database_degrades_the_status(tmp_path: Path) -> None:
     level, problems = commands.assess({"daemon": {"running": True}, "database": files})
     assert level == "degraded"
     assert any("quarantined" in p and "new journal epoch" in p for p in problems)
+
+
+def test_status_is_store_failed_while_taps_are_refused_and_clears_after(tmp_path: Path) -> None:
+    config = config_module.parse(
+        {
+            "terminal": {"id": "diag-gate-01", "site": "demo-centre", "state_dir": str(tmp_path)},
+            "door": {"id": "east-gate", "direction": "in"},
+            "reader": {"driver": "sim"},
+            "gate": {"driver": "sim"},
+        }
+    )
+    store = Store.open(config.database_path)
+    live = SimpleNamespace(
+        daemon=lambda: {"running": True},
+        devices=lambda: {},
+        app=SimpleNamespace(store=store, pos_flow=None),
+    )
+    diag = commands.Commands(config, live=live)  # type: ignore[arg-type]
+    tap = TransactionDraft(
+        "door", "2026-11-23T09:00:00Z", 0, "card", "deny", Reason.CARD_UNKNOWN, 0, card="x" * 400
+    )
+    try:
+        store.commit(tap)
+        assert diag.status()["mode"] == "normal"
+        with store.read() as conn:
+            pages = conn.execute("PRAGMA page_count").fetchone()[0]
+            conn.execute(f"PRAGMA max_page_count = {pages}")
+        refused = 0
+        while refused < 3:
+            try:
+                store.commit(tap)
+            except StoreError:
+                refused += 1
+        status = diag.status()
+        assert status["mode"] == "store_failed" and status["level"] is Level.FAILED
+        failing = status["database"]["store_failed"]
+        assert failing["refused"] == 3 and "full" in failing["error"] and failing["last_at"]
+        assert status["problems"][0].startswith("store: 3 taps refused since ")
+        assert "database or disk is full" in status["problems"][0]
+        with store.read() as conn:
+            conn.execute(f"PRAGMA max_page_count = {pages * 100}")
+        store.commit(tap)
+        status = diag.status()
+        assert status["mode"] == "normal" and "store_failed" not in status["database"]
+        assert not any(p.startswith("store:") for p in status["problems"])
+    finally:
+        store.close()

@@ -242,3 +242,60 @@ def test_a_database_found_damaged_is_quarantined_and_the_daemon_goes_on(tmp_path
     assert "Traceback" not in out + err
     assert "moved aside" in out + err and "is damaged" in out + err
     assert f"{salvaged} queued for HQ" in out + err
+
+
+FULL_DISK_AT_CLOSE = '''
+import sqlite3
+
+from terminal.store import store
+
+
+class FullDisk:
+    """The writer connection as a full disk leaves it: the final checkpoint cannot write."""
+
+    def __init__(self, conn):
+        self._conn = conn
+
+    def execute(self, sql, *args):
+        if "wal_checkpoint" in sql:
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._conn.execute(sql, *args)
+
+    def close(self):
+        self._conn.close()
+
+
+def close(self, _close=store.Store.close):
+    self._conn = FullDisk(self._conn)
+    _close(self)
+
+
+store.Store.close = close
+'''
+
+
+def test_sigterm_on_a_full_disk_logs_the_failed_checkpoint_and_exits_0(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seam = tmp_path / "seam"
+    seam.mkdir()
+    (seam / "sitecustomize.py").write_text(FULL_DISK_AT_CLOSE)
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(seam), os.environ.get("PYTHONPATH")]))
+    )
+    full = Daemon(tmp_path)
+    try:
+        full.wait_for("READY=1")
+        full.send(f"tap {card_number(1)} seq=1")
+        full.wait_records(2)  # the admission and its passage
+        code, out, err = full.stop()
+        assert code == 0, err
+        assert "Traceback" not in err + out
+        logged = [json.loads(line) for line in out.splitlines() if line.strip()]
+        failed = [e for e in logged if "without its final checkpoint" in e["message"]]
+        assert failed and failed[0]["level"] in ("ERROR", "error")
+        assert any(entry["message"] == "stopped" for entry in logged)
+        kinds = [r["kind"] for r in full.records()]  # nothing lost: the WAL is read back
+        assert kinds == ["door", "passage"]
+    finally:
+        full.kill()

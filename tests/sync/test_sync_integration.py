@@ -311,3 +311,24 @@ def test_commands_from_the_hq_tool_run_once_and_not_after_expiry(
     assert site.terminal.service.engine.rejected["expired"] == 1
     assert hq_main([*hq_dir, "status", "--wait", "1"]) == 0
     assert TID in capsys.readouterr().out
+
+
+def test_back_within_seconds_of_a_broker_restart_with_the_default_backoff(
+    site: Site, broker: Broker
+) -> None:
+    site.terminal.stop()
+    site.terminal = restarted(site.terminal, reconnect_max=60.0)  # the shipped cap, not FAST's
+    site.start_hq()
+    site.terminal.start()
+    assert site.synced()
+    link = site.terminal.service.link
+    broker.stop()
+    assert wait_for(lambda: not link.connected.is_set(), 5)
+    time.sleep(10)  # a slow broker restart: a run of reconnect attempts fails meanwhile
+    site.terminal.commit_payments(20)
+    broker.start()
+    restarted_at = time.monotonic()
+    assert wait_for(link.connected.is_set, 10)
+    assert time.monotonic() - restarted_at < 6  # it used to wait up to the 60 s cap
+    assert wait_for(lambda: site.terminal.port.outbox_stats().tx_backlog == 0, 10)
+    assert [seq for seq, _ in site.hq_tx()] == list(range(1, 21))

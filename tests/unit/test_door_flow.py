@@ -239,3 +239,30 @@ def test_a_late_report_from_an_opening_the_flow_gave_up_on_is_ignored(harness: H
     assert isinstance(fault, Commit)
     flow.step(Recorded(harness.store.commit(fault.draft)), harness.loop.now())
     assert flow.step(GateReported(opening.ticket, PassageReport.PASSED), harness.loop.now()) == []
+
+
+def test_taps_refused_on_a_full_disk_are_counted_until_a_write_succeeds(harness: Harness) -> None:
+    store = harness.store
+    with store.read() as conn:  # SQLite's own "database or disk is full", for real
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count = {pages}")
+    refused = 0
+    for _ in range(300):
+        harness.tap(1)
+        harness.clock.advance(timedelta(minutes=5))  # a new person, not a duplicate tap
+        refused = sum(
+            isinstance(t, FlowNotice) and t.notice is Notice.STORE_FAILED for t in harness.told
+        )
+        if refused >= 2:
+            break
+    assert refused == 2 and store.failures == 2  # each refused tap is counted once
+    assert "full" in store.last_failure and store.failing_since is not None
+    with store.read() as conn:
+        conn.execute(f"PRAGMA max_page_count = {pages * 100}")
+    harness.clock.advance(timedelta(minutes=5))
+    harness.tap(1)
+    assert store.failures == 0 and store.failing_since is None  # recorded again: cleared
+    assert harness.kinds()[-2:] == [
+        ("door", "allow", "allowed"),
+        ("passage", "allow", "passage_confirmed"),
+    ]
