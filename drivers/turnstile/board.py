@@ -23,12 +23,12 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import serial
 
 from drivers.interfaces import Health, PassageOutcome
+from drivers.turnstile.alarms import AlarmLimiter, SecurityKind, log_ended
 from drivers.turnstile.codec import (
     Alarm,
     BoardEvent,
@@ -52,6 +52,7 @@ from drivers.turnstile.codec import (
     Tamper,
     encode,
 )
+from drivers.turnstile.linecount import RECENT_S, BadFrames
 from drivers.turnstile.settings import FIRST_BACKOFF, PortOpener, SerialGateSettings, SerialPort
 from models.errors import DriverError
 
@@ -63,12 +64,6 @@ _READ_TIMEOUT = 0.05  # how long one read blocks; bounds how late the reader not
 _DEDUPE_SECONDS = 5.0  # longer than the board's whole repeat schedule for one event
 _MAX_SECURITY_EVENTS = 1000
 _JOIN_SECONDS = 3.0
-
-
-class SecurityKind(StrEnum):
-    DOOR_FORCED = "door_forced"
-    HELD_OPEN = "held_open"
-    TAMPER = "tamper"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +83,11 @@ _SECURITY_KINDS: dict[type[BoardEvent], SecurityKind] = {
     DoorForced: SecurityKind.DOOR_FORCED,
     HeldOpen: SecurityKind.HELD_OPEN,
     Tamper: SecurityKind.TAMPER,
+}
+_ALARM_BITS = {
+    Alarm.FORCED: SecurityKind.DOOR_FORCED,
+    Alarm.HELD_OPEN: SecurityKind.HELD_OPEN,
+    Alarm.TAMPER: SecurityKind.TAMPER,
 }
 _DIRECTIONS: dict[str | None, Direction] = {
     None: Direction.EITHER,
@@ -122,7 +122,12 @@ class _Opening:
 class SerialGate:
     """A turnstile driven by a relay/controller board over a serial line."""
 
-    def __init__(self, settings: SerialGateSettings, opener: PortOpener = open_port) -> None:
+    def __init__(
+        self,
+        settings: SerialGateSettings,
+        opener: PortOpener = open_port,
+        alarms: AlarmLimiter | None = None,
+    ) -> None:
         self._settings = settings
         self._opener = opener
         self._cond = threading.Condition()
@@ -141,7 +146,8 @@ class SerialGate:
         self._opening: _Opening | None = None
         self._security: deque[SecurityEvent] = deque(maxlen=_MAX_SECURITY_EVENTS)
         self._seen: dict[tuple[int, int, bytes], float] = {}
-        self._discarded = 0
+        self._bad = BadFrames()
+        self._limiter = alarms or AlarmLimiter()
         self._mode_lock = threading.Lock()  # one MODE exchange at a time, a caller's or a re-send
         self._wanted: GateMode | None = None  # re-sent whenever the board comes back
         self._confirmed: GateMode | None = None  # what the board acknowledged on this link
@@ -270,6 +276,9 @@ class SerialGate:
             self._cond.wait_for(lambda: bool(self._security) or self._closed, timeout)
             taken = list(self._security)
             self._security.clear()
+            ended = self._limiter.sweep(time.monotonic())
+        for what in ended:
+            log_ended(what)
         return taken
 
     def alarms(self) -> list[str]:
@@ -280,6 +289,12 @@ class SerialGate:
         """The board's latest STATUS answer (door sensor, counters, alarms), for diagnostics."""
         with self._cond:
             return self._status
+
+    def link_counters(self) -> dict[str, Any]:
+        """Bad frames (total, recent, by reason) and what became of the alarms, for diagnostics."""
+        with self._cond:
+            now = time.monotonic()
+            return self._bad.counts(now) | {"alarms": self._limiter.counts()}
 
     # -- caller side ---------------------------------------------------------------------------
 
@@ -372,8 +387,16 @@ class SerialGate:
                 f" in={self._status.passages_in} out={self._status.passages_out},"
                 f" alarms: {_alarm_names(self._status.alarms)}"
             )
-        if self._discarded:
-            parts.append(f"{self._discarded} bad frames")
+        if self._bad.total:
+            recent = self._bad.recent(time.monotonic())
+            parts.append(
+                f"{self._bad.total} bad frames ({recent} in the last {RECENT_S // 60} min)"
+            )
+        repeats = self._limiter.counts()["repeats"]
+        if repeats:
+            parts.append(
+                "alarm repeats folded: " + ", ".join(f"{k} {v}" for k, v in repeats.items())
+            )
         return "; ".join(parts)
 
     # -- reader thread -------------------------------------------------------------------------
@@ -459,7 +482,7 @@ class SerialGate:
         for item in items:
             if isinstance(item, Discarded):
                 with self._cond:
-                    self._discarded += 1
+                    self._bad.add(item.reason.value, time.monotonic())
                 logger.debug(
                     "turnstile: dropped %d bytes (%s): %s", item.size, item.reason, item.data.hex()
                 )
@@ -500,6 +523,10 @@ class SerialGate:
             if isinstance(reply, StatusReply):
                 if reply.seq == self._poll_seq:
                     self._status = reply
+                    self._limiter.board_alarms(
+                        (kind for bit, kind in _ALARM_BITS.items() if bit in reply.alarms),
+                        time.monotonic(),
+                    )
                     return
             elif self._awaiting.get(reply.seq) is type(reply):
                 self._acks[reply.seq] = reply
@@ -521,16 +548,28 @@ class SerialGate:
             if isinstance(event, Passage):
                 self._passage(event)
             else:
-                kind = _SECURITY_KINDS[type(event)]
-                if len(self._security) == self._security.maxlen:
-                    logger.error("turnstile: security event queue full, oldest event dropped")
-                self._security.append(SecurityEvent(kind, event.seq, now))
-                logger.warning(
-                    "turnstile alarm: %s",
-                    kind,
-                    extra={"alarm": kind.value, "board_seq": event.seq},
-                )
+                self._alarm(_SECURITY_KINDS[type(event)], event.seq, now)
             self._cond.notify_all()
+
+    def _alarm(self, kind: SecurityKind, board_seq: int, now: float) -> None:
+        raised = self._limiter.offer(kind, now)
+        if raised is None:
+            logger.debug("turnstile alarm %s counted, not raised (repeat or flood)", kind)
+            return
+        if len(self._security) == self._security.maxlen:
+            logger.error("turnstile: security event queue full, oldest event dropped")
+        self._security.append(SecurityEvent(raised, board_seq, now))
+        if raised is SecurityKind.ALARM_FLOOD:
+            logger.warning(
+                "turnstile alarm flood: %s is beyond the budget of alarms a minute; further"
+                " alarms are counted, not raised one by one, until a quiet minute",
+                kind,
+                extra={"alarm": raised.value, "board_seq": board_seq},
+            )
+        else:
+            logger.warning(
+                "turnstile alarm: %s", kind, extra={"alarm": kind.value, "board_seq": board_seq}
+            )
 
     def _passage(self, event: Passage) -> None:
         opening = self._opening

@@ -49,6 +49,10 @@ NO_SYNC = "sync is not enabled on this terminal"
 # Thresholds that turn "serving" into "needs attention" (exit 3).
 OUTBOX_STALE_S = 3600
 DISK_LOW_PCT, DISK_LOW_BYTES, DISK_FULL_BYTES = 5.0, 200_000_000, 20_000_000
+# A sound link drops a frame now and then (a replug, a board's boot banner); hundreds within the
+# board's recent window (5 min, about one a second with a poll a second) is a failing cable,
+# interference or a wrong baud rate, and soon missed acks and events.
+BAD_FRAMES_RECENT_MAX = 200
 
 
 class SyncControl(Protocol):
@@ -148,6 +152,7 @@ def assess(status: dict[str, Any]) -> tuple[Level, list[str]]:
         age = (sync.get("outbox") or {}).get("oldest_age_s")
         if age is not None and age > OUTBOX_STALE_S:
             degraded.append(f"outbox: the oldest unsent record is {age // 60} min old")
+    degraded += _gate_link_problems(status.get("gate_link") or {})
     clock = status.get("clock", {})
     if clock.get("ntp_synchronized") is False:
         degraded.append("clock: not synchronised (NTP)")
@@ -171,6 +176,30 @@ def assess(status: dict[str, Any]) -> tuple[Level, list[str]]:
         degraded.append(f"disk: {free // 1_000_000} MB free ({disk.get('free_pct')} %)")
     level = Level.FAILED if failed else Level.DEGRADED if degraded else Level.OK
     return level, failed + degraded
+
+
+def _gate_link_problems(link: Mapping[str, Any]) -> list[str]:
+    found = []
+    recent = link.get("bad_frames_recent") or 0
+    if recent > BAD_FRAMES_RECENT_MAX:
+        reasons = ", ".join(f"{k} {v}" for k, v in (link.get("bad_frame_reasons") or {}).items())
+        found.append(
+            f"gate link: {recent} bad frames from the board in the last "
+            f"{(link.get('recent_s') or 0) // 60} min ({link.get('bad_frames')} since start"
+            + (f"; {reasons}" if reasons else "")
+            + "): check the serial cable, its shielding and the baud rate"
+        )
+    alarms = link.get("alarms") or {}
+    if alarms.get("flooding"):
+        flooded, repeats = alarms.get("flooded") or {}, alarms.get("repeats") or {}
+        found.append(
+            f"gate alarms: flooding, {sum(flooded.values())} not raised one by one ("
+            + ", ".join(f"{k} {v}" for k, v in flooded.items())
+            + f"); {sum(repeats.values())} repeats folded ("
+            + ", ".join(f"{k} {v}" for k, v in repeats.items())
+            + "): see ykt diag events and the log"
+        )
+    return found
 
 
 class Commands:
@@ -252,6 +281,10 @@ class Commands:
         sync["enabled"] = self._sync_enabled()
         sync["link"] = dict(self.sync.status()) if self.sync is not None else None
         status["sync"] = sync
+        gate = getattr(self.live.app, "gate", None) if self.live is not None else None
+        counters = getattr(gate, "link_counters", None)  # only a serial board keeps them
+        if callable(counters):
+            status["gate_link"] = counters()
         store = self.live.app.store if self.live is not None else None
         if store is not None and store.failing_since is not None:
             status["database"]["store_failed"] = {

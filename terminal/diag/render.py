@@ -135,6 +135,8 @@ def status_rows(status: Mapping[str, Any]) -> list[tuple[str, Any]]:
             if name == "gate" and status.get("role", {}).get("kind") != "door":
                 continue
             rows.append((name, health_text(devices.get(name))))
+    if status.get("gate_link"):
+        rows.append(("gate link", gate_link_text(status["gate_link"])))
     if "error" in db:
         rows.append(("database", Text(str(db["error"]), style="red")))
     else:
@@ -192,6 +194,24 @@ def status_rows(status: Mapping[str, Any]) -> list[tuple[str, Any]]:
         )
     )
     return rows
+
+
+def gate_link_text(link: Mapping[str, Any]) -> str:
+    """The board's bad frames and what became of its alarms, in one line."""
+    reasons = link.get("bad_frame_reasons") or {}
+    text = (
+        f"bad frames {value(link.get('bad_frames'))} ({value(link.get('bad_frames_recent'))} in"
+        f" the last {(link.get('recent_s') or 300) // 60} min"
+        + (": " + ", ".join(f"{k} {v}" for k, v in reasons.items()) if reasons else "")
+        + ")"
+    )
+    alarms = link.get("alarms") or {}
+    for label, key in (("alarms raised", "raised"), ("repeats", "repeats"), ("flooded", "flooded")):
+        if alarms.get(key):
+            text += f"; {label} " + ", ".join(f"{k} {v}" for k, v in alarms[key].items())
+    if alarms.get("flooding"):
+        text += " (flooding now)"
+    return text
 
 
 def status(result: Mapping[str, Any]) -> RenderableType:

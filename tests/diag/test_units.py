@@ -123,6 +123,54 @@ def test_a_clock_put_right_is_not_warned_about_once_hq_vouches_for_it() -> None:
     ]
 
 
+def test_bad_frames_from_the_board_are_a_problem_only_while_they_grow_fast() -> None:
+    def problems(recent: int) -> list[str]:
+        status = {
+            "daemon": {"running": True},
+            "database": {"schema_version": 5, "schema_latest": 5},
+            "devices": {"gate": {"ok": True, "state": "ok", "detail": ""}},
+            "gate_link": {
+                "bad_frames": 926_444,
+                "bad_frames_recent": recent,
+                "recent_s": 300,
+                "bad_frame_reasons": {"bad_crc": 926_000, "garbage": 444},
+                "alarms": {"raised": {}, "repeats": {}, "flooded": {}, "flooding": False},
+            },
+            "disk": {"free_bytes": 10**9, "free_pct": 50.0},
+        }
+        found = commands.assess(status)[1]
+        return [p for p in found if p.startswith("gate link")]
+
+    assert problems(commands.BAD_FRAMES_RECENT_MAX) == []  # a long-past burst is history
+    assert problems(812) == [
+        "gate link: 812 bad frames from the board in the last 5 min (926444 since start; "
+        "bad_crc 926000, garbage 444): check the serial cable, its shielding and the baud rate"
+    ]
+    rows = dict(render.status_rows({"gate_link": {"bad_frames": 7, "bad_frames_recent": 2}}))
+    assert rows["gate link"].startswith("bad frames 7 (2 in the last 5 min)")
+
+
+def test_board_alarm_repeats_and_floods_are_shown_and_a_flood_is_a_problem() -> None:
+    alarms = {
+        "raised": {"tamper": 1},
+        "repeats": {"tamper": 598},
+        "flooded": {"door_forced": 4},
+        "flooding": True,
+    }
+    status = {
+        "daemon": {"running": True},
+        "database": {"schema_version": 5, "schema_latest": 5},
+        "gate_link": {"bad_frames": 0, "bad_frames_recent": 0, "recent_s": 300, "alarms": alarms},
+        "disk": {"free_bytes": 10**9, "free_pct": 50.0},
+    }
+    assert [p for p in commands.assess(status)[1] if p.startswith("gate")] == [
+        "gate alarms: flooding, 4 not raised one by one (door_forced 4); 598 repeats folded "
+        "(tamper 598): see ykt diag events and the log"
+    ]
+    row = dict(render.status_rows(status))["gate link"]
+    assert "alarms raised tamper 1" in row and "repeats tamper 598" in row
+
+
 def test_rejected_hq_messages_are_a_problem_unless_only_stale() -> None:
     def problems(rejected: dict[str, int]) -> list[str]:
         status = {
@@ -235,3 +283,36 @@ def test_status_is_store_failed_while_taps_are_refused_and_clears_after(tmp_path
         assert not any(p.startswith("store:") for p in status["problems"])
     finally:
         store.close()
+
+
+def test_status_carries_the_serial_boards_link_counters(tmp_path: Path) -> None:
+    config = config_module.parse(
+        {
+            "terminal": {"id": "diag-gate-01", "site": "demo-centre", "state_dir": str(tmp_path)},
+            "door": {"id": "east-gate", "direction": "in"},
+            "reader": {"driver": "sim"},
+            "gate": {"driver": "sim"},
+        }
+    )
+    counters = {
+        "bad_frames": 926_444,
+        "bad_frames_recent": 900,
+        "recent_s": 300,
+        "bad_frame_reasons": {"bad_crc": 926_444},
+        "alarms": {"raised": {}, "repeats": {}, "flooded": {}, "flooding": False},
+    }
+    store = Store.open(config.database_path)
+    live = SimpleNamespace(
+        daemon=lambda: {"running": True},
+        devices=lambda: {"gate": {"ok": True, "state": "ok", "detail": ""}},
+        app=SimpleNamespace(
+            store=store, pos_flow=None, gate=SimpleNamespace(link_counters=lambda: counters)
+        ),
+    )
+    try:
+        status = commands.Commands(config, live=live).status()  # type: ignore[arg-type]
+    finally:
+        store.close()
+    assert status["gate_link"] == counters
+    assert status["level"] is Level.DEGRADED
+    assert any(p.startswith("gate link: 900 bad frames") for p in status["problems"])

@@ -218,6 +218,34 @@ def test_security_events_are_surfaced_once(
     assert f"alarms: {(flag.name or '').lower()}" in gate.health().detail
 
 
+def test_a_stream_of_alarm_frames_is_one_event_per_kind_with_the_repeats_counted(
+    gate: SerialGate, control: SimBoardControl
+) -> None:
+    # Each a new board event (its own seq), as a spoofer on the line or a chattering sensor
+    # sends them: the board's own repeats are not what is folded here.
+    for _ in range(40):
+        control.happen(Incident.TAMPER)
+        control.happen(Incident.DOOR_FORCED)
+    assert eventually(lambda: gate.link_counters()["alarms"]["repeats"].get("tamper") == 39)
+    assert eventually(lambda: gate.link_counters()["alarms"]["repeats"].get("door_forced") == 39)
+    kinds = sorted(e.kind for e in gate.security_events(timeout=0.5))
+    assert kinds == [SecurityKind.DOOR_FORCED, SecurityKind.TAMPER]
+    assert gate.security_events(timeout=0.3) == []
+    assert "repeats" in gate.health().detail
+
+
+def test_bad_frames_are_counted_in_total_and_recently(
+    gate: SerialGate, control: SimBoardControl
+) -> None:
+    control.garble_next(Command.STATUS_REPLY, count=5)
+    assert eventually(lambda: gate.link_counters()["bad_frames"] == 5)
+    counters = gate.link_counters()
+    assert counters["bad_frames_recent"] == 5
+    assert counters["recent_s"] == 300
+    assert counters["bad_frame_reasons"] == {"bad_crc": 5}
+    assert eventually(lambda: "5 bad frames (5 in the last 5 min)" in gate.health().detail)
+
+
 def test_board_disappears_and_comes_back(gate: SerialGate, control: SimBoardControl) -> None:
     control.happen(Incident.UNPLUG)
     assert eventually(lambda: not gate.health().ok)
