@@ -1,4 +1,4 @@
-"""The short form of the fault campaign (bench/faults.py, figures in docs/reliability.md): the
+"""The short form of the fault campaign (bench/faults/, figures in docs/reliability.md): the
 daemon killed at random points loses nothing it showed, it starts on a damaged database, and the
 checks themselves find what they look for."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import faults
+from bench.faults import corrupt, kill9
 from models.journal import TransactionDraft
 from models.reasons import Reason
 from models.wallet import Purse
@@ -24,7 +24,7 @@ CYCLES = 12  # the long form runs hundreds (docs/reliability.md); each test stay
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("kind", ["door", "pos"])
 def test_kill9_under_load_loses_nothing(kind: str, tmp_path: Path) -> None:
-    campaign = faults.run(kind, CYCLES, seed_value=7, workdir=tmp_path)
+    campaign = kill9.run(kind, CYCLES, seed_value=7, workdir=tmp_path)
     assert campaign.cycles == CYCLES and campaign.crashes == 0
     assert campaign.violations == []
     assert campaign.shown_allowed, "the stream admitted nobody: the campaign proved nothing"
@@ -76,15 +76,15 @@ def test_the_checks_find_what_is_wrong(tmp_path: Path) -> None:
         conn.execute("UPDATE purses SET balance = 100 WHERE account = 'H001' AND purse = 'cash'")
     conn.close()
     masked = "3601************0001"
-    campaign = faults.Campaign(
+    campaign = kill9.Campaign(
         "pos",
         shown_allowed={
-            3: faults.Shown(4, "shop", "allowed", masked, 300),
-            2: faults.Shown(4, "shop", "allowed", masked, 900),
-            9: faults.Shown(5, "shop", "allowed", masked, 100),
+            3: kill9.Shown(4, "shop", "allowed", masked, 300),
+            2: kill9.Shown(4, "shop", "allowed", masked, 900),
+            9: kill9.Shown(5, "shop", "allowed", masked, 100),
         },
     )
-    faults.check(db, campaign)
+    kill9.check(db, campaign)
     assert campaign.violations == [
         f"cycle 4: shown allowed seq 2 (allowed, {masked}, amount 900) but journalled "
         f"('allow', 'allowed', '{masked}', 700)",
@@ -111,8 +111,8 @@ def test_a_broken_chain_and_a_gap_are_found(tmp_path: Path) -> None:
         conn.execute("DELETE FROM journal WHERE seq = 2")
         conn.execute("DELETE FROM outbox WHERE ref = 2")
     conn.close()
-    campaign = faults.Campaign("door")
-    faults.check(db, campaign)
+    campaign = kill9.Campaign("door")
+    kill9.check(db, campaign)
     assert campaign.violations[0].startswith("hash chain broken")
     assert campaign.violations[1:] == ["journal seq has gaps: [2]"]
 
@@ -133,11 +133,11 @@ def test_what_the_daemon_showed_is_read_from_its_log(tmp_path: Path) -> None:
         "\n".join(json.dumps(line, ensure_ascii=False) for line in lines)
         + "\nTraceback (most recent call last):\n"
     )
-    campaign = faults.Campaign("pos")
-    faults.read_log(log, campaign)
+    campaign = kill9.Campaign("pos")
+    kill9.read_log(log, campaign)
     assert campaign.shown_allowed == {
-        4: faults.Shown(1, "shop", "allowed", "3601****0001", 12),
-        5: faults.Shown(3, "tap", "allowed", "3601****0002", None),
+        4: kill9.Shown(1, "shop", "allowed", "3601****0001", 12),
+        5: kill9.Shown(3, "tap", "allowed", "3601****0002", None),
     }
     assert campaign.paid_shown == 2
     assert campaign.violations == [
@@ -148,9 +148,9 @@ def test_what_the_daemon_showed_is_read_from_its_log(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("how", faults.DAMAGE)
+@pytest.mark.parametrize("how", corrupt.DAMAGE)
 def test_a_damaged_database_is_quarantined_and_said(how: str, tmp_path: Path) -> None:
-    result = faults.corrupt_db(how, records=600, workdir=tmp_path)
+    result = corrupt.corrupt_db(how, records=600, workdir=tmp_path)
     assert result["violations"] == []
     assert result["quarantined"] == 1 and result["ready_s"] > 0
     assert result["diag_level"] != "ok"
@@ -165,7 +165,7 @@ def test_a_damaged_database_is_quarantined_and_said(how: str, tmp_path: Path) ->
 
 @pytest.mark.timeout(60)
 def test_an_intact_database_is_not_reported_as_quarantined(tmp_path: Path) -> None:
-    result = faults.corrupt_db("none", records=50, workdir=tmp_path)
+    result = corrupt.corrupt_db("none", records=50, workdir=tmp_path)
     assert result["quarantined"] == 0
     assert "quarantined files: []" in result["violations"]
     assert result["lost"] == 0
