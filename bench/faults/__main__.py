@@ -8,7 +8,9 @@ import sys
 from bench.faults import corrupt, kill9
 
 # Scenarios with options of their own: each module's `cli(argv) -> int` parses the rest.
-OWN_OPTIONS: dict[str, str] = {}
+OWN_OPTIONS: dict[str, str] = {
+    "clock-jumps": "bench.faults.clockjump",
+}
 
 
 def main(argv: list[str] | None = None) -> int:

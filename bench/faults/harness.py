@@ -8,7 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from terminal.demo_site import seed  # noqa: E402
+from terminal.store import Store  # noqa: E402
 
 READY_TIMEOUT_S = 30.0
 
@@ -61,6 +64,19 @@ driver = "sim"
 
 def config_text(kind: str, state: Path) -> str:
     return _TERMINAL.format(kind=kind, state=state) + _DEVICES[kind]
+
+
+def demo_terminal(
+    root: Path, kind: str, edit: Callable[[str], str] = lambda text: text
+) -> tuple[Path, Path]:
+    """A state directory holding the seeded demo site, and a config for it: (state, config)."""
+    state = root / "state"
+    store = Store.open(state / "terminal.db")
+    seed(store)
+    store.close()
+    config = root / f"{kind}.toml"
+    config.write_text(edit(config_text(kind, state)))
+    return state, config
 
 
 def wait_ready(notify: socket.socket, process: subprocess.Popen[bytes]) -> float:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.faults.harness import (
-    config_text,
+    demo_terminal,
     notify_socket,
     quantile,
     read_only,
@@ -28,8 +28,8 @@ from bench.faults.harness import (
     wait_ready,
 )
 from models.cards import mask_card_number
-from terminal.demo_site import card_number, seed
-from terminal.store import Store, journal
+from terminal.demo_site import card_number
+from terminal.store import journal
 
 PAID = "display: 支付成功 Paid"
 
@@ -134,12 +134,7 @@ def run(
     campaign = Campaign(kind, seed=seed_value)
     with tempfile.TemporaryDirectory(prefix="ykt-faults-", dir=workdir) as scratch:
         root = Path(scratch)
-        state = root / "state"
-        store = Store.open(state / "terminal.db")
-        seed(store)
-        store.close()
-        config = root / f"{kind}.toml"
-        config.write_text(config_text(kind, state))
+        state, config = demo_terminal(root, kind)
         log = root / "daemon.log"
         with notify_socket(root / "notify.sock") as notify:
             for cycle in range(1, cycles + 1):
