@@ -139,6 +139,7 @@ class SyncEngine:
             raise Rejected(Rejection.STALE, f"head seq {head.seq} issued {head.issued}")
         self._head = head
         self._head_mono = self._mono()
+        self.outbox.hq_seen(self._head_mono)
         have = self._port.marks().change_seq
         if head.seq < have:
             # HQ's log is behind what we applied (restored from a backup?): its new entries

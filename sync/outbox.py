@@ -22,6 +22,12 @@ logger = logging.getLogger(__name__)
 
 Publish = Callable[[str, bytes, bool], None]
 
+# A connected HQ acknowledges a batch within this long. Batches sent before HQ showed it is there
+# (a head from it) and unacknowledged this long after were most likely published while HQ was not
+# subscribed (a broker restarted without persistence drops them): they go again at once instead
+# of after ``resend_after``.
+HQ_ANSWERS_WITHIN = 2.0
+
 
 def _iso(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -39,11 +45,16 @@ class OutboxDrain:
         self._sent_through = self.acked
         self._inflight: deque[tuple[int, float]] = deque()  # (last seq of a batch, sent at)
         self.resends = 0
+        self._hq_seen: float | None = None  # when a head last showed HQ connected, if unanswered
 
     def reset(self) -> None:
         """Send everything unacknowledged again from the start (reconnect, or no ack in time)."""
         self._sent_through = self.acked
         self._inflight.clear()
+
+    def hq_seen(self, mono: float) -> None:
+        """HQ has just published (a head): it is connected and subscribed now."""
+        self._hq_seen = mono
 
     def on_txack(self, body: Mapping[str, Any]) -> int:
         """Apply ``{"through": K, "epoch"?: E, "events"?: [ids]}``; returns records dropped from
@@ -74,6 +85,7 @@ class OutboxDrain:
         self._sent_through = max(self._sent_through, through)
         while self._inflight and self._inflight[0][0] <= through:
             self._inflight.popleft()
+        self._hq_seen = None  # HQ is consuming this stream: the window is not lost
         return removed
 
     def _ack_salvaged(self, salvaged: object) -> None:
@@ -99,6 +111,13 @@ class OutboxDrain:
                 settings.resend_after,
             )
             self.reset()
+        elif self._lost_before_hq_came(mono):
+            self.resends += 1
+            logger.info(
+                "HQ is back but has not acknowledged tx after %d sent before it was: resending",
+                self.acked,
+            )
+            self.reset()
         sent = 0
         while len(self._inflight) < settings.tx_window:
             records = self._port.tx_records(self._sent_through, settings.tx_batch)
@@ -115,6 +134,15 @@ class OutboxDrain:
             sent += len(records)
         self._send_events(now, publish)
         return sent + self._send_salvaged(now, publish)
+
+    def _lost_before_hq_came(self, mono: float) -> bool:
+        seen = self._hq_seen
+        if seen is None or not self._inflight or self._inflight[0][1] > seen:
+            return False
+        if mono - seen < min(HQ_ANSWERS_WITHIN, self._settings.resend_after):
+            return False
+        self._hq_seen = None  # once per sign of HQ: a dead HQ is left to resend_after
+        return True
 
     def _send_salvaged(self, now: datetime, publish: Publish) -> int:
         """Records of an earlier journal read back from a quarantined file: sent apart from the

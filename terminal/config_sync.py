@@ -117,7 +117,11 @@ class SyncSection(Section):
         4, ge=1, le=64, description="tx messages in flight before waiting for HQ's txack."
     )
     resend_seconds: float = Field(
-        30.0, ge=1, le=3600, description="Resend unacknowledged transactions after this long."
+        30.0,
+        ge=1,
+        le=3600,
+        description="Resend unacknowledged transactions after this long "
+        "(sooner, 2 s after a head from HQ left them unanswered).",
     )
     status_interval_seconds: float = Field(
         60.0, ge=5, le=3600, description="How often the retained status is refreshed."

@@ -9,6 +9,7 @@ from bench.faults import corrupt, kill9
 
 # Scenarios with options of their own: each module's `cli(argv) -> int` parses the rest.
 OWN_OPTIONS: dict[str, str] = {
+    "broker-backlog": "bench.faults.backlog",
     "clock-jumps": "bench.faults.clockjump",
 }
 

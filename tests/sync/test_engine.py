@@ -297,6 +297,43 @@ def test_outbox_drains_in_batches_moved_only_by_txack(
     assert port.outbox_stats().tx_backlog == 0
 
 
+def test_batches_sent_before_hq_showed_up_go_again_soon_after_it_does(
+    tmp_path: Path, port: StoreSyncPort, hq: Signer, clock: Clock, published: Published
+) -> None:
+    engine = draining_engine(tmp_path, port, hq, clock, records=4, tx_batch=2, tx_window=2)
+    engine.on_connected(published)
+    engine.tick(published)  # published while HQ was not subscribed: nobody got them
+    assert len(bodies(published, "tx")) == 2
+    clock.advance(0.5)
+    send(engine, hq, TOPICS.head, "head", head(0, NOW), published)  # HQ is there now
+    clock.advance(1.0)
+    engine.tick(published)
+    assert len(bodies(published, "tx")) == 2  # HQ gets its moment to answer
+    clock.advance(1.5)
+    engine.tick(published)
+    again = [[r["seq"] for r in b["records"]] for b in bodies(published, "tx")[2:]]
+    assert again == [[1, 2], [3, 4]]  # 3 s after sending, not resend_after's 10
+    clock.advance(3)
+    engine.tick(published)
+    assert len(bodies(published, "tx")) == 4  # once per head: a silent HQ waits resend_after
+
+
+def test_a_head_while_hq_acknowledges_resends_nothing(
+    tmp_path: Path, port: StoreSyncPort, hq: Signer, clock: Clock, published: Published
+) -> None:
+    engine = draining_engine(tmp_path, port, hq, clock, records=6, tx_batch=2, tx_window=2)
+    engine.on_connected(published)
+    engine.tick(published)
+    send(engine, hq, TOPICS.head, "head", head(0, NOW), published)
+    clock.advance(1.0)
+    send(engine, hq, TOPICS.terminal_topic("txack"), "txack", {"through": 2}, published, tid=TID)
+    engine.tick(published)
+    clock.advance(2.5)
+    engine.tick(published)
+    sent = [[r["seq"] for r in b["records"]] for b in bodies(published, "tx")]
+    assert sent == [[1, 2], [3, 4], [5, 6]]
+
+
 def test_salvaged_records_go_apart_marked_and_leave_when_hq_names_them(
     tmp_path: Path, port: StoreSyncPort, hq: Signer, clock: Clock, published: Published
 ) -> None:

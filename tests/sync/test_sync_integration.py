@@ -332,3 +332,24 @@ def test_back_within_seconds_of_a_broker_restart_with_the_default_backoff(
     assert time.monotonic() - restarted_at < 6  # it used to wait up to the 60 s cap
     assert wait_for(lambda: site.terminal.port.outbox_stats().tx_backlog == 0, 10)
     assert [seq for seq, _ in site.hq_tx()] == list(range(1, 21))
+
+
+def test_records_sent_before_hq_resubscribed_go_again_when_it_is_back(
+    site: Site, broker: Broker
+) -> None:
+    site.terminal.stop()
+    site.terminal = restarted(site.terminal, resend_after=60.0)  # far beyond this test's waits
+    site.start_hq()
+    site.terminal.start()
+    assert site.synced()
+    site.stop_hq()
+    broker.stop()
+    broker.start()  # no persistence: HQ's subscriptions are gone with the old broker
+    link = site.terminal.service.link
+    assert wait_for(link.connected.is_set, 10)
+    site.terminal.commit_payments(30)  # published to nobody: the broker drops them
+    assert wait_for(lambda: site.terminal.port.outbox_stats().tx_backlog == 30, 5)
+    time.sleep(1.0)
+    site.start_hq()  # subscribes, then announces itself with a fresh head
+    assert wait_for(lambda: site.terminal.port.outbox_stats().tx_backlog == 0, 10)
+    assert [seq for seq, _ in site.hq_tx()] == list(range(1, 31))
