@@ -5,6 +5,7 @@ separate control object (:class:`SimReaderControl`, :class:`SimGateControl`), so
 device interface exists only for tests.
 """
 
+import logging
 import queue
 import shlex
 import threading
@@ -32,6 +33,9 @@ from drivers.interfaces import (
 from models.cards import CardFault, Genuineness, PresentedCard
 from models.errors import DriverError
 from models.reasons import Reason
+
+
+logger = logging.getLogger(__name__)
 
 
 class ScriptError(ValueError):
@@ -261,6 +265,8 @@ class SimGate:
             self._control.fail_next_open = False
             raise DriverError("simulated gate board did not answer")
         self._control.openings.append(direction)
+        # What a fault campaign counts from outside the process: every time the gate opened.
+        logger.info("sim gate: opened", extra={"direction": direction})
         self._open = True
 
     def set_mode(self, mode: str) -> None:

@@ -11,6 +11,7 @@ from bench.faults import corrupt, kill9
 OWN_OPTIONS: dict[str, str] = {
     "broker-backlog": "bench.faults.backlog",
     "clock-jumps": "bench.faults.clockjump",
+    "disk-full": "bench.faults.diskfull",
 }
 
 
