@@ -34,7 +34,6 @@ from models.cards import CardFault, Genuineness, PresentedCard
 from models.errors import DriverError
 from models.reasons import Reason
 
-
 logger = logging.getLogger(__name__)
 
 

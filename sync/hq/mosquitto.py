@@ -7,6 +7,7 @@ clients reconnect to it.
 """
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -25,7 +26,35 @@ def find_mosquitto() -> str | None:
     return str(fallback) if fallback.exists() else None
 
 
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(EPHEMERAL_RANGE.read_text(encoding="ascii").split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
 def free_port() -> int:
+    """A free loopback port below the kernel's ephemeral range.
+
+    A broker keeps its port across restarts, and while it is down its clients keep connecting to
+    it. Inside the ephemeral range one of those connects can be given the very port as its own
+    source port and connect to itself (TCP simultaneous open), or any outgoing connection can
+    take it, and the restarted broker fails with "Address already in use". Below the range the
+    kernel never hands the port out by itself.
+    """
+    low = _ephemeral_low()
+    chooser = random.SystemRandom()
+    for _ in range(200) if low > 11_000 else ():
+        port = chooser.randrange(10_000, low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

@@ -13,9 +13,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("kind", ["door", "pos"])
-def test_a_full_disk_fails_closed_and_recovers_without_a_restart(
-    kind: str, tmp_path: Path
-) -> None:
+def test_a_full_disk_fails_closed_and_recovers_without_a_restart(kind: str, tmp_path: Path) -> None:
     try:
         result = diskfull.scenario(kind, taps=12, seed=3, workdir=tmp_path)
     except diskfull.SmallFilesystemError as exc:  # not root: nowhere to make a small disk
