@@ -12,6 +12,7 @@ OWN_OPTIONS: dict[str, str] = {
     "broker-backlog": "bench.faults.backlog",
     "clock-jumps": "bench.faults.clockjump",
     "disk-full": "bench.faults.diskfull",
+    "mqtt-fuzz": "bench.faults.mqttfuzz",
 }
 
 

@@ -90,7 +90,7 @@ def _holder(n: int) -> dict[str, Any]:
     }
 
 
-def build_hq(root: Path, port: int, terminal_pub: str) -> dict[str, str]:
+def build_hq(root: Path, port: int, terminal_pub: str, tid: str = TID) -> dict[str, str]:
     """The site at HQ, the terminal enrolled; returns the hq_keys the terminal trusts."""
     HqDb.create(root, SITE, "ykt/v1", f"127.0.0.1:{port}").close()
     db = HqDb(root)
@@ -100,7 +100,7 @@ def build_hq(root: Path, port: int, terminal_pub: str) -> dict[str, str]:
             office.upsert_holder(_holder(n))
             office.issue_card(f"H{n:03d}", card_number(n))
             office.move_money(f"H{n:03d}", "cash", TOP_UP, "topup")
-        office.enroll(TID, terminal_pub)
+        office.enroll(tid, terminal_pub)
         signer = db.signer()
         return {signer.kid: public_key_b64(signer.public_key)}
     finally:
@@ -108,16 +108,22 @@ def build_hq(root: Path, port: int, terminal_pub: str) -> dict[str, str]:
 
 
 def terminal_config(
-    root: Path, state: Path, port: int, hq_keys: dict[str, str], resend: float, batch: int
+    root: Path,
+    state: Path,
+    port: int,
+    hq_keys: dict[str, str],
+    resend: float,
+    batch: int,
+    kind: str = "pos",
 ) -> Path:
     keys = "\n".join(f'"{kid}" = "{pub}"' for kid, pub in hq_keys.items())
-    text = config_text("pos", state) + (
+    text = config_text(kind, state) + (
         "\n[sync]\nenabled = true\n"
         f'broker_host = "127.0.0.1"\nbroker_port = {port}\nresend_seconds = {resend}\n'
         f"tx_batch = {batch}\n"
         f"[sync.hq_keys]\n{keys}\n"
     )
-    config = root / "pos.toml"
+    config = root / f"{kind}.toml"
     config.write_text(text, encoding="utf-8")
     return config
 
