@@ -13,6 +13,7 @@ OWN_OPTIONS: dict[str, str] = {
     "clock-jumps": "bench.faults.clockjump",
     "disk-full": "bench.faults.diskfull",
     "mqtt-fuzz": "bench.faults.mqttfuzz",
+    "serial-garbage": "bench.faults.serialfuzz",
 }
 
 

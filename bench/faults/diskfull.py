@@ -46,6 +46,7 @@ from bench.faults.harness import (
     notify_socket,
     problems,
     read_only,
+    settle,
     start,
     wait_ready,
 )
@@ -152,12 +153,9 @@ def scenario(
                 _run(kind, config, small, notify, root / "notify.sock", log, taps, rng, outcome)
                 free(small)
                 kill9._mark(log, 2)
-                settle = start(config, root / "notify.sock", log)
-                wait_ready(notify, settle)
-                time.sleep(0.5)  # the start settles passages the full disk left unsaid
-                settle.send_signal(signal.SIGTERM)
-                if settle.wait(30) != 0:
-                    outcome.violations.append(f"the settling run exited {settle.returncode}")
+                code = settle(config, root / "notify.sock", notify, log)
+                if code != 0:
+                    outcome.violations.append(f"the settling run exited {code}")
             _check(state / "terminal.db", log, outcome)
     return _summary(outcome)
 

@@ -3,6 +3,7 @@ READY=1, its JSON log, a read-only look at its database and `ykt diag status` ag
 
 import json
 import os
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -164,3 +165,21 @@ def quantile(values: list[float], q: float) -> float | None:
         return None
     ordered = sorted(values)
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
+
+
+def rss_kb(pid: int) -> int:
+    """Resident memory of a running process, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def settle(config: Path, notify_path: Path, notify: socket.socket, log: Path) -> int:
+    """A clean start and SIGTERM after a campaign, which settles what it left (an opening whose
+    passage was never recorded is journalled ``passage_unknown``); returns the exit code."""
+    daemon = start(config, notify_path, log)
+    wait_ready(notify, daemon)
+    time.sleep(0.5)
+    daemon.send_signal(signal.SIGTERM)
+    return daemon.wait(30)

@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.faults.backlog import SITE, Processes, _synced, build_hq, terminal_config
-from bench.faults.harness import diag_status, log_entries, notify_socket, read_only
+from bench.faults.harness import diag_status, log_entries, notify_socket, read_only, rss_kb
 from sync.envelope import Signer, public_key_b64
 from sync.hq.db import HqDb
 from sync.hq.mosquitto import Mosquitto, wait_for
@@ -237,13 +237,6 @@ def _state(db: Path) -> str:
     return digest.hexdigest()
 
 
-def _rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
 def _rejected(config: Path) -> Counter[str]:
     status = diag_status(config)
     link = (status.get("sync") or {}).get("link") or {}
@@ -318,7 +311,7 @@ def _fuzz(
     pid = procs.daemon.pid
     before_state = _state(db)
     baseline = _rejected(config)
-    rss = [_rss_kb(pid)]
+    rss = [rss_kb(pid)]
     client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="fuzzer")
     client.connect("127.0.0.1", port)
     client.loop_start()
@@ -336,7 +329,7 @@ def _fuzz(
                 # Delivered is not yet handled: wait until the counters account for the chunk.
                 if not wait_for(partial(_counted, config, baseline, sent), 60, 0.2):
                     break
-                rss.append(_rss_kb(pid))
+                rss.append(rss_kb(pid))
                 if procs.daemon.poll() is not None:
                     violations.append(f"the daemon died: exit {procs.daemon.returncode}")
                     return

@@ -62,6 +62,7 @@ from drivers.turnstile.codec import (
 logger = logging.getLogger(__name__)
 
 _TICK = 0.01
+_NOISE_PER_TICK = 16_384  # bytes: the board still answers the host between bursts
 
 
 class PassageMode(StrEnum):
@@ -108,6 +109,16 @@ class SimBoardControl:
         self._sent: list[Message] = []
         self._openings: list[OpenRequest] = []
         self._modes: list[ModeRequest] = []
+        self.noise: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        self.noise_written = 0  # bytes of noise that reached the line
+        self.noise_dropped = 0  # bytes the line had no room for (nobody reading fast enough)
+
+    def inject(self, raw: bytes) -> None:
+        """Put ``raw`` on the line from the board's side (noise, a forged or broken frame).
+
+        The board's own thread writes it between whole frames of its own, as interference on a
+        real cable would arrive between them more often than not."""
+        self.noise.put(raw)
 
     def next_passage(self, mode: PassageMode) -> None:
         """What happens after the next opening (queued; then back to ``mode``)."""
@@ -279,6 +290,7 @@ class SimBoard:
     def _run(self) -> None:
         while not self._stop.is_set():
             self._incidents()
+            self._write_noise()
             master = self._master
             if master is None:
                 self._stop.wait(_TICK)
@@ -322,6 +334,25 @@ class SimBoard:
                 elif incident is Incident.TAMPER:
                     self._alarms |= Alarm.TAMPER
                     self._emit(Tamper)
+
+    def _write_noise(self) -> None:
+        master, control = self._master, self.control
+        budget = _NOISE_PER_TICK
+        while master is not None and budget > 0:
+            try:
+                raw = control.noise.get_nowait()
+            except queue.Empty:
+                return
+            budget -= len(raw)
+            try:
+                written = os.write(master, raw)
+            except BlockingIOError:
+                written = 0
+            except OSError as exc:
+                logger.debug("simulated board noise not written: %s", exc)
+                written = 0
+            control.noise_written += written
+            control.noise_dropped += len(raw) - written
 
     def _power_up(self) -> None:
         self._door_open = False
