@@ -19,6 +19,8 @@ from types import FrameType
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 from paho.mqtt.enums import CallbackAPIVersion
 from rich.console import Console
 from rich.progress import Progress
@@ -239,14 +241,30 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _certificate_cn(path: Path) -> str | None:
+    try:
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
+    except (OSError, ValueError):
+        return None  # TLS itself says what is wrong with the file
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else None
+
+
 def _oneshot(args: argparse.Namespace, db: HqDb, name: str) -> mqtt.Client:
     host, port = _broker_of(args, db)
+    tls = _tls(args)
+    if tls is not None and tls.cert is not None and _certificate_cn(tls.cert) == f"hq-{db.site}":
+        # The broker binds the client id to the certificate: this one-shot would be handed
+        # serve's session (its queued records) and disconnect the running serve.
+        raise TerminalError(
+            f"{tls.cert} is the certificate of `ykt hq serve` (CN hq-{db.site}); one-shot commands "
+            f"need their own, CN hq-{db.site}-cli (docs/broker.md)"
+        )
     client = mqtt.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=f"hq-{name}-{os.getpid()}",
         protocol=mqtt.MQTTv5,
     )
-    tls = _tls(args)
     if tls is not None:
         client.tls_set(
             str(tls.ca), str(tls.cert) if tls.cert else None, str(tls.key) if tls.key else None
