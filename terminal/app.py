@@ -50,7 +50,6 @@ from terminal.config import (
     SimKeypadSection,
     SimReaderSection,
     SoftwareKeyStoreSection,
-    resolve_secret,
 )
 from terminal.config_sync import sync_settings
 from terminal.door_mode import DoorModes
@@ -62,6 +61,7 @@ from terminal.flows.pos import PosFlow, PosSettings
 from terminal.loop import TapLoop
 from terminal.remote import RemoteCommands
 from terminal.sdnotify import Notifier
+from terminal.secret_ref import resolve_secret
 from terminal.store import Store, salvage
 from terminal.store.sync_port import StoreSyncPort
 

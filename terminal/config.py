@@ -8,7 +8,6 @@ Secrets are never inline: a field of type :data:`SecretRef` holds ``file:/path``
 ``credential:NAME`` (a systemd ``LoadCredential=`` name, read from ``$CREDENTIALS_DIRECTORY``).
 """
 
-import os
 import re
 import tomllib
 from pathlib import Path
@@ -29,42 +28,9 @@ from models.errors import ConfigError
 from terminal.config_sync import SyncSection
 from terminal.diag.config import DiagSection
 from terminal.faces.config import FacesSection
+from terminal.secret_ref import SecretRef, secret_paths
 
 _ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-
-
-def resolve_secret(ref: str) -> Path:
-    """The file a secret reference points at; raises ``ValueError`` saying what is wrong."""
-    scheme, _, value = ref.partition(":")
-    if scheme == "file" and value:
-        path = Path(value)
-        if not path.is_absolute():
-            raise ValueError(f"secret file must be an absolute path, got {value!r}")
-    elif scheme == "credential" and value:
-        if "/" in value:
-            raise ValueError(f"credential name must not contain '/', got {value!r}")
-        directory = os.environ.get("CREDENTIALS_DIRECTORY")
-        if not directory:
-            raise ValueError(
-                f"credential {value!r} needs $CREDENTIALS_DIRECTORY (systemd LoadCredential=); "
-                "outside systemd use file:/path instead"
-            )
-        path = Path(directory) / value
-    else:
-        raise ValueError("a secret is a reference, 'file:/absolute/path' or 'credential:NAME'")
-    if not path.is_file():
-        raise ValueError(f"secret file {path} does not exist or is not a file")
-    if not os.access(path, os.R_OK):
-        raise ValueError(f"secret file {path} is not readable by this user")
-    return path
-
-
-def _check_secret(ref: str) -> str:
-    resolve_secret(ref)
-    return ref
-
-
-SecretRef = Annotated[str, AfterValidator(_check_secret)]
 
 
 def _check_timezone(name: str) -> str:
@@ -435,7 +401,9 @@ _UNION_TAGS = {"sim", "pcsc", "serial", "software", "psam"}
 
 
 def describe_errors(error: ValidationError) -> list[str]:
-    """One line per problem: the key path and why, in words an installer understands."""
+    """One line per problem: the key path and why, in words an installer understands. What was
+    written in a secret field is never repeated (it may be a key pasted inline)."""
+    secrets = secret_paths(Config)
     lines = []
     for item in error.errors(include_url=False):
         where = _location(tuple(item["loc"]), _UNION_TAGS)
@@ -448,6 +416,8 @@ def describe_errors(error: ValidationError) -> list[str]:
             message = item["msg"].removeprefix("Value error, ")
             if where == "(top level)":
                 lines.append(message)  # a rule across sections: its message names the keys
+            elif where in secrets:
+                lines.append(f"{where}: {message} (the value is not shown: a secret field)")
             else:
                 lines.append(f"{where}: {message} (got {item.get('input')!r})")
     return lines

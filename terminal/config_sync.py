@@ -11,31 +11,15 @@ import binascii
 import ipaddress
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sync.settings import SyncSettings, TlsFiles
+from terminal.secret_ref import SecretRef, resolve_secret
 
 if TYPE_CHECKING:
     from terminal.config import TerminalSection
-
-
-def _resolve(ref: str) -> Path:
-    # terminal.config imports this module for Config.sync, so its secret resolution (the one
-    # SecretRef uses) is looked up when a value is checked, not at import: no import cycle.
-    from terminal.config import resolve_secret  # noqa: PLC0415
-
-    return resolve_secret(ref)
-
-
-def _check_secret(ref: str) -> str:
-    _resolve(ref)
-    return ref
-
-
-# The same check as terminal.config.SecretRef: 'file:/absolute/path' or 'credential:NAME'.
-SecretRef = Annotated[str, AfterValidator(_check_secret)]
 
 
 class Section(BaseModel):
@@ -174,13 +158,13 @@ def sync_settings(
     tls = None
     if section.tls_ca is not None:
         tls = TlsFiles(
-            _resolve(section.tls_ca),
-            _resolve(section.tls_cert) if section.tls_cert else None,
-            _resolve(section.tls_key) if section.tls_key else None,
+            resolve_secret(section.tls_ca),
+            resolve_secret(section.tls_cert) if section.tls_cert else None,
+            resolve_secret(section.tls_key) if section.tls_key else None,
         )
     password = None
     if section.password is not None:
-        password = _resolve(section.password).read_text(encoding="utf-8").strip()
+        password = resolve_secret(section.password).read_text(encoding="utf-8").strip()
     return SyncSettings(
         tid=terminal.id,
         site=terminal.site,

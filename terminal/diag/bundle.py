@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from terminal import __version__
-from terminal.diag.redact import mask_digits, name_candidates, scrub_names
+from terminal.diag.redact import mask_digits, mask_secrets, name_candidates, scrub_names
 
 NameLookup = Callable[[set[str]], set[str]]
 MAX_LOG_BYTES = 4_000_000  # a tail is enough for support; a whole journal would be unwieldy
@@ -43,7 +43,7 @@ def _mask_tree(value: Any) -> Any:
     # Strings only: our numbers (sizes, counts) are not personal data, and masking digits inside
     # serialised JSON could break it.
     if isinstance(value, str):
-        return mask_digits(value)
+        return mask_secrets(mask_digits(value))
     if isinstance(value, dict):
         return {k: _mask_tree(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -62,7 +62,7 @@ def read_log_tail(path: Path, lines: int) -> str:
 
 def redact_log(text: str, lookup: NameLookup | None) -> tuple[str, bool]:
     """``text`` with digits masked and, if ``lookup`` is given, holders' names masked."""
-    text = mask_digits(text)
+    text = mask_secrets(mask_digits(text))
     if lookup is None:
         return text, False
     return scrub_names(text, lookup(name_candidates(text))), True

@@ -35,6 +35,7 @@ from terminal.diag.protocol import (
     worst,
 )
 from terminal.diag.redact import mask_digits, name_candidates, redact_config, scrub_names
+from terminal.secret_ref import secret_paths
 
 if TYPE_CHECKING:  # the offline fallback must not need the daemon's composition root
     from terminal.diag.live import LiveTerminal
@@ -439,7 +440,9 @@ class Commands:
 
     def effective_config(self) -> dict[str, Any]:
         return {
-            "config": redact_config(self.config.model_dump(mode="json")),
+            "config": redact_config(
+                self.config.model_dump(mode="json"), secret_paths(type(self.config))
+            ),
             "diag": self.diag.model_dump(mode="json"),
             "database_path": str(self.config.database_path),
         }

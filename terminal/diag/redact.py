@@ -56,14 +56,38 @@ def scrub_names(text: str, names: Iterable[str]) -> str:
     return text
 
 
-def redact_config(value: Any, key: str = "") -> Any:
-    """A config dump with inline secrets replaced; secret *references* (paths) are kept."""
+def redact_config(value: Any, secrets: frozenset[str] = frozenset(), path: str = "") -> Any:
+    """A config dump with inline secrets replaced; secret *references* (paths) are kept.
+
+    ``secrets`` are the dotted paths of the secret fields (``secret_ref.secret_paths``); keys
+    named like secrets anywhere else are replaced too, as are key-like runs in free text."""
     if isinstance(value, Mapping):
-        return {str(k): redact_config(v, str(k)) for k, v in value.items()}
+        return {
+            str(k): redact_config(v, secrets, f"{path}.{k}" if path else str(k))
+            for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
-        return [redact_config(v, key) for v in value]
-    if _SECRET_KEY.search(key) and value not in (None, ""):
+        return [redact_config(v, secrets, path) for v in value]
+    key = path.rpartition(".")[2]
+    if (path in secrets or _SECRET_KEY.search(key)) and value not in (None, ""):
         if isinstance(value, str) and value.startswith(_REFERENCE):
             return value
         return REDACTED
-    return value
+    return mask_secrets(value) if isinstance(value, str) else value
+
+
+# Key material pasted where it does not belong: 32+ hex digits (an AES-128 key and up), or a
+# base64 run of 22+ characters mixing digits, upper and lower case (16 bytes and up).
+_HEX_RUN = re.compile(r"(?<![0-9A-Fa-f])[0-9A-Fa-f]{32,}(?![0-9A-Fa-f])")
+_B64_RUN = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{22,}={0,2}(?![A-Za-z0-9+/=])")
+
+
+def _keylike(match: re.Match[str]) -> str:
+    run = match.group(0)
+    mixed = any(c.isdigit() for c in run) and any(c.isupper() for c in run)
+    return REDACTED if mixed and any(c.islower() for c in run) else run
+
+
+def mask_secrets(text: str) -> str:
+    """``text`` with runs that look like keys (long hex, mixed-case base64) replaced."""
+    return _B64_RUN.sub(_keylike, _HEX_RUN.sub(REDACTED, text))
