@@ -15,7 +15,8 @@ import os
 import tarfile
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -60,12 +61,76 @@ def read_log_tail(path: Path, lines: int) -> str:
     return b"".join(tail).decode("utf-8", errors="replace")
 
 
-def redact_log(text: str, lookup: NameLookup | None) -> tuple[str, bool]:
-    """``text`` with digits masked and, if ``lookup`` is given, holders' names masked."""
-    text = mask_secrets(mask_digits(text))
-    if lookup is None:
-        return text, False
-    return scrub_names(text, lookup(name_candidates(text))), True
+@dataclass
+class LogRedaction:
+    """What the log redaction did, for the manifest."""
+
+    lines: int = 0
+    json_lines: int = 0  # decoded, so escaped CJK and every value were checked as text
+    names_checked: bool = False
+    names_masked: int = 0
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield str(key)
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def _map_strings(value: Any, change: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return change(value)
+    if isinstance(value, dict):
+        return {change(str(k)): _map_strings(v, change) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_map_strings(v, change) for v in value]
+    return value
+
+
+def _clean(text: str) -> str:
+    return mask_secrets(mask_digits(text))
+
+
+def redact_log(text: str, lookup: NameLookup | None) -> tuple[str, LogRedaction]:
+    """``text`` with digit runs and key-like runs masked and, if ``lookup`` is given, holders'
+    names masked. JSON lines are decoded first (their encoder escapes CJK, which no text search
+    would find) and written back with the characters themselves."""
+    report = LogRedaction()
+    parsed: list[Any] = []
+    for line in text.splitlines():
+        report.lines += 1
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            entry = None
+        if isinstance(entry, dict | list):
+            report.json_lines += 1
+            parsed.append(_map_strings(entry, _clean))
+        else:
+            parsed.append(_clean(line))
+    names: set[str] = set()
+    if lookup is not None:
+        report.names_checked = True
+        candidates: set[str] = set()
+        for item in parsed:
+            for value in [item] if isinstance(item, str) else _strings(item):
+                candidates |= name_candidates(value)
+        names = lookup(candidates)
+        report.names_masked = len(names)
+    out = []
+    for item in parsed:
+        if isinstance(item, str):
+            out.append(scrub_names(item, names))
+        else:
+            scrubbed = _map_strings(item, lambda value: scrub_names(value, names))
+            out.append(json.dumps(scrubbed, ensure_ascii=False))
+    return "".join(line + "\n" for line in out), report
 
 
 def _member(tar: tarfile.TarFile, name: str, data: bytes, mtime: float) -> None:
@@ -112,10 +177,17 @@ def write_bundle(
     }
     log_note = "no log file given (use --log FILE)"
     if log is not None:
-        text, names_checked = redact_log(read_log_tail(log, log_lines), lookup)
+        text, done = redact_log(read_log_tail(log, log_lines), lookup)
         members["log.txt"] = text.encode()
-        log_note = f"last {log_lines} lines of {log}; digit runs masked; " + (
-            "holder names masked" if names_checked else "names NOT checked (no database access)"
+        log_note = (
+            f"last {done.lines} lines of {log} ({done.json_lines} JSON lines decoded and checked "
+            "value by value); every string NFKC-normalised, digit runs of 11+ (grouped or not) "
+            "and key-like runs masked; "
+            + (
+                f"holder names masked ({done.names_masked} distinct names found)"
+                if done.names_checked
+                else "names NOT checked (no database access)"
+            )
         )
     manifest = {
         "created_at": datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds"),

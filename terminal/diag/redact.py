@@ -8,14 +8,18 @@ these tools are for the text that is not under our control (log lines, decision 
 """
 
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from models.cards import mask_card_number
 from models.pin import mask_name
 
-# 11+ digits: card numbers (20), ID numbers (18, maybe ending in X), phone numbers (11).
-_DIGIT_RUN = re.compile(r"(?<![0-9])[0-9]{10,}[0-9Xx](?![0-9])")
+# 11+ digits: card numbers (20), ID numbers (18, maybe ending in X), phone numbers (11), also
+# written in groups ("3601 0020 …", "138-0013-8000"); the count is checked in _mask_run.
+_DIGIT_RUN = re.compile(r"(?<![0-9])[0-9]{2,}(?:[ -][0-9]{2,}){0,9}[Xx]?(?![0-9])")
+_SEPARATORS = re.compile(r"[ -]")
+_MIN_DIGITS = 11
 # Chinese names are two to four characters; anything of that length inside a run is a candidate.
 _CJK_RUN = re.compile(r"[\u3400-\u9fff]+")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
@@ -25,15 +29,17 @@ REDACTED = "<redacted>"
 
 
 def _mask_run(match: re.Match[str]) -> str:
-    run = match.group(0)
+    run = _SEPARATORS.sub("", match.group(0))
+    if len(run) < _MIN_DIGITS:
+        return match.group(0)
     # Long runs follow the project's card convention (first and last four); shorter ones, such
     # as phone numbers, would give most of themselves away that way, so keep only the last four.
     return mask_card_number(run) if len(run) >= 16 else "*" * (len(run) - 4) + run[-4:]
 
 
 def mask_digits(text: str) -> str:
-    """``text`` with every run of 11 or more digits masked."""
-    return _DIGIT_RUN.sub(_mask_run, text)
+    """``text`` with every run of 11 or more digits masked (fullwidth digits and groups too)."""
+    return _DIGIT_RUN.sub(_mask_run, unicodedata.normalize("NFKC", text))
 
 
 def name_candidates(text: str) -> set[str]:

@@ -19,12 +19,37 @@ ID_NUMBER = "11010519491231002X"
 PHONE = "13800138000"
 
 
+def _grouped(number: str, by: int = 4, sep: str = " ") -> str:
+    return sep.join(number[i : i + by] for i in range(0, len(number), by))
+
+
+def _fullwidth(text: str) -> str:
+    return "".join(chr(ord(c) + 0xFEE0) if c.isdigit() else c for c in text)
+
+
 def personal_log(path: Path) -> Path:
-    """A log as careless software might write it: names, card, ID and phone numbers."""
-    lines = [f"tap by {name} card {number}" for name, number in zip(NAMES, NUMBERS, strict=False)]
+    """A log as careless software might write it: names, card, ID and phone numbers, in plain
+    lines and in JSON lines (whose encoder escapes CJK), grouped, hyphenated and fullwidth."""
+    pairs = list(zip(NAMES, NUMBERS, strict=False))
+    lines = [f"tap by {name} card {number}" for name, number in pairs]
     lines += [f"holder id number {ID_NUMBER} phone {PHONE}", "plain line without data"]
+    lines += [
+        json.dumps({"message": f"tap by {name}", "card": _grouped(number), "level": "INFO"})
+        for name, number in pairs
+    ]
+    lines += [
+        json.dumps({"message": "HQ reason", "reason": f"{NAMES[0]} reported it lost, ID "
+                    f"{_fullwidth(ID_NUMBER)}, call {_grouped(PHONE, 4, '-')}"}),
+        f"card {_grouped(NUMBERS[0], 4, '-')} by {NAMES[1]}, phone {_fullwidth(PHONE)}",
+    ]  # fmt: skip
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def _forms(value: str) -> list[str]:
+    """Every way the planted value was written into the log."""
+    escaped = json.dumps(value)[1:-1]
+    return [value, escaped, _grouped(value), _grouped(value, 4, "-"), _fullwidth(value)]
 
 
 def extract(bundle: Path, into: Path) -> dict[str, str]:
@@ -36,7 +61,8 @@ def extract(bundle: Path, into: Path) -> dict[str, str]:
 def assert_no_personal_data(files: dict[str, str]) -> None:
     for name, text in files.items():
         for secret in [*NAMES, *NUMBERS, ID_NUMBER, PHONE]:
-            assert secret not in text, f"{secret!r} found in {name}"
+            for form in _forms(secret):
+                assert form not in text, f"{secret!r} found in {name} as {form!r}"
 
 
 def test_bundle_has_no_personal_data(door: DiagDaemon, tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """The pieces of diag that need no daemon: redaction, access rules, levels, parser wiring."""
 
 import argparse
+import json
 import os
 from pathlib import Path
 from types import SimpleNamespace
@@ -202,10 +203,21 @@ def test_identity_warns_about_an_open_key_file(tmp_path: Path) -> None:
 
 
 def test_log_redaction_without_database_access_says_so(tmp_path: Path) -> None:
-    text, checked = bundle.redact_log("张伟 36010020260000000001\n", None)
-    assert "36010020260000000001" not in text and not checked
-    text, checked = bundle.redact_log("张伟 36010020260000000001\n", lambda c: {"张伟"} & c)
-    assert text == "张* 3601************0001\n" and checked
+    text, done = bundle.redact_log("张伟 36010020260000000001\n", None)
+    assert "36010020260000000001" not in text and not done.names_checked
+    text, done = bundle.redact_log("张伟 36010020260000000001\n", lambda c: {"张伟"} & c)
+    assert text == "张* 3601************0001\n" and done.names_checked
+
+
+def test_json_log_lines_are_redacted_value_by_value() -> None:
+    line = json.dumps({"message": "tap by 张伟", "card": "3601 0020 2600 0000 0001", "n": 12})
+    text, done = bundle.redact_log(
+        line + "\nnot json １３８００１３８０００\n", lambda c: {"张伟"} & c
+    )
+    first, second = text.splitlines()
+    assert json.loads(first) == {"message": "tap by 张*", "card": "3601************0001", "n": 12}
+    assert second == "not json *******8000"
+    assert (done.lines, done.json_lines, done.names_masked) == (2, 1, 1)
 
 
 def test_add_diag_commands_fits_the_ykt_parser() -> None:
