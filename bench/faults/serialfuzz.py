@@ -38,7 +38,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.faults import kill9
+from bench.faults import clockjump, kill9
 from bench.faults.harness import (
     demo_terminal,
     diag_status,
@@ -251,7 +251,7 @@ def _fuzz(
                 break
             fed_at.append(time.time())
             time.sleep(TAP_GAP_S)
-            rss.append(_rss(daemon))
+        rss.append(_rss(daemon))
 
     def on_the_line() -> bool:
         return control.noise_written + control.noise_dropped >= noise.size
@@ -314,16 +314,11 @@ def _await_decisions(
 ) -> list[dict[str, Any]]:
     deadline = time.monotonic() + 15.0
     while True:
-        decided = [e for e in log_entries(log) if _decided(e)]
+        # ``tap allowed <reason>``, logged by the door flow after the commit.
+        decided = [e for e in log_entries(log) if clockjump._decided(e)]
         if len(decided) >= expected or time.monotonic() > deadline or daemon.poll() is not None:
             return decided
         time.sleep(0.1)
-
-
-def _decided(entry: dict[str, Any]) -> bool:
-    """A tap's decision, as the door flow logs it after its commit (``tap allowed <reason>``)."""
-    words = str(entry.get("message", "")).split()
-    return len(words) == 3 and words[0] == "tap" and words[1] in ("allowed", "denied")
 
 
 def _afterwards(db: Path, log: Path) -> dict[str, Any]:
@@ -407,7 +402,7 @@ def cli(argv: list[str]) -> int:
     )
     parser.add_argument("--frames", type=int, default=20_000, help="noise pieces, at least")
     parser.add_argument("--bytes", type=int, default=0, help="noise bytes, at least")
-    parser.add_argument("--taps", type=int, default=200, help="door taps fed meanwhile")
+    parser.add_argument("--taps", type=int, default=200, help="door taps, spread over --frames")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     if args.frames < 1 or not 1 <= args.taps <= args.frames:
