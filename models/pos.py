@@ -73,6 +73,12 @@ class Merchant:
         return None if period is None else dict(self.prices).get(period.name)
 
 
+# What one card may spend a day on this terminal while it is degraded, unless HQ's limits rule
+# for its class says otherwise (null there: no cap). Offline, several terminals each grant it, so
+# it bounds what an account can overspend before HQ sees the debits: RULES.md "Money".
+DEFAULT_OFFLINE_PER_CARD_DAY = 20_000  # 200 yuan
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     """Per card class; ``None`` means no limit of that kind."""
@@ -80,7 +86,7 @@ class Limits:
     per_tx: int | None = None
     per_day: int | None = None
     pin_free: int | None = None  # 小额免密: payments above this need the PIN
-    offline_per_card_day: int | None = None
+    offline_per_card_day: int | None = DEFAULT_OFFLINE_PER_CARD_DAY
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from models.pos import ENTERED, Limits, MealPeriod, Merchant, Pricing
+from models.pos import DEFAULT_OFFLINE_PER_CARD_DAY, ENTERED, Limits, MealPeriod, Merchant, Pricing
 from models.schedule import TimeWindow, parse_hhmm
 from models.wallet import Service
 
@@ -95,7 +95,10 @@ def _limits(body: Mapping[str, Any]) -> Limits:
         per_tx=_optional_fen(body, "per_tx"),
         per_day=_optional_fen(body, "per_day"),
         pin_free=_optional_fen(body, "pin_free"),
-        offline_per_card_day=_optional_fen(body, "offline_per_card_day"),
+        # Absent: the shipped cap; an explicit null is the site's choice of none.
+        offline_per_card_day=_optional_fen(body, "offline_per_card_day")
+        if "offline_per_card_day" in body
+        else DEFAULT_OFFLINE_PER_CARD_DAY,
     )
 
 

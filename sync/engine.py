@@ -28,6 +28,12 @@ from sync.topics import HQ_TO_TERMINAL, SITE_TOPICS, Topics
 logger = logging.getLogger(__name__)
 
 ENGINE_COMMANDS = frozenset({"resync", "status"})
+_NOT_YET = "not yet"  # nothing published about degraded mode in this run
+_WHY = {
+    "no_head": "no head from HQ yet",
+    "head_expired": "HQ's head has expired",
+    "far_behind": "far behind HQ's head",
+}
 TERMINAL_COMMANDS = frozenset({"open", "diag_bundle", "reload_config", "set_mode"})
 _LOUD_REJECTIONS = 10  # per reason, then one line per 1000
 
@@ -81,9 +87,12 @@ class SyncEngine:
         self._resync_at: float | None = None
         self._last_chunk_at = 0.0
         self._status_at: float | None = None
-        self._last_degraded: bool | None = None
-        # The accepted head, cached: degraded() is asked on the tap path of every payment.
-        self._head = port.marks().head
+        self._last_degraded: str | None = _NOT_YET  # degraded_why() last published
+        # The accepted head and the applied seq, cached: degraded() is asked on the tap path of
+        # every payment.
+        marks = port.marks()
+        self._head = marks.head
+        self._change_seq = marks.change_seq
         # When it was accepted, on the monotonic clock: None for one read back at start.
         self._head_mono: float | None = None
 
@@ -232,12 +241,13 @@ class SyncEngine:
     def _progress(self, publish: Publish) -> None:
         """The applied seq moved: if still behind the head, give HQ time before asking again."""
         marks = self._port.marks()
+        self._change_seq = marks.change_seq
         head_seq = marks.head.seq if marks.head else 0
         self._behind_since = self._mono() if head_seq > marks.change_seq else None
         self._resync_at = None
 
     def _check_behind(self, head_seq: int, publish: Publish, *, immediately: bool) -> None:
-        have = self._port.marks().change_seq
+        have = self._change_seq = self._port.marks().change_seq
         if head_seq <= have:
             self._behind_since = None
             return
@@ -300,10 +310,20 @@ class SyncEngine:
         self._status_if_degraded_changed(publish)
 
     def degraded(self) -> bool:
-        """HQ's promise has run out (or never came): money is held to the offline caps."""
+        """HQ's promise has run out (or never came), or this terminal is far behind what HQ
+        says it has: money is held to the offline caps."""
+        return self.degraded_why() is not None
+
+    def degraded_why(self) -> str | None:
+        """``no_head``, ``head_expired`` or ``far_behind``; None when not degraded."""
         head = self._head
         if head is None:
-            return True
+            return "no_head"
+        if head.seq - self._change_seq > self.settings.degraded_behind:
+            return "far_behind"
+        return "head_expired" if self._head_expired(head) else None
+
+    def _head_expired(self, head: Head) -> bool:
         issued = parse_rfc3339(head.issued, "issued")
         expires = min(
             parse_rfc3339(head.expires, "expires"),
@@ -339,13 +359,13 @@ class SyncEngine:
         return (self._clock() - (issued + timedelta(seconds=elapsed))).total_seconds()
 
     def _status_if_degraded_changed(self, publish: Publish) -> None:
-        degraded = self.degraded()
-        if degraded != self._last_degraded:
-            if degraded and self._last_degraded is not None:
-                logger.warning("degraded mode: HQ's head has expired, money held to offline caps")
-            elif self._last_degraded:
-                logger.info("degraded mode over: a fresh head from HQ")
-            self._last_degraded = degraded
+        why = self.degraded_why()
+        if why != self._last_degraded:
+            if why is not None and self._last_degraded is not _NOT_YET:
+                logger.warning("degraded mode (%s): money held to the offline caps", _WHY[why])
+            elif self._last_degraded not in (None, _NOT_YET):
+                logger.info("degraded mode over: up to date with a fresh head from HQ")
+            self._last_degraded = why
             if self._connected:
                 self.publish_status(publish)
 
@@ -374,6 +394,8 @@ class SyncEngine:
             "outbox_backlog": stats.tx_backlog + stats.event_backlog,
             "outbox_oldest_age_s": oldest_age,
             "degraded": self.degraded(),
+            "degraded_why": self.degraded_why(),
+            "behind_changes": max(0, (marks.head.seq if marks.head else 0) - marks.change_seq),
             "health": dict(self._health()),
             "uptime_s": int(self._mono() - self._started),
             "rejected": dict(sorted(self.rejected.items())),

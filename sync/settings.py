@@ -37,4 +37,5 @@ class SyncSettings:
     status_interval: float = 60.0
     reconnect_max: float = 60.0  # cap of the random-exponential reconnect wait
     head_max_validity: int = 7 * 24 * 3600  # a head promising longer is honoured only this long
+    degraded_behind: int = 500  # changes behind the head beyond which money is held to the caps
     software_version: str = "0"

@@ -310,7 +310,9 @@ class App:
                 PosPolicy(
                     duplicate_window_s=pos.duplicate_window_seconds,
                     pin_max_failures=pos.pin_max_failures,
-                    offline_per_terminal=pos.offline_limit_fen,
+                    offline_per_terminal=None
+                    if pos.offline_limit_fen == "none"
+                    else pos.offline_limit_fen,
                     max_amount=pos.max_amount_fen,
                 ),
                 amount_timeout_s=pos.amount_timeout_seconds,

@@ -20,10 +20,12 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 def _config_check(args: argparse.Namespace) -> int:
     try:
-        config.load(args.file)
+        loaded = config.load(args.file)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
+    for warning in loaded.warnings():
+        print(f"warning: {warning}", file=sys.stderr)
     print("ok")
     return EXIT_OK
 

@@ -266,6 +266,11 @@ class SerialGateSection(Section):
 ReaderSection = Annotated[SimReaderSection | PcscReaderSection, Field(discriminator="driver")]
 
 
+# 2,000 yuan: a busy canteen line's hour of lunch, and the most one terminal may lose to an
+# outage whose debits never reach HQ.
+DEFAULT_OFFLINE_PER_TERMINAL = 200_000
+
+
 class PosSection(Section):
     """The merchant this POS unit charges for (canteen, shop or barber)."""
 
@@ -285,11 +290,11 @@ class PosSection(Section):
     pin_max_failures: int = Field(
         3, ge=1, le=10, description="Consecutive wrong PINs before the account's PIN is locked."
     )
-    offline_limit_fen: int | None = Field(
-        None,
-        ge=0,
-        description="Most this terminal may charge without headquarters' confirmation while "
-        "degraded (fen); empty: no terminal-wide cap.",
+    offline_limit_fen: Annotated[int, Field(ge=0)] | Literal["none"] = Field(
+        DEFAULT_OFFLINE_PER_TERMINAL,
+        description="Most this terminal may charge, all cards together, while degraded (no "
+        "fresh head from HQ, or far behind it) and its debits are not yet confirmed (fen); "
+        '"none" removes the cap, which ykt config check warns about.',
     )
     max_amount_fen: int = Field(
         1_000_000, gt=0, le=100_000_000, description="Largest amount the keypad accepts (fen)."
@@ -389,6 +394,17 @@ class Config(Section):
     @property
     def database_path(self) -> Path:
         return self.store.path or self.terminal.state_dir / "terminal.db"
+
+    def warnings(self) -> list[str]:
+        """Valid, but a choice someone should have made on purpose."""
+        found = []
+        if self.pos is not None and self.pos.offline_limit_fen == "none":
+            found.append(
+                'pos.offline_limit_fen = "none": while degraded this terminal charges without '
+                "a terminal-wide cap, so an outage can lose any amount (RULES.md: money offline "
+                "is bounded per card per day and per terminal)"
+            )
+        return found
 
 
 def _location(loc: tuple[int | str, ...], tags: set[str]) -> str:

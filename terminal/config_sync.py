@@ -93,6 +93,13 @@ class SyncSection(Section):
         description="Upper bound on how long one HQ head keeps the terminal out of degraded "
         "mode, whatever expiry HQ put in it.",
     )
+    degraded_behind_changes: int = Field(
+        500,
+        ge=1,
+        le=100_000,
+        description="This many changes behind HQ's head (voided cards, balances not yet "
+        "applied) is degraded mode too, however fresh the head.",
+    )
     resync_after_seconds: float = Field(
         5.0, gt=0, le=600, description="Behind HQ's head this long without progress: resync."
     )
@@ -187,5 +194,6 @@ def sync_settings(
         status_interval=section.status_interval_seconds,
         reconnect_max=section.reconnect_max_seconds,
         head_max_validity=section.head_max_validity_seconds,
+        degraded_behind=section.degraded_behind_changes,
         software_version=software_version,
     )

@@ -23,6 +23,8 @@ def run(config: Config, path: Path | None = None) -> int:
     """Serve until SIGTERM/SIGINT; a ``reload_config`` from HQ restarts the parts in-process
     with the re-read file (``path``), keeping the signal handlers and the systemd watchdog."""
     setup_logging(config.log.level, config.log.format)
+    for warning in config.warnings():
+        logger.warning("config: %s", warning)
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:

@@ -285,9 +285,14 @@ def store_status(db: HqDb, tid: str, body: Mapping[str, Any]) -> None:
                 "seq_backwards",
                 {"epoch": epoch, "last_tx_seq": last, "acked_through": int(row[0])},
             )
+        known = conn.execute("SELECT body FROM statuses WHERE tid = ?", (tid,)).fetchone()
+        earlier = json.loads(known[0]) if known else {}
+        if body.get("degraded_why") == "far_behind" and earlier.get("degraded_why") != "far_behind":
+            # Paying on data this stale (voided cards, balances) is what the caps are for; the
+            # office should know why a terminal is holding money to them.
+            raise_alarm(conn, tid, "far_behind", {"behind_changes": body.get("behind_changes")})
         if body.get("quarantined"):
-            known = conn.execute("SELECT body FROM statuses WHERE tid = ?", (tid,)).fetchone()
-            before = json.loads(known[0]).get("quarantined") if known else None
+            before = earlier.get("quarantined")
             if body["quarantined"] != before:
                 raise_alarm(
                     conn,

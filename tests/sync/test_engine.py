@@ -181,6 +181,22 @@ def test_degraded_when_the_head_expires(
     assert bodies(published, "status")[-1]["degraded"] is True
 
 
+def test_degraded_while_far_behind_an_unexpired_head(
+    engine: SyncEngine, hq: Signer, published: Published, clock: Clock
+) -> None:
+    behind = engine.settings.degraded_behind
+    send(engine, hq, TOPICS.head, "head", head(behind, NOW), published)
+    assert not engine.degraded()  # as far behind as allowed: still trusted
+    send(
+        engine, hq, TOPICS.head, "head", head(behind + 4_499, NOW + timedelta(seconds=1)), published
+    )
+    assert engine.degraded()  # a fresh head, but 4,999 changes (voided cards) not yet applied
+    engine.on_connected(published)
+    status = bodies(published, "status")[-1]
+    assert status["degraded"] is True and status["degraded_why"] == "far_behind"
+    assert status["behind_changes"] == behind + 4_499
+
+
 def test_a_clock_set_back_does_not_keep_an_expired_head_fresh(
     engine: SyncEngine, hq: Signer, published: Published, clock: Clock
 ) -> None:

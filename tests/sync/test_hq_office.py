@@ -211,6 +211,16 @@ def test_a_status_showing_a_shorter_journal_or_a_quarantine_raises_an_alarm(
     assert [kind for kind, _ in alarms(office)] == ["seq_backwards", "database_quarantined"]
 
 
+def test_a_terminal_far_behind_raises_an_alarm_once_per_episode(office: Office) -> None:
+    office.enroll(TID, PUB)
+    far = {"degraded": True, "degraded_why": "far_behind", "behind_changes": 4999}
+    store_status(office.db, TID, far)
+    store_status(office.db, TID, far | {"behind_changes": 3000})  # the same episode
+    store_status(office.db, TID, {"degraded": False, "degraded_why": None})
+    store_status(office.db, TID, far)
+    assert [kind for kind, _ in alarms(office)] == ["far_behind", "far_behind"]
+
+
 def test_hq_alarms_lists_them_and_exits_1_when_there_are_any(
     office: Office, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -4,13 +4,14 @@ masked too."""
 
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from terminal.config import Config
+from terminal.config import DEFAULT_OFFLINE_PER_TERMINAL, Config
 from terminal.diag import redact
 from terminal.secret_ref import secret_paths
 
@@ -112,3 +113,26 @@ def test_any_key_of_16_bytes_or_more_is_masked_in_hex(key: bytes) -> None:
 @given(st.text(alphabet="abcdefghij klmnop./_-:", max_size=200))
 def test_ordinary_text_is_left_alone(text: str) -> None:
     assert redact.mask_secrets(text) == text
+
+
+def test_removing_the_offline_cap_is_warned_about(tmp_path: Path) -> None:
+    config = tmp_path / "till.toml"
+    config.write_text(
+        '[terminal]\nid = "pos-01"\nsite = "demo"\n[reader]\ndriver = "sim"\n'
+        '[pos]\nmerchant = "shop-1"\nservice = "shop"\noffline_limit_fen = "none"\n'
+        '[keypad]\ndriver = "sim"\n[display]\ndriver = "sim"\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "terminal", "config", "check", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "ok"
+    assert 'warning: pos.offline_limit_fen = "none"' in result.stderr
+    capped = config.read_text().replace('offline_limit_fen = "none"\n', "")
+    config.write_text(capped)
+    section = Config.model_validate(tomllib.loads(capped)).pos
+    assert section is not None and section.offline_limit_fen == DEFAULT_OFFLINE_PER_TERMINAL
