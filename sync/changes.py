@@ -18,7 +18,8 @@ from models.schedule import parse_hhmm
 from models.wallet import Purse
 from sync.envelope import Rejected, Rejection, b64decode
 
-CARD_NUMBER = re.compile(r"^\d{20}$")
+# ASCII digits only, the whole string: \d would take other scripts' digits, $ a trailing newline.
+CARD_NUMBER = re.compile(r"[0-9]{20}")
 LEDGER_REASONS = frozenset(
     {"topup", "subsidy_grant", "subsidy_expire", "debit", "correction", "transfer"}
 )
@@ -304,7 +305,7 @@ def parse_holder(data: Mapping[str, Any]) -> HolderRecord:
 
 def parse_card(data: Mapping[str, Any]) -> CardRecord:
     number = req_text(data, "number")
-    if not CARD_NUMBER.match(number):
+    if not CARD_NUMBER.fullmatch(number):
         raise bad("card.number: 20 digits")
     status = req_text(data, "status")
     if status not in CARD_STATUSES:
@@ -506,7 +507,7 @@ def parse_deny(body: Mapping[str, Any]) -> tuple[int, tuple[DenyEntry, ...]]:
             raise bad("deny.cards: objects")
         number = req_text(item, "number")
         status = req_text(item, "status")
-        if not CARD_NUMBER.match(number):
+        if not CARD_NUMBER.fullmatch(number):
             raise bad("deny.number: 20 digits")
         if status not in DENY_STATUSES:
             raise bad(f"deny.status: {status!r} is not a denying status")

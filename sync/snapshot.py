@@ -48,6 +48,25 @@ class Chunks:
     raw_bytes: int
 
 
+# A chunk is at most a few hundred KiB compressed; the lines of 100,000 holders inflate to a few
+# MiB. Beyond this it is a decompression bomb (one 1 MiB chunk inflated to 783 MB before).
+MAX_CHUNK_INFLATED = 32 * 1024 * 1024
+
+
+def inflate(data: bytes) -> bytes:
+    """The chunk's lines, refusing to inflate past :data:`MAX_CHUNK_INFLATED`."""
+    inflater = zlib.decompressobj()
+    try:
+        raw = inflater.decompress(data, MAX_CHUNK_INFLATED)
+    except zlib.error:
+        raise bad("snapshot chunk is not zlib data") from None
+    if inflater.unconsumed_tail:
+        raise bad(f"snapshot chunk inflates beyond {MAX_CHUNK_INFLATED} bytes")
+    if not inflater.eof:
+        raise bad("snapshot chunk is truncated zlib data")
+    return raw
+
+
 def build_chunks(lines: Iterable[bytes], chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Chunks:
     """Pack newline-terminated JSON ``lines`` into chunks of at most ``chunk_bytes``."""
     digest = hashlib.sha256()
@@ -210,10 +229,7 @@ class SnapshotAssembler:
 
     def _feed(self, data: bytes) -> None:
         assert self._stage is not None
-        try:
-            raw = zlib.decompress(data)
-        except zlib.error:
-            raise bad("snapshot chunk is not zlib data") from None
+        raw = inflate(data)
         self._digest.update(raw)
         if not raw.endswith(b"\n") and raw:
             raise bad("snapshot chunk does not end with a whole line")
