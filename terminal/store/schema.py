@@ -1,6 +1,8 @@
 """Opening the database: pragmas, numbered migrations, and quarantine of a corrupt file."""
 
+import contextlib
 import logging
+import os
 import re
 import sqlite3
 import time
@@ -155,7 +157,24 @@ def connect(path: Path, *, readonly: bool = False, quarantine: bool = True) -> s
     return conn
 
 
+def _owner_only(path: Path) -> None:
+    """The database holds personal data: readable by its owner only, as under the unit's
+    UMask=0077, whatever the umask of whoever runs it. SQLite gives the -wal and -shm files the
+    main file's mode."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            mode = file.stat().st_mode & 0o777
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            logger.warning("%s was readable by others (mode %o): now 0600", file, mode)
+            file.chmod(0o600)
+
+
 def _open_writable(path: Path) -> sqlite3.Connection:
+    _owner_only(path)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
         # Reading the schema forces SQLite to parse the header: garbage fails here, not mid-tap.
