@@ -28,6 +28,10 @@ from sync.topics import HQ_TO_TERMINAL, SITE_TOPICS, Topics
 logger = logging.getLogger(__name__)
 
 ENGINE_COMMANDS = frozenset({"resync", "status"})
+# A command is an instruction for now (open the door, resync): one valid for longer is one that
+# could be captured and replayed much later. HQ's tool gives 60 s by default.
+MAX_COMMAND_TTL_S = 3600
+COMMAND_CLOCK_SKEW_S = 300  # the terminal's clock and HQ's may disagree by this much
 _NOT_YET = "not yet"  # nothing published about degraded mode in this run
 _WHY = {
     "no_head": "no head from HQ yet",
@@ -113,6 +117,8 @@ class SyncEngine:
                 tid=self.settings.tid,
                 types=frozenset({expected}) if expected else frozenset(),
                 max_bytes=self.settings.max_message_bytes,
+                # A message on this terminal's own topic says it is for this terminal, signed.
+                require_tid=where[0] is not None,
             )
             handler = getattr(self, f"_on_{envelope.type}")
             handler(envelope, publish)
@@ -205,6 +211,11 @@ class SyncEngine:
         if now > expires:
             self._reply(publish, reply | {"ok": False, "error": "expired"})
             raise Rejected(Rejection.EXPIRED, f"command {name} {envelope.id}")
+        issued = parse_rfc3339(envelope.ts, "ts")
+        longest = timedelta(seconds=MAX_COMMAND_TTL_S + COMMAND_CLOCK_SKEW_S)
+        if expires - now > longest or expires - issued > longest:
+            self._reply(publish, reply | {"ok": False, "error": "expires too far ahead"})
+            raise Rejected(Rejection.BAD_FIELD, f"command {name} valid beyond the cap")
         if not self._port.claim_command(envelope.id, name, _iso(now)):
             self._reply(publish, reply | {"ok": False, "error": "duplicate"})
             raise Rejected(Rejection.STALE, f"command {envelope.id} already executed")

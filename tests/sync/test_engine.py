@@ -11,7 +11,7 @@ import pytest
 from models.errors import StoreError
 from models.journal import TransactionDraft
 from models.reasons import Reason
-from sync.engine import CommandRefused, SyncEngine
+from sync.engine import COMMAND_CLOCK_SKEW_S, MAX_COMMAND_TTL_S, CommandRefused, SyncEngine
 from sync.envelope import Signer, loads_strict
 from sync.keys import key_id, load_or_create
 from sync.snapshot import build_chunks, chunk_bodies
@@ -235,6 +235,28 @@ def test_behind_without_progress_resyncs_after_a_while(
 
 def cmd(name: str, expires: datetime, **args: Any) -> dict[str, Any]:
     return {"name": name, "args": args, "expires": expires.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def test_a_command_valid_for_longer_than_the_cap_is_refused(
+    engine: SyncEngine, hq: Signer, published: Published, doors: Doors
+) -> None:
+    topic = TOPICS.terminal_topic("cmd")
+    far = NOW + timedelta(seconds=MAX_COMMAND_TTL_S + COMMAND_CLOCK_SKEW_S + 60)  # kept for later
+    send(engine, hq, topic, "cmd", cmd("open", far), published, tid=TID)
+    send(engine, hq, topic, "cmd", cmd("open", NOW + timedelta(minutes=1)), published, tid=TID)
+    assert [r["ok"] for r in bodies(published, "reply")] == [False, True]
+    assert bodies(published, "reply")[0]["error"] == "expires too far ahead"
+    assert len(doors.calls) == 1
+
+
+def test_per_terminal_messages_must_name_the_terminal(
+    engine: SyncEngine, hq: Signer, published: Published, doors: Doors
+) -> None:
+    topic = TOPICS.terminal_topic("cmd")
+    send(engine, hq, topic, "cmd", cmd("open", NOW + timedelta(minutes=1)), published)  # no tid
+    ack = TOPICS.terminal_topic("txack")
+    send(engine, hq, ack, "txack", {"through": 0}, published)
+    assert engine.rejected["missing_field"] == 2 and doors.calls == []
 
 
 def test_commands_run_once_and_expired_ones_are_refused(
