@@ -153,6 +153,16 @@ class SyncSection(Section):
                 f"plain MQTT to {self.broker_host} is refused: set tls_ca (and a client "
                 "certificate), or use a broker on loopback"
             )
+        remote = self.enabled and not _loopback(self.broker_host)
+        if remote and self.tls_cert is None and self.username is None:
+            # TLS alone proves the broker to the terminal, not the terminal to the broker: its
+            # ACL could not tell this terminal from any other client.
+            raise ValueError(
+                f"TLS to {self.broker_host} without a client certificate is refused: set "
+                "tls_cert and tls_key (or username and password if the broker uses passwords)"
+            )
+        if self.username is not None and self.password is None:
+            raise ValueError("username needs password (a file holding it)")
         if self.enabled and not self.hq_keys:
             raise ValueError("hq_keys is required when sync is enabled")
         return self
