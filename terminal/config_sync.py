@@ -168,6 +168,11 @@ class SyncSection(Section):
         return self
 
 
+def signing_key_file(section: SyncSection, state_dir: Path) -> Path:
+    """Where this terminal's signing key is (the HQ link creates it there; diag reads it)."""
+    return section.key_file or state_dir / "sync-ed25519.key"
+
+
 def sync_settings(
     section: SyncSection, terminal: "TerminalSection", software_version: str
 ) -> SyncSettings:
@@ -185,7 +190,7 @@ def sync_settings(
     return SyncSettings(
         tid=terminal.id,
         site=terminal.site,
-        key_file=section.key_file or terminal.state_dir / "sync-ed25519.key",
+        key_file=signing_key_file(section, terminal.state_dir),
         hq_keys=dict(section.hq_keys),
         host=section.broker_host,
         port=section.broker_port or (8883 if tls else 1883),

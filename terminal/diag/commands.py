@@ -17,6 +17,7 @@ from models.errors import DriverError
 from terminal import __version__
 from terminal.clock import CLOCK_STEP_TOLERANCE_S, rfc3339
 from terminal.config import Config, PcscReaderSection
+from terminal.config_sync import signing_key_file
 from terminal.diag.config import DiagSection
 from terminal.diag.facts import (
     Database,
@@ -449,7 +450,8 @@ class Commands:
 
     def identity(self) -> dict[str, Any]:
         terminal = self.config.terminal
-        return identity(terminal.id, terminal.site, terminal.state_dir)
+        key = signing_key_file(self.config.sync, terminal.state_dir)
+        return identity(terminal.id, terminal.site, key)
 
     def watch(self, args: Mapping[str, Any]) -> dict[str, Any]:
         status = self.status()

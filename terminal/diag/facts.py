@@ -34,7 +34,6 @@ from terminal.diag.protocol import DiagError, ErrorCode, Level, worst
 from terminal.diag.redact import mask_digits
 from terminal.store import journal, schema
 
-KEY_FILE = "terminal-key.pem"
 COUNTED = (
     "holders",
     "cards",
@@ -410,9 +409,9 @@ def disk_facts(path: Path) -> dict[str, Any]:
     }
 
 
-def identity(terminal_id: str, site: str, state_dir: Path) -> dict[str, Any]:
-    """The terminal's id and, once sync has created it, the public half of its signing key."""
-    path = state_dir / KEY_FILE
+def identity(terminal_id: str, site: str, path: Path) -> dict[str, Any]:
+    """The terminal's id and, once sync has created it at ``path``, the public half of its
+    signing key."""
     result: dict[str, Any] = {
         "terminal_id": terminal_id,
         "site": site,

@@ -2,20 +2,17 @@
 
 import base64
 import json
-import os
 import time
-from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
-    NoEncryption,
-    PrivateFormat,
     PublicFormat,
 )
 from rich.cells import cell_len
 
+from sync.keys import load_or_create
+from terminal.config_sync import SyncSection, signing_key_file
 from terminal.demo_site import card_number
 from terminal.diag.protocol import Exit
 from tests.diag.conftest import DiagDaemon, diag_process, run_diag, run_json
@@ -184,11 +181,10 @@ def test_gate_test_pulses_and_is_journalled_as_an_event(tapped: DiagDaemon) -> N
 
 
 def test_identity_shows_the_public_key(tapped: DiagDaemon) -> None:
-    key = Ed25519PrivateKey.generate()
-    path: Path = tapped.state / "terminal-key.pem"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    # Where the HQ link creates its key (sync.keys.load_or_create at the configured path): the
+    # key HQ must enrol is the one diag shows.
+    path = signing_key_file(SyncSection(), tapped.state)
+    key = load_or_create(path)
     try:
         code, out, _, result = both(tapped, "identity")
         expected = base64.b64encode(

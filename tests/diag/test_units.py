@@ -194,10 +194,10 @@ def test_rejected_hq_messages_are_a_problem_unless_only_stale() -> None:
 
 def test_identity_warns_about_an_open_key_file(tmp_path: Path) -> None:
     key = Ed25519PrivateKey.generate()
-    path = tmp_path / facts.KEY_FILE
+    path = tmp_path / "sync-ed25519.key"
     path.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
     path.chmod(0o644)
-    found = facts.identity("t1", "s1", tmp_path)
+    found = facts.identity("t1", "s1", path)
     assert found["level"] is Level.DEGRADED and "chmod 600" in found["note"]
     assert found["key_id"].startswith("t-") and len(found["public_key"]) == 44
 
