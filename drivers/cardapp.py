@@ -263,7 +263,7 @@ class CardApplication:
             return CardFault(Reason.CARD_MALFORMED, f"GET DATA (UID): {describe_sw(answer.sw)}")
         if len(answer.data) not in UID_LENGTHS:
             return CardFault(Reason.CARD_MALFORMED, f"UID of {len(answer.data)} bytes")
-        return PresentedCard(number=answer.data.hex().upper(), genuine=Genuineness.UNCHECKED)
+        return PresentedCard(number=answer.data.hex().upper(), genuine=Genuineness.UID_ONLY)
 
     def _read_cpu(self, transport: Transport) -> CardRead:
         info: PublicInfo | None = None

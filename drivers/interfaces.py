@@ -19,6 +19,7 @@ class Health:
     ok: bool
     state: str
     detail: str = ""
+    warning: str | None = None  # serving, but something a person must know (diag: degraded)
 
 
 @dataclass(frozen=True, slots=True)

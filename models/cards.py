@@ -32,7 +32,8 @@ class Genuineness(StrEnum):
 
     GENUINE = "genuine"
     NOT_GENUINE = "not_genuine"
-    UNCHECKED = "unchecked"  # legacy UID mode or a simulated reader: nothing was proven
+    UNCHECKED = "unchecked"  # a simulated reader, or a number typed in: nothing was proven
+    UID_ONLY = "uid_only"  # legacy UID mode: the chip's UID, which anyone can copy to a chip
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,6 +82,11 @@ def _outside(today: date, start: date | None, end: date | None) -> Reason | None
     return None
 
 
+def credential_by_uid(credential: Credential) -> bool:
+    """A card read in legacy UID mode: identified by its clonable chip UID alone."""
+    return isinstance(credential, PresentedCard) and credential.genuine is Genuineness.UID_ONLY
+
+
 def check_credential(
     credential: Credential,
     card: Card | None,

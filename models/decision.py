@@ -61,7 +61,7 @@ class Decision:
     detail: str = ""
     payment: Payment | None = None  # allowed: what is paid (or refunded); with a need: a preview
     need: Need | None = None
-    credential: str = "card"  # journal field: card, face, card+face, remote
+    credential: str = "card"  # journal field: card, uid (legacy UID mode), face, card+face, remote
     face_score: int | None = None
     event: Detail = ()  # what the security event says besides the reason and detail
     gate: GateAction = GateAction.NONE

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from models.cards import Card, Credential, FaceCredential, Holder
-from models.credential import Checked, SiteCards, check_credential
+from models.credential import Checked, SiteCards, check_credential, credential_by_uid
 from models.decision import Alert, Decision, GateAction, Need
 from models.face import FACE_DENIALS, FaceEvidence
 from models.reasons import Reason
@@ -113,7 +113,10 @@ class DoorView:
 
 
 def _credential_kind(credential: Credential) -> str:
-    return "face" if isinstance(credential, FaceCredential) else "card"
+    if isinstance(credential, FaceCredential):
+        return "face"
+    # Nothing proved a UID-mode read genuine: the journal must not say a card was checked.
+    return "uid" if credential_by_uid(credential) else "card"
 
 
 def decide_door(request: DoorRequest, view: DoorView, now: datetime) -> Decision:

@@ -354,7 +354,15 @@ class App:
         health = {"reader": self.reader.health()}
         if self.gate is not None:
             health["gate"] = self.gate.health()
-        return {name: "ok" if h.ok else f"{h.state}: {h.detail}" for name, h in health.items()}
+        # HQ sees the warning too: a UID-mode reader must not look like a healthy one.
+        return {
+            name: f"{h.state}: {h.detail}"
+            if not h.ok
+            else f"warning: {h.warning}"
+            if h.warning
+            else "ok"
+            for name, h in health.items()
+        }
 
     def _command(self, name: str, args: Mapping[str, Any]) -> Mapping[str, Any]:
         # On the sync thread; the sync service exists before the flow, hence the indirection.

@@ -141,7 +141,10 @@ class PcscCardReader:
                 )
             if self._problem:
                 parts.append(f"last problem: {self._problem}")
-        return Health(ok=ok, state=state, detail="; ".join(parts))
+        warning = None
+        if self._app.mode is CardMode.UID:
+            warning = "UID mode: no genuine-card check; a card's UID can be cloned onto any chip"
+        return Health(ok=ok, state=state, detail="; ".join(parts), warning=warning)
 
     @property
     def last_tap(self) -> TapTiming | None:

@@ -112,6 +112,8 @@ def assess(status: dict[str, Any]) -> tuple[Level, list[str]]:
     for name, health in status.get("devices", {}).items():
         if not health.get("ok"):
             failed.append(f"{name}: {health.get('state')} {health.get('detail', '')}".strip())
+        elif health.get("warning"):
+            degraded.append(f"{name}: {health['warning']}")
     database = status.get("database", {})
     if "error" in database:
         failed.append(f"database: {database['error']}")

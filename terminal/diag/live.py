@@ -61,7 +61,8 @@ class _DisplayTap:
 
 
 def _health(health: Health) -> dict[str, Any]:
-    return {"ok": health.ok, "state": health.state, "detail": mask_digits(health.detail)}
+    found = {"ok": health.ok, "state": health.state, "detail": mask_digits(health.detail)}
+    return found | ({"warning": health.warning} if health.warning else {})
 
 
 def describe_credential(credential: Credential) -> dict[str, Any]:

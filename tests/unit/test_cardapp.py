@@ -347,7 +347,7 @@ def test_uid_mode() -> None:
 
     result = app(CardMode.UID).read(card)
 
-    assert result == PresentedCard(number="04A1B2C3D4E5F6", genuine=Genuineness.UNCHECKED)
+    assert result == PresentedCard(number="04A1B2C3D4E5F6", genuine=Genuineness.UID_ONLY)
 
 
 def test_uid_mode_needs_no_key_store() -> None:
@@ -493,4 +493,4 @@ def test_emulated_clone_and_uid() -> None:
     assert result.genuine is Genuineness.NOT_GENUINE
 
     uid = CardApplication(mode=CardMode.UID).read(emulated(uid_only=True))
-    assert uid == PresentedCard(number="04A1B2C3D4E5F6", genuine=Genuineness.UNCHECKED)
+    assert uid == PresentedCard(number="04A1B2C3D4E5F6", genuine=Genuineness.UID_ONLY)

@@ -88,7 +88,7 @@ def test_failed_authentication_is_a_cloned_card_alert() -> None:
 
 
 def test_unchecked_card_from_uid_mode_is_decided_on_the_allowlist() -> None:
-    uid_card = PresentedCard(NUMBER, Genuineness.UNCHECKED)
+    uid_card = PresentedCard(NUMBER, Genuineness.UID_ONLY)
     assert decide(request(uid_card), view(), MONDAY_9).allowed
 
 
@@ -228,3 +228,10 @@ def test_door_membership_is_checked_even_if_the_view_has_extra_groups() -> None:
     elsewhere = group(doors=("north-gate",))
     assert decide(request(), view(groups=(elsewhere,)), MONDAY_9).reason is Reason.NO_ACCESS
     assert DOOR not in elsewhere.doors
+
+
+def test_a_uid_mode_read_is_journalled_as_uid_not_card() -> None:
+    # Nothing proved the card genuine: the record must not claim a card was checked.
+    by_uid = PresentedCard(NUMBER, Genuineness.UID_ONLY, 1)
+    assert decide(request(by_uid), view(), MONDAY_9).credential == "uid"
+    assert decide(request(), view(), MONDAY_9).credential == "card"

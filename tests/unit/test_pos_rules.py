@@ -280,3 +280,9 @@ def test_offline_caps_apply_only_in_degraded_mode() -> None:
     assert decide(pos_request(500), degraded, MONDAY_12).allowed
     full = pos_view(SHOP, limits=limits, policy=policy, pending_terminal=49_800, degraded=True)
     assert decide(pos_request(500), full, MONDAY_12).reason is Reason.OFFLINE_LIMIT_TERMINAL
+
+
+def test_a_uid_mode_read_is_journalled_as_uid_not_card() -> None:
+    by_uid = PresentedCard(NUMBER, Genuineness.UID_ONLY, 1)
+    decision = decide(PosRequest(by_uid, 100), pos_view(SHOP), MONDAY_12)
+    assert decision.allowed and decision.credential == "uid"

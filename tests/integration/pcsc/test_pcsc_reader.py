@@ -126,8 +126,9 @@ def test_uid_only_card_in_uid_mode(
 
     credential = presented_card(reader)
     assert credential.number == "04AABBCCDDEE80"
-    assert credential.genuine is Genuineness.UNCHECKED
-    assert "UID mode" in reader.health().detail
+    assert credential.genuine is Genuineness.UID_ONLY
+    health = reader.health()
+    assert "UID mode" in health.detail and health.warning and "cloned" in health.warning
 
 
 def test_uid_only_card_in_cpu_mode_is_unknown(
