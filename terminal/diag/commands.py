@@ -103,11 +103,26 @@ def _role(config: Config) -> dict[str, Any]:
     return {"kind": "pos", "merchant": config.pos.merchant, "service": config.pos.service}
 
 
+def _no_daemon(config: Config) -> dict[str, Any]:
+    """What can be said of the daemon when its diag socket did not answer."""
+    if not config.diag.enabled:
+        # No socket to ask: silence here says nothing about whether taps are served.
+        return {
+            "running": None,
+            "unknown": "diag is disabled in the config ([diag] enabled = false), so whether it "
+            "runs cannot be asked; check with systemctl status ykt-terminal",
+        }
+    return {"running": False}
+
+
 def assess(status: dict[str, Any]) -> tuple[Level, list[str]]:
     """The status's level and, in words, everything that made it worse than ok."""
     failed: list[str] = []
     degraded: list[str] = []
-    if not status["daemon"].get("running"):
+    running = status["daemon"].get("running")
+    if running is None:
+        degraded.append(f"daemon: {status['daemon'].get('unknown')}")
+    elif not running:
         failed.append("the daemon is not running: no taps are served")
     for name, health in status.get("devices", {}).items():
         if not health.get("ok"):
@@ -270,7 +285,7 @@ class Commands:
             "terminal_id": config.terminal.id,
             "site": config.terminal.site,
             "role": _role(config),
-            "daemon": self.live.daemon() if self.live else {"running": False},
+            "daemon": self.live.daemon() if self.live else _no_daemon(config),
             "devices": self.live.devices() if self.live else {},
         }
         last_at = None

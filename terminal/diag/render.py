@@ -127,6 +127,8 @@ def status_rows(status: Mapping[str, Any]) -> list[tuple[str, Any]]:
                 f"mode {status.get('mode')}, flow {daemon.get('flow_state')}",
             )
         )
+    elif daemon.get("running") is None:
+        rows.append(("daemon", Text(f"unknown: {daemon.get('unknown')}", style="yellow")))
     else:
         rows.append(("daemon", Text("not running (read from the database)", style="red")))
     devices = status.get("devices") or {}
@@ -155,7 +157,7 @@ def status_rows(status: Mapping[str, Any]) -> list[tuple[str, Any]]:
         (
             "sync",
             ("enabled" if sync.get("enabled") else "not enabled")
-            + (f", link {'online' if link.get('online') else 'offline'}" if link else "")
+            + (f", link {'online' if link.get('connected') else 'offline'}" if link else "")
             + (f", rejected {rejected_text(link.get('rejected'))}" if link else "")
             + f"; change seq {value(sync.get('change_seq'))}, head "
             f"{value(sync.get('head_seq'))} (age {duration(sync.get('head_age_s'))}), "

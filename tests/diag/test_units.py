@@ -328,3 +328,34 @@ def test_status_carries_the_serial_boards_link_counters(tmp_path: Path) -> None:
     assert status["gate_link"] == counters
     assert status["level"] is Level.DEGRADED
     assert any(p.startswith("gate link: 900 bad frames") for p in status["problems"])
+
+
+def test_the_sync_row_says_online_when_the_link_is_connected() -> None:
+    for connected, word in ((True, "link online"), (False, "link offline")):
+        status = {"sync": {"enabled": True, "link": {"connected": connected, "rejected": {}}}}
+        assert word in dict(render.status_rows(status))["sync"]
+
+
+def test_with_diag_disabled_the_daemon_is_unknown_not_stopped() -> None:
+    base = {
+        "database": {"schema_version": 5, "schema_latest": 5},
+        "disk": {"free_bytes": 10**9, "free_pct": 50.0},
+    }
+    unknown = {"running": None, "unknown": "diag is disabled in the config"}
+    level, found = commands.assess(base | {"daemon": unknown})
+    assert level is Level.DEGRADED and found == ["daemon: diag is disabled in the config"]
+    assert "unknown: diag is disabled" in str(dict(render.status_rows(base | {"daemon": unknown})))
+    level, found = commands.assess(base | {"daemon": {"running": False}})
+    assert level is Level.FAILED and found == ["the daemon is not running: no taps are served"]
+
+
+def test_no_answer_from_a_disabled_diag_is_not_taken_for_a_stopped_daemon() -> None:
+    base = {
+        "terminal": {"id": "gate-01", "site": "demo"},
+        "reader": {"driver": "sim"},
+        "door": {"id": "east-gate"},
+        "gate": {"driver": "sim"},
+    }
+    assert commands._no_daemon(config_module.parse(base)) == {"running": False}
+    off = config_module.parse(base | {"diag": {"enabled": False}})
+    assert commands._no_daemon(off)["running"] is None
