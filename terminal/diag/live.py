@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from drivers.interfaces import CardPresented, Display, Gate, Health, PassageOutcome, Screen
 from models.cards import CardFault, Credential, FaceCredential, Genuineness, PresentedCard
 from models.decision import Decision
+from models.door import DoorMode
 from models.errors import DriverError, StoreError
 from models.pin import mask_name
 from models.reasons import message_en, message_zh
@@ -41,6 +42,7 @@ if TYPE_CHECKING:  # app.py may import diag to wire it; the type is all that is 
 logger = logging.getLogger(__name__)
 
 ACTIVITY = 50  # recent taps and notices kept for `watch`
+GATE_TESTS_MAX, GATE_TESTS_PER_S = 5, 60.0
 LOOP_WAIT_SECONDS = 10.0  # the tap loop finishes any presentation well within this
 
 
@@ -116,6 +118,7 @@ class LiveTerminal:
         self.pid = os.getpid()
         self._lock = threading.Lock()
         self._dry_run: Future[Credential] | None = None
+        self._gate_tests: deque[float] = deque()  # monotonic times of the recent gate tests
         self._activity: deque[dict[str, Any]] = deque(maxlen=ACTIVITY)
         self._flow: DoorFlow | PosFlow = app.flow
         self._loop = app.loop
@@ -299,6 +302,21 @@ class LiveTerminal:
             "screens": [screen.headline for screen in run.screens],
         }
 
+    def _take_gate_test(self) -> None:
+        """A few tests in a row are a technician; a loop is a gate held open by a script."""
+        now = time.monotonic()
+        with self._lock:
+            while self._gate_tests and now - self._gate_tests[0] > GATE_TESTS_PER_S:
+                self._gate_tests.popleft()
+            if len(self._gate_tests) >= GATE_TESTS_MAX:
+                wait = GATE_TESTS_PER_S - (now - self._gate_tests[0])
+                raise DiagError(
+                    ErrorCode.BUSY,
+                    f"{GATE_TESTS_MAX} gate tests in {GATE_TESTS_PER_S:.0f} s already: try again "
+                    f"in {wait:.0f} s",
+                )
+            self._gate_tests.append(now)
+
     def camera(self) -> dict[str, Any]:
         """The camera's health and newest frame (on the diag thread: the camera has no queue)."""
         return face_diag.camera_report(self.app.face_parts)
@@ -314,6 +332,13 @@ class LiveTerminal:
             raise DiagError(ErrorCode.NOT_AVAILABLE, "this terminal is a POS: it has no gate")
         seconds = min(max(seconds, 0.5), GATE_TEST_MAX_SECONDS)
         door = flow.settings.door_id
+        if flow.mode is DoorMode.LOCKED:
+            raise DiagError(
+                ErrorCode.DENIED,
+                "the door is in lockdown (HQ's set_mode locked): a test would open it; HQ must "
+                "lift the lockdown first",
+            )
+        self._take_gate_test()
 
         def journal() -> None:
             # A gate that opens without a card is what tamper evidence is for: say who did it.

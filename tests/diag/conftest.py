@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,11 +91,18 @@ def diag_group() -> grp.struct_group | None:
 class DiagDaemon:
     """``ykt run`` (the daemon, serving the diag socket) in a subprocess."""
 
-    def __init__(self, work: Path, template: str = DOOR, group: str = "ykt-diag") -> None:
+    def __init__(
+        self,
+        work: Path,
+        template: str = DOOR,
+        group: str = "ykt-diag",
+        prepare: Callable[[Store], None] = lambda store: None,
+    ) -> None:
         self.work = work
         self.state = work / "state"
         store = Store.open(self.state / "terminal.db")
         seed(store)
+        prepare(store)
         store.close()
         self.socket_dir = Path(tempfile.mkdtemp(prefix="ykt-diag-"))
         self.socket_dir.chmod(0o755)

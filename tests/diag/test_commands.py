@@ -3,6 +3,7 @@
 import base64
 import json
 import time
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.serialization import (
@@ -14,7 +15,9 @@ from rich.cells import cell_len
 from sync.keys import load_or_create
 from terminal.config_sync import SyncSection, signing_key_file
 from terminal.demo_site import card_number
+from terminal.diag.live import GATE_TESTS_MAX
 from terminal.diag.protocol import Exit
+from terminal.flows.door import MODE_STATE
 from tests.diag.conftest import DiagDaemon, diag_process, run_diag, run_json
 
 pytestmark = pytest.mark.integration
@@ -225,3 +228,24 @@ def test_entry_point_runs_as_a_module(tapped: DiagDaemon) -> None:
     out, err = client.communicate(timeout=30)
     assert client.returncode in (Exit.OK, Exit.DEGRADED), err
     assert json.loads(out)["terminal_id"] == "diag-gate-01"
+
+
+def test_gate_test_refuses_a_lockdown_and_a_loop(tmp_path: Path) -> None:
+    locked = DiagDaemon(tmp_path / "locked", prepare=lambda s: s.put_state(MODE_STATE, "locked"))
+    try:
+        code, _, err = run_diag("gate", "test", "--socket", str(locked.socket))
+        assert code == Exit.DENIED and "lockdown" in err
+        assert locked.call("events", type="maintenance_open")["events"] == []
+    finally:
+        locked.close()
+    normal = DiagDaemon(tmp_path / "normal")
+    try:
+        codes = [
+            run_diag("gate", "test", "--seconds", "0.5", "--socket", str(normal.socket))[0]
+            for _ in range(GATE_TESTS_MAX + 1)
+        ]
+        assert codes[:-1] == [Exit.OK] * GATE_TESTS_MAX and codes[-1] != Exit.OK
+        events = normal.call("events", type="maintenance_open")["events"]
+        assert len(events) == GATE_TESTS_MAX
+    finally:
+        normal.close()
