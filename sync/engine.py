@@ -398,6 +398,7 @@ class SyncEngine:
             "head_seq": marks.head.seq if marks.head else None,
             "snapshot_id": marks.snapshot_id,
             "last_tx_seq": stats.last_tx_seq,
+            "last_tx_hash": stats.last_tx_hash,
             "tx_acked": marks.tx_acked,
             "journal_epoch": marks.journal_epoch,
             # The journal started again after these were set aside: HQ should raise the alarm.

@@ -60,6 +60,7 @@ class OutboxStats:
     event_backlog: int
     oldest_queued_at: str | None
     last_tx_seq: int
+    last_tx_hash: str | None = None  # the journal's tip, which the signed status anchors
 
 
 class SnapshotStage(Protocol):

@@ -141,8 +141,8 @@ def _post_money(
 def _advance(conn: sqlite3.Connection, tid: str) -> int:
     """Move the terminal's acked mark over every contiguous record of its current epoch,
     checking the hash chain."""
-    acked, last_hash, epoch = conn.execute(
-        "SELECT acked_through, last_hash, epoch FROM terminals WHERE tid = ?", (tid,)
+    acked, last_hash, epoch, known_break = conn.execute(
+        "SELECT acked_through, last_hash, epoch, chain_break FROM terminals WHERE tid = ?", (tid,)
     ).fetchone()
     acked, last_hash = int(acked), str(last_hash or ZERO_HASH)
     moved = False
@@ -154,8 +154,13 @@ def _advance(conn: sqlite3.Connection, tid: str) -> int:
             break
         record = json.loads(text)
         if record.get("prev_hash") != last_hash:
-            logger.error("terminal %s: hash chain broken at tx %d", tid, seq)
-            conn.execute("UPDATE terminals SET chain_break = ? WHERE tid = ?", (seq, tid))
+            # Not acknowledged past: the terminal keeps the records (and resends them) until
+            # people have looked at why its journal does not follow on from what HQ holds.
+            if known_break != seq:
+                logger.error("terminal %s: hash chain broken at tx %d", tid, seq)
+                conn.execute("UPDATE terminals SET chain_break = ? WHERE tid = ?", (seq, tid))
+                raise_alarm(conn, tid, "chain_break", {"epoch": epoch, "seq": seq})
+            break
         acked, last_hash, moved = seq, record["hash"], True
     if moved:
         conn.execute(
@@ -287,6 +292,14 @@ def store_status(db: HqDb, tid: str, body: Mapping[str, Any]) -> None:
             )
         known = conn.execute("SELECT body FROM statuses WHERE tid = ?", (tid,)).fetchone()
         earlier = json.loads(known[0]) if known else {}
+        tip = body.get("last_tx_hash")
+        if isinstance(last, int) and isinstance(tip, str) and tip != earlier.get("last_tx_hash"):
+            held = conn.execute(
+                "SELECT record FROM tx WHERE tid = ? AND epoch = ? AND seq = ?", (tid, epoch, last)
+            ).fetchone()
+            if held is not None and json.loads(held[0]).get("hash") != tip:
+                # The journal's tip is not the record HQ holds at that seq: rewritten since.
+                raise_alarm(conn, tid, "tip_differs", {"epoch": epoch, "seq": last})
         if body.get("degraded_why") == "far_behind" and earlier.get("degraded_why") != "far_behind":
             # Paying on data this stale (voided cards, balances) is what the caps are for; the
             # office should know why a terminal is holding money to them.

@@ -431,5 +431,8 @@ class StoreSyncPort:
         with self.store.read() as conn:
             counts = dict(conn.execute("SELECT topic, count(*) FROM outbox GROUP BY topic"))
             oldest = conn.execute("SELECT min(queued_at) FROM outbox").fetchone()[0]
-            last = conn.execute("SELECT coalesce(max(seq), 0) FROM journal").fetchone()[0]
-        return OutboxStats(int(counts.get("tx", 0)), int(counts.get("event", 0)), oldest, int(last))
+            tip = conn.execute("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
+        last, tip_hash = (int(tip[0]), str(tip[1])) if tip else (0, None)
+        return OutboxStats(
+            int(counts.get("tx", 0)), int(counts.get("event", 0)), oldest, last, tip_hash
+        )

@@ -391,3 +391,32 @@ def test_the_cli_runs_the_card_office(tmp_path: Path, capsys: pytest.CaptureFixt
     db = HqDb(tmp_path / "site")
     assert db.head_seq() == 10
     db.close()
+
+
+def test_a_broken_chain_is_an_alarm_and_is_not_acknowledged_past(office: Office) -> None:
+    office.enroll(TID, PUB)
+    office.move_money("H1", "cash", 10_000, "topup")
+    records = _records(5)
+    draft = TransactionDraft(
+        "meal", "2026-11-23T12:00:00+08:00", 3, "card", "allow", Reason.ALLOWED, 1,
+        card=card_number(1), holder_id="H1", amount=700, split=(("cash", 700),),
+    )  # fmt: skip
+    records[2] = seal(draft, seq=3, tx_id="tx--3", prev_hash="ab" * 32, epoch="")
+    _, acked, _ = ingest_tx(office.db, TID, records)
+    assert acked == 2  # 3..5 held, but not acknowledged: the terminal keeps them
+    _, acked, _ = ingest_tx(office.db, TID, records)  # resent
+    assert acked == 2
+    assert [kind for kind, _ in alarms(office)] == ["chain_break"]
+
+
+def test_a_status_whose_journal_tip_is_not_what_hq_holds_raises_an_alarm(office: Office) -> None:
+    office.enroll(TID, PUB)
+    office.move_money("H1", "cash", 10_000, "topup")
+    records = _records(3)
+    ingest_tx(office.db, TID, records)
+    same = {"last_tx_seq": 3, "journal_epoch": "", "last_tx_hash": records[2]["hash"]}
+    store_status(office.db, TID, same)
+    assert alarms(office) == []
+    store_status(office.db, TID, same | {"last_tx_hash": "cd" * 32})  # rewritten at the tip
+    store_status(office.db, TID, same | {"last_tx_hash": "cd" * 32})  # said again: one alarm
+    assert [kind for kind, _ in alarms(office)] == ["tip_differs"]
