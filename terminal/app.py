@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -63,6 +64,7 @@ from terminal.remote import RemoteCommands
 from terminal.sdnotify import Notifier
 from terminal.secret_ref import resolve_secret
 from terminal.store import Store, salvage
+from terminal.store.faces import FaceStore
 from terminal.store.sync_port import StoreSyncPort
 
 logger = logging.getLogger(__name__)
@@ -369,16 +371,25 @@ class App:
         return self.remote.handle(name, args)
 
     def _housekeeping(self) -> None:
-        """Every 10 s, off the tap loop: face stills past retention, templates or photos that
-        sync brought in (encoding a photo takes a tenth of a second each)."""
+        """Every 10 s, off the tap loop: see :meth:`housekeep`."""
+        while not self._stopping.wait(10):
+            self.housekeep(self.clock.now())
+
+    def housekeep(self, now: datetime) -> None:
+        """Face stills past retention, templates or photos that sync brought in (encoding a
+        photo takes a tenth of a second each). Stills expire with faces off too: kept while
+        faces were on, they are personal data whose retention does not stop with the feature."""
         parts = self.face_parts
-        while parts is not None and not self._stopping.wait(10):
-            now = self.clock.now()
-            try:
-                parts.enrol_pending(now)
-                parts.housekeeping(now)
-            except TerminalError as exc:
-                logger.warning("face housekeeping: %s", exc)
+        try:
+            if parts is None:
+                expired = FaceStore(self.store).expire_stills(now)
+                if expired:
+                    logger.info("%d security stills reached the end of their retention", expired)
+                return
+            parts.enrol_pending(now)
+            parts.housekeeping(now)
+        except TerminalError as exc:
+            logger.warning("face housekeeping: %s", exc)
 
     def start_sync(self) -> None:
         if self.sync is not None:
@@ -410,11 +421,10 @@ class App:
                 target=salvage.salvage_quarantined, args=(self.store,), name="salvage", daemon=True
             ).start()
         self.loop.start()
-        if self.face_parts is not None:
-            self._housekeeper = threading.Thread(
-                target=self._housekeeping, name="face-housekeeping", daemon=True
-            )
-            self._housekeeper.start()
+        self._housekeeper = threading.Thread(
+            target=self._housekeeping, name="face-housekeeping", daemon=True
+        )
+        self._housekeeper.start()
         try:
             self.loop.run(stop, notifier or Notifier(), lambda: self.restart_due)
         finally:
