@@ -17,7 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from drivers.camera.sim import SimCameraControl
-from drivers.interfaces import CardReader, Display, Gate, Keypad, PassageOutcome, Screen
+from drivers.interfaces import CardReader, Display, Gate, Health, Keypad, PassageOutcome, Screen
 from drivers.pcsc import PcscCardReader, PcscSettings
 from drivers.sim import (
     ScriptError,
@@ -53,6 +53,7 @@ from terminal.config import (
     SoftwareKeyStoreSection,
 )
 from terminal.config_sync import sync_settings
+from terminal.diag.facts import clock_facts, clock_state, disk_facts, disk_state
 from terminal.door_mode import DoorModes
 from terminal.faces.build import FaceParts, build_face_parts
 from terminal.faces.evidence import FaceUse
@@ -353,9 +354,30 @@ class App:
         return offset is None or abs(offset) > CLOCK_STEP_TOLERANCE_S
 
     def _health(self) -> Mapping[str, str]:
+        """Device health for the status HQ sees (PROTOCOL.md: reader, SAM, camera, gate, disk,
+        clock source); on the sync thread, every status."""
         health = {"reader": self.reader.health()}
         if self.gate is not None:
             health["gate"] = self.gate.health()
+        if self.face_parts is not None:
+            health["camera"] = self.face_parts.camera.health()
+        states = self._device_states(health)
+        states["sam"] = self._sam_state(health["reader"])
+        states["disk"] = disk_state(disk_facts(self.config.terminal.state_dir))
+        clock = clock_facts(self.config.terminal.timezone)
+        states["clock"] = clock_state(clock, self.clock_behind_journal())
+        return states
+
+    def _sam_state(self, reader: Health) -> str:
+        section = self.config.reader
+        if not isinstance(section, PcscReaderSection) or section.key_store is None:
+            return "none (no key store: simulated reader or UID mode)"
+        if not isinstance(section.key_store, PsamKeyStoreSection):
+            return "none (software key store)"
+        return "unavailable" if reader.state == "key_store_unavailable" else "ok"
+
+    @staticmethod
+    def _device_states(health: Mapping[str, Health]) -> dict[str, str]:
         # HQ sees the warning too: a UID-mode reader must not look like a healthy one.
         return {
             name: f"{h.state}: {h.detail}"

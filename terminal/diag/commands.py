@@ -20,6 +20,9 @@ from terminal.config import Config, PcscReaderSection
 from terminal.config_sync import signing_key_file
 from terminal.diag.config import DiagSection
 from terminal.diag.facts import (
+    DISK_FULL_BYTES,
+    DISK_LOW_BYTES,
+    DISK_LOW_PCT,
     Database,
     age_seconds,
     clock_facts,
@@ -50,7 +53,6 @@ OFFLINE = frozenset(
 NO_SYNC = "sync is not enabled on this terminal"
 # Thresholds that turn "serving" into "needs attention" (exit 3).
 OUTBOX_STALE_S = 3600
-DISK_LOW_PCT, DISK_LOW_BYTES, DISK_FULL_BYTES = 5.0, 200_000_000, 20_000_000
 # A sound link drops a frame now and then (a replug, a board's boot banner); hundreds within the
 # board's recent window (5 min, about one a second with a poll a second) is a failing cable,
 # interference or a wrong baud rate, and soon missed acks and events.

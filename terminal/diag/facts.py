@@ -395,6 +395,31 @@ def clock_facts(timezone: str, now: datetime | None = None) -> dict[str, Any]:
     return facts
 
 
+DISK_LOW_PCT, DISK_LOW_BYTES, DISK_FULL_BYTES = 5.0, 200_000_000, 20_000_000
+
+
+def disk_state(facts: dict[str, Any]) -> str:
+    """One word and a figure for the status HQ sees: ok, low or full."""
+    free = facts.get("free_bytes")
+    if free is None:
+        return "unknown"
+    if free < DISK_FULL_BYTES:
+        return f"full: {free // 1_000_000} MB free"
+    if free < DISK_LOW_BYTES or (facts.get("free_pct") or 100) < DISK_LOW_PCT:
+        return f"low: {free // 1_000_000} MB free"
+    return "ok"
+
+
+def clock_state(facts: dict[str, Any], behind_journal: bool) -> str:
+    """The clock source for the status: ntp, unsynchronised or unknown, and a clock set back."""
+    if behind_journal:
+        return "behind the journal (set back?)"
+    synced = facts.get("ntp_synchronized")
+    if synced is None:
+        return "unknown" if facts.get("source") == "unknown" else str(facts.get("source"))
+    return "ntp" if synced else "not synchronised"
+
+
 def disk_facts(path: Path) -> dict[str, Any]:
     target = path if path.exists() else path.parent
     try:
