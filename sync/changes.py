@@ -232,13 +232,6 @@ class LedgerChange:
 
 
 @dataclass(frozen=True, slots=True)
-class KeysChange:
-    seq: int
-    add: tuple[tuple[str, bytes], ...]
-    revoke: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
 class UnknownChange:
     seq: int
     kind: str
@@ -255,7 +248,6 @@ Change = (
     | FaceUpsert
     | FaceDelete
     | LedgerChange
-    | KeysChange
     | UnknownChange
 )
 
@@ -468,17 +460,8 @@ def parse_change(data: Any, *, first: int | None = None, last: int | None = None
         return FaceDelete(seq, req_text(data, "holder_id"))
     if kind == "ledger":
         return LedgerChange(seq, parse_ledger(obj(data, "entry")))
-    if kind == "keys":
-        add_raw = data.get("add", [])
-        if not isinstance(add_raw, list) or not all(isinstance(k, dict) for k in add_raw):
-            raise bad("keys.add: a list of {kid, pub}")
-        added = []
-        for item in add_raw:
-            raw = b64decode(item.get("pub"), "keys.add.pub")
-            if len(raw) != 32:
-                raise bad("keys.add.pub: 32 bytes")
-            added.append((req_text(item, "kid"), raw))
-        return KeysChange(seq, tuple(added), strings(data, "revoke"))
+    # "keys" is no change any more: HQ's online key could otherwise name its own successors.
+    # The keyset comes signed by the offline root key on its own topic (sync.keyset).
     return UnknownChange(seq, kind)
 
 

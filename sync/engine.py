@@ -16,14 +16,22 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from models.errors import StoreError
-from sync.changes import KeysChange, bad, integer, parse_batch, parse_deny, req_text
-from sync.envelope import Envelope, Rejected, Rejection, Signer, open_envelope, parse_rfc3339
-from sync.keys import Keyring
+from sync.changes import bad, integer, parse_batch, parse_deny, req_text
+from sync.envelope import (
+    Envelope,
+    Rejected,
+    Rejection,
+    Signer,
+    open_envelope,
+    parse_rfc3339,
+    public_key_from_b64,
+)
+from sync.keyset import Keyring, open_keyset
 from sync.outbox import OutboxDrain, Publish
 from sync.port import BatchOutcome, Head, SyncPort
 from sync.settings import SyncSettings
 from sync.snapshot import Progress, SnapshotAssembler
-from sync.topics import HQ_TO_TERMINAL, SITE_TOPICS, Topics
+from sync.topics import HQ_TO_TERMINAL, KEYSET_TOPIC, SITE_TOPICS, Topics
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +84,9 @@ class SyncEngine:
         self._health = health
         self._clock = clock
         self._mono = monotonic
-        self.keyring = Keyring(settings.hq_keys)
-        self.keyring.update(*port.hq_keys())
+        root = public_key_from_b64(settings.hq_root_key) if settings.hq_root_key else None
+        self.keyring = Keyring(settings.hq_keys, root, clock=clock)
+        self._load_keyset()
         self.snapshots = SnapshotAssembler(port)
         self.outbox = OutboxDrain(port, signer, self.topics, settings)
         self.rejected: Counter[str] = Counter()
@@ -110,6 +119,9 @@ class SyncEngine:
             return
         expected = SITE_TOPICS.get(where[1]) or HQ_TO_TERMINAL.get(where[1])
         try:
+            if where[1] == KEYSET_TOPIC:
+                self._on_keyset(payload, publish)
+                return
             envelope = open_envelope(
                 payload,
                 self.keyring,
@@ -174,9 +186,6 @@ class SyncEngine:
             return
         if outcome is BatchOutcome.APPLIED:
             self.applied_batches += 1
-            if any(isinstance(c, KeysChange) for c in batch.changes):
-                self.keyring.update(*self._port.hq_keys())
-                logger.info("HQ keys now %s", ", ".join(self.keyring.kids()))
             self._progress(publish)
 
     def _on_deny(self, envelope: Envelope, publish: Publish) -> None:
@@ -188,11 +197,36 @@ class SyncEngine:
         self._last_chunk_at = self._mono()
         result = self.snapshots.offer(envelope.body, self._port.marks().change_seq)
         if result is Progress.APPLIED:
-            self.keyring.update(*self._port.hq_keys())
             self._progress(publish)
             self.publish_status(publish)
         elif result is Progress.FAILED:
             self._resync(publish, force=True)
+
+    def _load_keyset(self) -> None:
+        stored = self._port.keyset()
+        if stored is None or self.keyring.root is None:
+            return
+        try:
+            self.keyring.adopt(open_keyset(stored, self.keyring.root, site=self.settings.site))
+        except Rejected as exc:
+            # Only a root key changed in the config can do this: the config's keys apply.
+            logger.error("the stored HQ keyset no longer verifies (%s); using hq_keys", exc)
+
+    def _on_keyset(self, payload: bytes, publish: Publish) -> None:
+        root = self.keyring.root
+        if root is None:
+            raise Rejected(Rejection.UNKNOWN_KID, "keyset: no hq_root_key in this config")
+        keyset = open_keyset(payload, root, site=self.settings.site)
+        if keyset.version == self.keyring.version:
+            return  # HQ publishes the same set again after each start: nothing new
+        if keyset.version < self.keyring.version:
+            raise Rejected(Rejection.STALE, f"keyset version {keyset.version}")
+        self._port.save_keyset(keyset.payload, keyset.version)
+        self.keyring.adopt(keyset)
+        logger.info("HQ keys now %s (keyset %d)", ", ".join(self.keyring.kids()), keyset.version)
+        if self._connected:
+            # Messages signed by a key we learn only now were refused: ask for what we missed.
+            self._resync(publish, force=False)
 
     def _on_txack(self, envelope: Envelope, publish: Publish) -> None:
         if self.outbox.on_txack(envelope.body) and self._connected:

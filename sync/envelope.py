@@ -180,6 +180,19 @@ def loads_strict(payload: bytes) -> Any:
     )
 
 
+def load_object(payload: bytes, max_bytes: int) -> dict[str, Any]:
+    """One strict JSON object of at most ``max_bytes``, or the :class:`Rejected` saying why."""
+    if len(payload) > max_bytes:
+        raise Rejected(Rejection.OVERSIZE, f"{len(payload)} bytes > {max_bytes}")
+    try:
+        data = loads_strict(payload)
+    except (ValueError, RecursionError) as exc:
+        raise Rejected(Rejection.NOT_JSON, str(exc)[:100]) from None
+    if not isinstance(data, dict):
+        raise Rejected(Rejection.NOT_OBJECT, type(data).__name__)
+    return data
+
+
 def loads_content(payload: bytes) -> Any:
     """JSON inside an already verified message (snapshot lines): floats refused, and no
     duplicate-key check — the signer is trusted there, and the check costs a third of the time."""
@@ -218,14 +231,7 @@ def open_envelope(
     envelope naming another terminal is refused. ``require_tid`` makes the field mandatory (HQ
     requires it of terminals); HQ's site-wide messages carry none.
     """
-    if len(payload) > max_bytes:
-        raise Rejected(Rejection.OVERSIZE, f"{len(payload)} bytes > {max_bytes}")
-    try:
-        data = loads_strict(payload)
-    except (ValueError, RecursionError) as exc:
-        raise Rejected(Rejection.NOT_JSON, str(exc)[:100]) from None
-    if not isinstance(data, dict):
-        raise Rejected(Rejection.NOT_OBJECT, type(data).__name__)
+    data = load_object(payload, max_bytes)
     missing = [key for key in _REQUIRED if key not in data]
     if missing:
         raise Rejected(Rejection.MISSING_FIELD, ",".join(missing))

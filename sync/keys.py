@@ -1,15 +1,13 @@
-"""The terminal's own Ed25519 key pair and the keyring of HQ keys it trusts.
+"""Ed25519 key files and key ids: the terminal's own key pair, HQ's keys.
 
 The terminal's key is generated on first start into a file only its user can read (0600, created
 with that mode so it is never briefly world-readable); its public key is what the card office
-enrols at HQ. HQ keys come from the config and from signed ``keys`` changes; a revoked key id
-stays revoked even if the config still lists it.
+enrols at HQ. Which HQ keys a terminal trusts is ``sync.keyset``'s business.
 """
 
 import hashlib
 import logging
 import os
-from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -22,7 +20,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from models.errors import SyncError
-from sync.envelope import public_key_b64, public_key_from_b64
+from sync.envelope import public_key_b64
 
 logger = logging.getLogger(__name__)
 
@@ -76,32 +74,3 @@ def load_or_create(path: Path) -> Ed25519PrivateKey:
         )
         return key
     return read_private_key(path)
-
-
-class Keyring:
-    """HQ public keys by kid: configured ones, plus added and minus revoked ones from HQ."""
-
-    def __init__(self, configured: Mapping[str, str]) -> None:
-        self._configured = {kid: public_key_from_b64(pub) for kid, pub in configured.items()}
-        self._added: dict[str, Ed25519PublicKey] = {}
-        self._revoked: frozenset[str] = frozenset()
-
-    def update(self, added: Mapping[str, bytes], revoked: Iterable[str]) -> None:
-        """Replace what HQ's ``keys`` changes said (the store keeps them durably)."""
-        self._added = {
-            kid: Ed25519PublicKey.from_public_bytes(raw)
-            for kid, raw in added.items()
-            if len(raw) == 32
-        }
-        self._revoked = frozenset(revoked)
-
-    def get(self, kid: str) -> Ed25519PublicKey | None:
-        if kid in self._revoked:
-            return None
-        return self._added.get(kid) or self._configured.get(kid)
-
-    def __call__(self, kid: str) -> Ed25519PublicKey | None:
-        return self.get(kid)
-
-    def kids(self) -> list[str]:
-        return sorted((set(self._configured) | set(self._added)) - self._revoked)

@@ -93,8 +93,12 @@ class SyncPort(Protocol):
         """Persist ``head`` unless it is older than the accepted one (then ``False``)."""
         ...
 
-    def hq_keys(self) -> tuple[dict[str, bytes], frozenset[str]]:
-        """Keys added and kids revoked by HQ's ``keys`` changes."""
+    def keyset(self) -> bytes | None:
+        """The newest HQ keyset statement accepted (``sync.keyset``), as received."""
+        ...
+
+    def save_keyset(self, payload: bytes, version: int) -> None:
+        """Keep ``payload`` as the keyset in use (verified by the caller, and newer)."""
         ...
 
     def begin_snapshot(self, snap_id: str, seq: int) -> SnapshotStage: ...

@@ -57,7 +57,8 @@ class SyncService:
                 password=settings.password,
                 reconnect_max=settings.reconnect_max,
                 will_topic=topics.terminal_topic("status"),
-                urgent_suffixes=("/deny",),
+                # The keyset too: a deny signed by a key it brings must not be judged first.
+                urgent_suffixes=("/keys", "/deny"),
             ),
             will=self.engine.death_payload,
         )

@@ -20,6 +20,7 @@ class SyncSettings:
     site: str
     key_file: Path  # this terminal's Ed25519 key, generated on first start
     hq_keys: Mapping[str, str] = field(default_factory=dict)  # kid -> base64 raw public key
+    hq_root_key: str | None = None  # base64 raw public key of the offline key-management key
     host: str = "127.0.0.1"
     port: int = 1883
     tls: TlsFiles | None = None

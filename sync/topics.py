@@ -8,8 +8,10 @@ from dataclasses import dataclass
 
 DEFAULT_PREFIX = "ykt/v1"
 
-# topic suffix -> envelope type. Site-wide topics first, then per-terminal ones.
-SITE_TOPICS = {"head": "head", "changes": "changes", "deny": "deny"}
+# topic suffix -> envelope type. Site-wide topics first, then per-terminal ones. The keyset is
+# site-wide too but no envelope: it is signed by the offline root key (sync.keyset).
+SITE_TOPICS = {"head": "head", "changes": "changes", "deny": "deny", "keys": "keyset"}
+KEYSET_TOPIC = "keys"
 HQ_TO_TERMINAL = {"snapshot": "snapshot", "cmd": "cmd", "txack": "txack"}
 TERMINAL_TO_HQ = {
     "tx": "tx",
@@ -63,9 +65,13 @@ class Topics:
     def deny(self) -> str:
         return self.site_topic("deny")
 
+    @property
+    def keys(self) -> str:
+        return self.site_topic(KEYSET_TOPIC)
+
     def terminal_subscriptions(self) -> list[str]:
         """What a terminal subscribes to: the site's broadcasts and its own inbox."""
-        return [self.head, self.deny, self.changes] + [
+        return [self.keys, self.head, self.deny, self.changes] + [
             self.terminal_topic(name) for name in HQ_TO_TERMINAL
         ]
 

@@ -404,6 +404,11 @@ class Config(Section):
                 "a terminal-wide cap, so an outage can lose any amount (RULES.md: money offline "
                 "is bounded per card per day and per terminal)"
             )
+        if self.sync.enabled and self.sync.hq_root_key is None:
+            found.append(
+                "sync.hq_root_key is not set: HQ cannot rotate or revoke its online keys on "
+                "this terminal, so a stolen HQ key stays trusted until this file is edited"
+            )
         return found
 
 

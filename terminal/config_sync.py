@@ -13,8 +13,11 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from sync.keys import key_id
+from sync.keyset import ONLINE_PREFIX
 from sync.settings import SyncSettings, TlsFiles
 from terminal.secret_ref import SecretRef, resolve_secret
 
@@ -71,8 +74,15 @@ class SyncSection(Section):
     password: SecretRef | None = Field(None, description="File holding the broker password.")
     hq_keys: dict[str, str] = Field(
         default_factory=dict,
-        description="HQ signing keys this terminal trusts: key id -> base64 raw Ed25519 public "
-        "key (as 'ykt hq init' prints). Later keys arrive as signed 'keys' changes.",
+        description="HQ's first online signing keys: key id (hq- + 16 hex of the key's "
+        "SHA-256) -> base64 raw Ed25519 public key, as 'ykt hq init' prints. Trusted until a "
+        "keyset signed by hq_root_key replaces them.",
+    )
+    hq_root_key: str | None = Field(
+        None,
+        description="HQ's offline key-management key (base64 raw Ed25519 public key, as 'ykt "
+        "hq init' prints): the only key whose signed keyset can change which online keys this "
+        "terminal trusts. Without it the online keys can be changed only in this file.",
     )
     key_file: Path | None = Field(
         None,
@@ -134,13 +144,18 @@ class SyncSection(Section):
         for kid, pub in keys.items():
             if not re.fullmatch(_KID, kid):
                 raise ValueError(f"key id {kid!r} is not a valid key id")
-            try:
-                raw = base64.b64decode(pub, validate=True)
-            except binascii.Error:
-                raise ValueError(f"key {kid}: not base64") from None
-            if len(raw) != 32:
-                raise ValueError(f"key {kid}: an Ed25519 public key is 32 bytes")
+            expected = key_id(_public_key(pub, f"key {kid}"), ONLINE_PREFIX)
+            if kid != expected:
+                # A kid is its key's id, so it can never be shown for another key.
+                raise ValueError(f"key id {kid!r} is not the id of its key: that key is {expected}")
         return keys
+
+    @field_validator("hq_root_key")
+    @classmethod
+    def _root(cls, pub: str | None) -> str | None:
+        if pub is not None:
+            _public_key(pub, "hq_root_key")
+        return pub
 
     @model_validator(mode="after")
     def _consistent(self) -> "SyncSection":
@@ -168,6 +183,16 @@ class SyncSection(Section):
         return self
 
 
+def _public_key(pub: str, what: str) -> Ed25519PublicKey:
+    try:
+        raw = base64.b64decode(pub, validate=True)
+    except binascii.Error:
+        raise ValueError(f"{what}: not base64") from None
+    if len(raw) != 32:
+        raise ValueError(f"{what}: an Ed25519 public key is 32 bytes")
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
 def signing_key_file(section: SyncSection, state_dir: Path) -> Path:
     """Where this terminal's signing key is (the HQ link creates it there; diag reads it)."""
     return section.key_file or state_dir / "sync-ed25519.key"
@@ -192,6 +217,7 @@ def sync_settings(
         site=terminal.site,
         key_file=signing_key_file(section, terminal.state_dir),
         hq_keys=dict(section.hq_keys),
+        hq_root_key=section.hq_root_key,
         host=section.broker_host,
         port=section.broker_port or (8883 if tls else 1883),
         tls=tls,

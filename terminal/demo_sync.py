@@ -29,6 +29,7 @@ from models.cards import Genuineness, PresentedCard, mask_card_number
 from models.reasons import Reason, message_en, message_zh
 from sync.envelope import public_key_b64
 from sync.hq.db import HqDb
+from sync.hq.keyadmin import ROOT_KEY_NAME, make_root
 from sync.hq.mosquitto import BrokerStartError, Mosquitto, find_mosquitto
 from sync.hq.office import Office
 from sync.hq.server import HqServer, ServeOptions
@@ -85,6 +86,7 @@ def build_hq(root: Path, site: str, port: int, today: datetime) -> None:
     HqDb.create(root, site, "ykt/v1", f"127.0.0.1:{port}").close()
     db = HqDb(root)
     try:
+        make_root(db, root / ROOT_KEY_NAME)  # the demo keeps it next to HQ; a site must not
         office = Office(db)
         office.upsert_group(
             {
@@ -119,7 +121,9 @@ def build_hq(root: Path, site: str, port: int, today: datetime) -> None:
         db.close()
 
 
-def sync_config(base: Config, state_dir: Path, port: int, hq_keys: dict[str, str]) -> Config:
+def sync_config(
+    base: Config, state_dir: Path, port: int, hq_keys: dict[str, str], root_key: str | None
+) -> Config:
     data: dict[str, Any] = base.model_dump(mode="json", exclude_none=True)
     data["terminal"]["state_dir"] = str(state_dir)
     data["sync"] = {
@@ -127,6 +131,7 @@ def sync_config(base: Config, state_dir: Path, port: int, hq_keys: dict[str, str
         "broker_host": "127.0.0.1",
         "broker_port": port,
         "hq_keys": hq_keys,
+        "hq_root_key": root_key,
         # The staged outage lasts seconds; the production waits (up to a minute before
         # reconnecting, 30 s before resending) would leave the audience staring at nothing.
         "reconnect_max_seconds": 1,
@@ -386,7 +391,11 @@ def _run(
     db = HqDb(root / "hq")
     signer = db.signer()
     config = sync_config(
-        base, root / "terminal", broker.port, {signer.kid: public_key_b64(signer.public_key)}
+        base,
+        root / "terminal",
+        broker.port,
+        {signer.kid: public_key_b64(signer.public_key)},
+        db.meta("root_pub"),
     )
     app: App | None = None
     server: HqServer | None = None

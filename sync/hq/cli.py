@@ -28,9 +28,10 @@ from rich.table import Table
 
 from models.errors import TerminalError
 from sync.engine import ENGINE_COMMANDS, TERMINAL_COMMANDS
-from sync.envelope import Rejected, open_envelope, public_key_b64, public_key_from_b64
+from sync.envelope import Rejected, open_envelope, public_key_from_b64
 from sync.hq.db import HqDb
 from sync.hq.importer import FaceEncoding, import_sheet, read_rows
+from sync.hq.keyadmin import ROOT_KEY_NAME, add_key_commands, config_lines, make_root
 from sync.hq.office import Office
 from sync.hq.server import HqServer, ServeOptions
 from sync.settings import TlsFiles
@@ -74,11 +75,15 @@ def _json_arg(text: str) -> dict[str, Any]:
 
 def _init(args: argparse.Namespace) -> int:
     db = HqDb.create(args.dir, args.site, args.prefix, args.broker)
-    signer = db.signer()
+    root_path = args.root_key or args.dir / ROOT_KEY_NAME
+    make_root(db, root_path)
     console.print(f"HQ for site [bold]{args.site}[/] in {args.dir}")
+    console.print(
+        f"The root key is {root_path}: move it off this machine (keep two copies); "
+        "'ykt hq keys rotate --root-key FILE' needs it to change HQ's keys."
+    )
     console.print("Add this to each terminal's config:")
-    pub = public_key_b64(signer.public_key)
-    sys.stdout.write(f'[sync]\nhq_keys = {{ "{signer.kid}" = "{pub}" }}\n')
+    sys.stdout.write(config_lines(db))
     db.close()
     return 0
 
@@ -386,6 +391,9 @@ def _office_commands(sub: Sub) -> None:
     init.add_argument("--site", required=True)
     init.add_argument("--prefix", default="ykt/v1")
     init.add_argument("--broker", default="127.0.0.1:1883")
+    init.add_argument(
+        "--root-key", type=Path, help=f"where to write the root key (default DIR/{ROOT_KEY_NAME})"
+    )
 
     enroll = _command(sub, "enroll", _enroll, "register a terminal's public key")
     enroll.add_argument("tid")
@@ -487,6 +495,7 @@ def add_hq_commands(
     _office_commands(sub)
     _money_commands(sub)
     _link_commands(sub)
+    add_key_commands(sub)
     hq.set_defaults(face_encoders=face_encoders)
     return hq
 

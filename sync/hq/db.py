@@ -268,10 +268,6 @@ class HqDb:
             ):
                 line = {"kind": "purse", "account": account, "purse": purse, "balance": balance}
                 lines.append(encode(line).encode())
-            keys = [json.loads(t) for (t,) in conn.execute(
-                "SELECT entry FROM changes WHERE kind = 'keys' ORDER BY seq"
-            )]  # fmt: skip
-            lines.extend(canonical_json(k) for k in keys)
         finally:
             conn.execute("COMMIT")
         return seq, lines

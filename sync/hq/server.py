@@ -75,6 +75,7 @@ class HqServer:
         self._thread = threading.Thread(target=self.run, name="hq-serve", daemon=True)
         self._keys: dict[str, tuple[str, Ed25519PublicKey]] = {}
         self._head_at = 0.0
+        self._keyset_version: str | None = None  # published in this connection
         self._snapshot_at: dict[str, float] = {}
         self.rejected = 0
 
@@ -105,6 +106,7 @@ class HqServer:
                     self.link.ack(item)
                 elif item is not None and item.event == "connected":
                     self._head_at = 0.0
+                    self._keyset_version = None
                 now = time.monotonic()
                 if self.link.connected.is_set() and now - last >= 0.05:
                     last = now
@@ -130,8 +132,24 @@ class HqServer:
         self.link.publish(self.topics.head, payload, True)
         self._head_at = time.monotonic()
 
+    def publish_keyset(self) -> None:
+        """The keyset, retained, on every connect (a broker restarted without persistence has
+        lost it) and when ``ykt hq keys`` changed it; then sign with the key it names now."""
+        version = self.db.meta("keyset_version")
+        if version == self._keyset_version:
+            return
+        payload = self.db.meta("keyset")
+        if payload is not None:
+            self.link.publish(self.topics.keys, payload.encode(), True)
+        self.signer = self.db.signer()
+        if self._keyset_version is not None:
+            logger.info("keyset %s published; signing with %s", version, self.signer.kid)
+            self._head_at = 0.0  # a head signed by the new key tells who missed what
+        self._keyset_version = version
+
     def publish_pending(self) -> None:
         """New changes since the last publish (denies first), then the head when due."""
+        self.publish_keyset()
         published = int(self.db.meta("published_seq") or 0)
         moved = False
         for _ in range(20):  # bounded per step, so inbound messages are not starved

@@ -24,7 +24,6 @@ from sync.changes import (
     HolderDelete,
     HolderUpsert,
     HolidayUpsert,
-    KeysChange,
     LedgerChange,
     RuleUpsert,
     UnknownChange,
@@ -161,22 +160,6 @@ class Applier:
                 conn.execute("DELETE FROM faces WHERE holder_id = ?", (holder_id,))
             case LedgerChange():
                 self._ledger(change)
-            case KeysChange(seq, added, revoked):
-                for kid, pub in added:
-                    # A revoked key id stays revoked: re-adding it would undo a compromise report.
-                    conn.execute(
-                        "INSERT INTO hq_keys (kid, pub, revoked, change_seq) VALUES (?, ?, 0, ?) "
-                        "ON CONFLICT (kid) DO UPDATE SET pub = excluded.pub, "
-                        "change_seq = excluded.change_seq WHERE hq_keys.revoked = 0",
-                        (kid, pub, seq),
-                    )
-                for kid in revoked:
-                    conn.execute(
-                        "INSERT INTO hq_keys (kid, pub, revoked, change_seq) "
-                        "VALUES (?, NULL, 1, ?) ON CONFLICT (kid) DO UPDATE SET revoked = 1, "
-                        "change_seq = excluded.change_seq",
-                        (kid, seq),
-                    )
             case UnknownChange(seq, kind):
                 logger.warning("change %d of unknown kind %r skipped", seq, kind)
 

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from models.errors import StoreError
-from sync.changes import CardUpsert, Change, DenyEntry, FaceUpsert, HolderUpsert, KeysChange
+from sync.changes import CardUpsert, Change, DenyEntry, FaceUpsert, HolderUpsert
 from sync.port import BatchOutcome, Head, Marks, OutboxEvent, OutboxStats, PurseBalance
+from terminal.store.keeping import Cut, Keeping, snapshot_wanted
 from terminal.store.schema import quarantined_files
 from terminal.store.store import CHANGE_SEQ, JOURNAL_EPOCH, Store
 from terminal.store.sync_apply import (
@@ -33,6 +34,7 @@ from terminal.store.sync_apply import (
 logger = logging.getLogger(__name__)
 
 HEAD_SEQ, HEAD_ISSUED, HEAD_EXPIRES = "head_seq", "head_issued", "head_expires"
+HQ_KEYSET = "hq_keyset"
 SNAPSHOT_ID, TX_ACKED = "snapshot_id", "tx_acked"
 
 # What a snapshot replaces (merged in, see _Stage._swap), parents before children.
@@ -134,8 +136,8 @@ class _Stage:
                     "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?", (table,)
                 ).fetchone()
                 self._conn.execute(row[0])
-        self._applier = Applier(self._conn, port.tid, live=False)
-        self._keys: list[KeysChange] = []
+        self._cut = Cut(port.keeping)
+        self._applier = Applier(self._conn, port.tid, live=False, cut=self._cut)
 
     def add(self, items: Sequence[Change | PurseBalance]) -> None:
         """Stage a chunk's items; the bulk kinds go in with one statement per table."""
@@ -149,16 +151,15 @@ class _Stage:
             if isinstance(item, PurseBalance):
                 purses.append((item.account, item.purse, item.balance, item.expires, self.seq))
             elif isinstance(item, HolderUpsert):
-                holders.append(holder_values(item))
+                holders.append(holder_values(item, self._cut))
                 members.extend((item.holder.id, group) for group in item.holder.groups)
             elif isinstance(item, CardUpsert):
                 cards.append(
                     card_values(item.card, item.card.status, item.card.status_since, item.seq)
                 )
             elif isinstance(item, FaceUpsert):
-                faces.append((item.holder_id, item.model, item.template, item.photo, item.seq))
-            elif isinstance(item, KeysChange):
-                self._keys.append(item)
+                if self._cut.face():
+                    faces.append((item.holder_id, item.model, item.template, item.photo, item.seq))
             else:
                 others.append(item)
         conn = self._conn
@@ -229,9 +230,7 @@ class _Stage:
         live.execute("DELETE FROM card_deny WHERE seq <= ?", (seq,))
         # The snapshot's balances include our debits HQ had posted: they are no longer pending.
         live.execute("DELETE FROM pending_debits WHERE tx_seq <= ?", (tx_through,))
-        applier = Applier(live, self._port.tid, live=True)
-        for keys in self._keys:
-            applier.apply(keys)
+        self._cut.record(live, snapshot=True)
         self._port.store.set_state(live, CHANGE_SEQ, str(seq))
         _set(live, SNAPSHOT_ID, snap_id)
 
@@ -243,11 +242,13 @@ class _Stage:
 
 
 class StoreSyncPort:
-    """Implements ``sync.port.SyncPort`` for terminal ``tid`` over ``store``."""
+    """Implements ``sync.port.SyncPort`` for terminal ``tid`` over ``store``, keeping of what
+    HQ sends what ``keeping`` says (by default: faces, PIN hashes as sent, names masked)."""
 
-    def __init__(self, store: Store, tid: str) -> None:
+    def __init__(self, store: Store, tid: str, *, keeping: Keeping | None = None) -> None:
         self.store = store
         self.tid = tid
+        self.keeping = keeping or Keeping()
 
     def marks(self) -> Marks:
         with self.store.read() as conn:
@@ -270,10 +271,13 @@ class StoreSyncPort:
                 return BatchOutcome.DUPLICATE
             if first > have + 1:
                 return BatchOutcome.GAP
-            applier = Applier(conn, self.tid, live=True)
+            # The PIN key is taken inside the transaction: see keeping.seal_pins.
+            cut = Cut(self.keeping)
+            applier = Applier(conn, self.tid, live=True, cut=cut)
             for change in changes:
                 if change.seq > have:  # a batch overlapping what we have: only the new part
                     applier.apply(change)
+            cut.record(conn, snapshot=False)
             conn.execute("DELETE FROM card_deny WHERE seq <= ?", (last,))
             self.store.set_state(conn, CHANGE_SEQ, str(last))
         return BatchOutcome.APPLIED
@@ -313,11 +317,21 @@ class StoreSyncPort:
             _set(conn, HEAD_EXPIRES, head.expires)
         return True
 
-    def hq_keys(self) -> tuple[dict[str, bytes], frozenset[str]]:
+    def keyset(self) -> bytes | None:
         with self.store.read() as conn:
-            rows = conn.execute("SELECT kid, pub, revoked FROM hq_keys").fetchall()
-        added = {str(kid): bytes(pub) for kid, pub, revoked in rows if not revoked and pub}
-        return added, frozenset(str(kid) for kid, _, revoked in rows if revoked)
+            text = _state(conn, HQ_KEYSET)
+        return None if text is None else text.encode()
+
+    def save_keyset(self, payload: bytes, version: int) -> None:
+        with self.store.write() as conn:
+            _set(conn, HQ_KEYSET, payload.decode())
+        logger.info("HQ keyset %d stored", version)
+
+    def snapshot_wanted(self) -> bool:
+        """Data dropped under an earlier configuration (faces off, masked names, no PINs at a
+        door) is kept under this one, and only a full snapshot brings it back: the engine asks
+        with ``resync {"have": 0}`` and takes a snapshot even at the seq it has."""
+        return snapshot_wanted(self.store, self.keeping)
 
     def begin_snapshot(self, snap_id: str, seq: int) -> _Stage:
         return _Stage(self, snap_id, seq)

@@ -67,7 +67,11 @@ def running(tmp_path: Path) -> Iterator[Running]:
     db = HqDb(tmp_path / "hq")
     signer = db.signer()
     config = sync_config(
-        base, tmp_path / "terminal", broker.port, {signer.kid: public_key_b64(signer.public_key)}
+        base,
+        tmp_path / "terminal",
+        broker.port,
+        {signer.kid: public_key_b64(signer.public_key)},
+        db.meta("root_pub"),
     )
     next_config = tmp_path / "next.toml"
     app = App(config, clock=SystemClock(), sim=SimControls(), config_path=next_config)

@@ -6,6 +6,7 @@ import pytest
 from sync.envelope import Signer
 from terminal.store import Store
 from terminal.store.sync_port import StoreSyncPort
+from tests.sync.broker import Broker
 from tests.sync.messages import TID, hq_signer
 
 
@@ -34,3 +35,13 @@ def port(tmp_path: Path) -> Iterator[StoreSyncPort]:
 @pytest.fixture
 def published() -> Published:
     return Published()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    """A real mosquitto on a free loopback port, for this test only."""
+    (tmp_path / "broker").mkdir()
+    running = Broker(tmp_path / "broker")
+    running.start()
+    yield running
+    running.stop()

@@ -8,6 +8,7 @@ from models.journal import TransactionDraft
 from models.reasons import Reason
 from sync.envelope import public_key_b64
 from sync.hq.db import HqDb
+from sync.hq.keyadmin import make_root
 from sync.hq.office import Office
 from sync.hq.server import HqServer, ServeOptions
 from sync.service import SyncService
@@ -23,6 +24,7 @@ FAST = {"resync_after": 1.0, "resend_after": 2.0, "reconnect_max": 1.0, "tx_batc
 def terminal_settings(root: Path, hq_root: Path, port: int, **extra: Any) -> SyncSettings:
     db = HqDb(hq_root)
     signer = db.signer()
+    root_key = db.meta("root_pub")
     db.close()
     values: dict[str, Any] = (
         {
@@ -30,6 +32,7 @@ def terminal_settings(root: Path, hq_root: Path, port: int, **extra: Any) -> Syn
             "site": SITE,
             "key_file": root / "terminal-sync.key",
             "hq_keys": {signer.kid: public_key_b64(signer.public_key)},
+            "hq_root_key": root_key,
             "port": port,
         }
         | FAST
@@ -81,12 +84,23 @@ class Terminal:
 class Site:
     """The HQ database (for the card office), its server thread, and one terminal."""
 
-    def __init__(self, tmp_path: Path, broker: Broker, *, holders: int = 5, **options: Any) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        broker: Broker,
+        *,
+        holders: int = 5,
+        root_key: bool = False,
+        **options: Any,
+    ) -> None:
         self.tmp = tmp_path
         self.broker = broker
         self.hq_root = tmp_path / "hq"
         HqDb.create(self.hq_root, SITE, "ykt/v1", f"127.0.0.1:{broker.port}").close()
         self.db = HqDb(self.hq_root)
+        self.root_key = tmp_path / "hq-root.key"
+        if root_key:
+            make_root(self.db, self.root_key)
         self.office = Office(self.db)
         self.office.upsert_group(group())
         for i in range(1, holders + 1):

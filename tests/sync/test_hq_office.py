@@ -367,7 +367,8 @@ def test_import_reads_xlsx_too(office: Office, tmp_path: Path) -> None:
 def test_the_cli_runs_the_card_office(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     hq = ["--dir", str(tmp_path / "site")]
     assert main([*hq, "init", "--site", SITE]) == 0
-    assert "hq_keys" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "hq_keys" in printed and "hq_root_key" in printed
     assert main([*hq, "holder", json.dumps(holder("H1"))]) == 0
     assert main([*hq, "card", "issue", card_number(1), "--holder", "H1"]) == 0
     assert main([*hq, "card", "lost", card_number(1)]) == 0

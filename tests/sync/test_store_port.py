@@ -141,13 +141,11 @@ def test_head_never_goes_back(port: StoreSyncPort) -> None:
     assert port.marks().head == Head(6, "2026-11-23T01:01:00Z", "2026-11-23T01:06:00Z")
 
 
-def test_keys_are_added_and_revocation_sticks(port: StoreSyncPort) -> None:
-    pub = "A" * 43 + "="
-    apply(port, batch([change(1, "keys", add=[{"kid": "k2", "pub": pub}], revoke=["k1"])]))
-    added, revoked = port.hq_keys()
-    assert set(added) == {"k2"} and revoked == {"k1"}
-    apply(port, batch([change(2, "keys", add=[{"kid": "k1", "pub": pub}], revoke=[])]))
-    assert port.hq_keys()[1] == {"k1"}
+def test_the_keyset_in_use_is_kept_as_received(port: StoreSyncPort) -> None:
+    assert port.keyset() is None
+    port.save_keyset(b'{"version":1}', 1)
+    port.save_keyset(b'{"version":2,"name":"\xe6\x9d\x8e"}', 2)
+    assert port.keyset() == b'{"version":2,"name":"\xe6\x9d\x8e"}'
 
 
 def test_snapshot_swaps_in_atomically_and_keeps_newer_denies(port: StoreSyncPort) -> None:

@@ -24,15 +24,6 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    (tmp_path / "broker").mkdir()
-    running = Broker(tmp_path / "broker")
-    running.start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture
 def site(tmp_path: Path, broker: Broker) -> Iterator[Site]:
     built = Site(tmp_path, broker)
     yield built
