@@ -44,6 +44,7 @@ from models.reasons import Reason
 from models.wallet import Purse
 from sync.envelope import public_key_b64
 from sync.hq.db import HqDb
+from sync.hq.keyadmin import ROOT_KEY_NAME, config_lines, make_root
 from sync.hq.mosquitto import Mosquitto, wait_for
 from sync.hq.office import Office
 from sync.keys import write_private_key
@@ -90,42 +91,58 @@ def _holder(n: int) -> dict[str, Any]:
     }
 
 
-def build_hq(root: Path, port: int, terminal_pub: str, tid: str = TID) -> dict[str, str]:
-    """The site at HQ, the terminal enrolled; returns the hq_keys the terminal trusts."""
+def build_hq(root: Path, port: int, terminal_pub: str, tid: str = TID) -> str:
+    """The site at HQ with its root key, the terminal enrolled; returns the [sync] lines that
+    make a terminal trust it."""
     HqDb.create(root, SITE, "ykt/v1", f"127.0.0.1:{port}").close()
     db = HqDb(root)
     try:
+        make_root(db, root / ROOT_KEY_NAME)
         office = Office(db)
         for n in range(1, HOLDERS + 1):
             office.upsert_holder(_holder(n))
             office.issue_card(f"H{n:03d}", card_number(n))
             office.move_money(f"H{n:03d}", "cash", TOP_UP, "topup")
         office.enroll(tid, terminal_pub)
-        signer = db.signer()
-        return {signer.kid: public_key_b64(signer.public_key)}
+        return config_lines(db)
     finally:
         db.close()
 
 
-def terminal_config(
-    root: Path,
-    state: Path,
-    port: int,
-    hq_keys: dict[str, str],
-    resend: float,
-    batch: int,
-    kind: str = "pos",
-) -> Path:
-    keys = "\n".join(f'"{kid}" = "{pub}"' for kid, pub in hq_keys.items())
-    text = config_text(kind, state) + (
+@dataclass
+class Site:
+    """A broker (not started), HQ's site directory and one terminal's config, all on disk."""
+
+    broker: Mosquitto
+    hq_root: Path
+    config: Path
+    db: Path
+
+    @property
+    def hq_db(self) -> Path:
+        return self.hq_root / "hq.db"
+
+
+def build_site(
+    root: Path, *, kind: str = "pos", tid: str = TID, resend: float = 30.0, batch: int = 500
+) -> Site:
+    """Everything a campaign with a real broker, HQ and terminal needs, under ``root``."""
+    (root / "broker").mkdir()
+    broker = Mosquitto(root / "broker")
+    state = root / "state"
+    key = Ed25519PrivateKey.generate()
+    write_private_key(state / "sync-ed25519.key", key)
+    hq_root = root / "hq"
+    trust = build_hq(hq_root, broker.port, public_key_b64(key.public_key()), tid)
+    text = config_text(kind, state) + trust.replace(
+        "[sync]\n",
         "\n[sync]\nenabled = true\n"
-        f'broker_host = "127.0.0.1"\nbroker_port = {port}\nresend_seconds = {resend}\n'
-        f"tx_batch = {batch}\n"
-        f"[sync.hq_keys]\n{keys}\n"
+        f'broker_host = "127.0.0.1"\nbroker_port = {broker.port}\nresend_seconds = {resend}\n'
+        f"tx_batch = {batch}\n",
     )
     config = root / f"{kind}.toml"
     config.write_text(text, encoding="utf-8")
-    return config
+    return Site(broker, hq_root, config, state / "terminal.db")
 
 
 def _count(db: Path, sql: str) -> int:
@@ -259,16 +276,9 @@ def scenario(
 
     with tempfile.TemporaryDirectory(prefix="ykt-backlog-", dir=workdir) as scratch:
         root = Path(scratch)
-        (root / "broker").mkdir()
-        broker = Mosquitto(root / "broker")
-        state = root / "state"
-        key = Ed25519PrivateKey.generate()
-        write_private_key(state / "sync-ed25519.key", key)
-        hq_root = root / "hq"
-        hq_keys = build_hq(hq_root, broker.port, public_key_b64(key.public_key()))
-        config = terminal_config(root, state, broker.port, hq_keys, resend_seconds, tx_batch)
-        db, hq_db = state / "terminal.db", hq_root / "hq.db"
-        procs = Processes(root, config, hq_root, broker.port)
+        site = build_site(root, resend=resend_seconds, batch=tx_batch)
+        broker, db, hq_db = site.broker, site.db, site.hq_db
+        procs = Processes(root, site.config, site.hq_root, broker.port)
         broker.start()
         try:
             with notify_socket(procs.notify_path) as notify:

@@ -42,12 +42,11 @@ import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bench.faults.backlog import SITE, Processes, _synced, build_hq, terminal_config
+from bench.faults.backlog import SITE, Processes, _synced, build_site
 from bench.faults.harness import diag_status, log_entries, notify_socket, read_only, rss_kb
-from sync.envelope import Signer, public_key_b64
+from sync.envelope import Signer
 from sync.hq.db import HqDb
-from sync.hq.mosquitto import Mosquitto, wait_for
-from sync.keys import write_private_key
+from sync.hq.mosquitto import wait_for
 from sync.topics import Topics
 from terminal.demo_site import card_number
 
@@ -253,15 +252,10 @@ def scenario(messages: int = 20_000, seed: int = 1, workdir: Path | None = None)
     violations: list[str] = result["violations"]
     with tempfile.TemporaryDirectory(prefix="ykt-mqttfuzz-", dir=workdir) as scratch:
         root = Path(scratch)
-        (root / "broker").mkdir()
-        broker = Mosquitto(root / "broker")
-        state = root / "state"
-        key = Ed25519PrivateKey.generate()
-        write_private_key(state / "sync-ed25519.key", key)
-        hq_root = root / "hq"
-        hq_keys = build_hq(hq_root, broker.port, public_key_b64(key.public_key()), TID)
-        config = terminal_config(root, state, broker.port, hq_keys, 30.0, 500, kind="door")
-        db, hq_db = state / "terminal.db", hq_root / "hq.db"
+        site = build_site(root, kind="door", tid=TID)
+        broker, config, db, hq_db, hq_root = (
+            site.broker, site.config, site.db, site.hq_db, site.hq_root
+        )  # fmt: skip
         hq = HqDb(hq_root)
         signer = hq.signer()
         hq.close()
