@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from models.errors import StoreError
+from models.timefmt import rfc3339
 from sync.changes import bad, integer, parse_batch, parse_deny, req_text
 from sync.envelope import (
     Envelope,
@@ -250,7 +251,7 @@ class SyncEngine:
         if expires - now > longest or expires - issued > longest:
             self._reply(publish, reply | {"ok": False, "error": "expires too far ahead"})
             raise Rejected(Rejection.BAD_FIELD, f"command {name} valid beyond the cap")
-        if not self._port.claim_command(envelope.id, name, _iso(now)):
+        if not self._port.claim_command(envelope.id, name, rfc3339(now)):
             self._reply(publish, reply | {"ok": False, "error": "duplicate"})
             raise Rejected(Rejection.STALE, f"command {envelope.id} already executed")
         try:
@@ -459,7 +460,3 @@ class SyncEngine:
         """The Last Will: the same status, offline; the broker publishes it if we vanish."""
         body = {"online": False, "boot_id": self.boot_id, "version": self.settings.software_version}
         return self._signer.seal("status", self.topics.site, body, tid=self.topics.tid)
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

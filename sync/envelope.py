@@ -12,7 +12,7 @@ import binascii
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from uuid6 import uuid7
 
+from models import timefmt
 from models.canonical import canonical_json
 from models.errors import SyncError
 
@@ -100,7 +101,7 @@ def public_key_b64(key: Ed25519PublicKey) -> str:
 
 
 def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return timefmt.utc_now()
 
 
 def parse_rfc3339(text: Any, what: str) -> datetime:

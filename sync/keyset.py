@@ -23,6 +23,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from models.canonical import canonical_json
+from models.timefmt import rfc3339
 from sync.envelope import (
     Rejected,
     Rejection,
@@ -65,10 +66,6 @@ def _refuse(detail: str) -> Rejected:
     return Rejected(Rejection.BAD_FIELD, f"keyset: {detail}")
 
 
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def sign_keyset(
     root: Ed25519PrivateKey,
     site: str,
@@ -83,9 +80,13 @@ def sign_keyset(
         "v": KEYSET_VERSION,
         "site": site,
         "version": version,
-        "issued": _iso(issued or datetime.now(UTC)),
+        "issued": rfc3339(issued or datetime.now(UTC)),
         "keys": [
-            {"kid": key_id(pub, ONLINE_PREFIX), "pub": public_key_b64(pub), "not_after": _iso(end)}
+            {
+                "kid": key_id(pub, ONLINE_PREFIX),
+                "pub": public_key_b64(pub),
+                "not_after": rfc3339(end),
+            }
             for pub, end in keys
         ],
         "by": key_id(root.public_key(), ROOT_PREFIX),

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from models.timefmt import rfc3339
 from sync.changes import bad, integer
 from sync.envelope import Signer
 from sync.port import SyncPort
@@ -27,10 +28,6 @@ Publish = Callable[[str, bytes, bool], None]
 # subscribed (a broker restarted without persistence drops them): they go again at once instead
 # of after ``resend_after``.
 HQ_ANSWERS_WITHIN = 2.0
-
-
-def _iso(value: datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class OutboxDrain:
@@ -128,7 +125,7 @@ class OutboxDrain:
                 "tx", self._topics.site, {"records": records}, tid=self._topics.tid
             )
             publish(self._topics.terminal_topic("tx"), payload, False)
-            self._port.mark_tx_sent(first, last, _iso(now))
+            self._port.mark_tx_sent(first, last, rfc3339(now))
             self._inflight.append((last, mono))
             self._sent_through = last
             sent += len(records)
@@ -148,7 +145,7 @@ class OutboxDrain:
         """Records of an earlier journal read back from a quarantined file: sent apart from the
         live journal's window, marked as salvaged, and again after ``resend_after`` until HQ
         names them in a txack."""
-        before = _iso(now - timedelta(seconds=self._settings.resend_after))
+        before = rfc3339(now - timedelta(seconds=self._settings.resend_after))
         due = self._port.salvaged_due(self._settings.tx_batch, before)
         if not due:
             return 0
@@ -156,11 +153,11 @@ class OutboxDrain:
             "tx", self._topics.site, {"records": due, "salvaged": True}, tid=self._topics.tid
         )
         publish(self._topics.terminal_topic("tx"), payload, False)
-        self._port.mark_salvaged_sent(due, _iso(now))
+        self._port.mark_salvaged_sent(due, rfc3339(now))
         return len(due)
 
     def _send_events(self, now: datetime, publish: Publish) -> None:
-        before = _iso(now - timedelta(seconds=self._settings.resend_after))
+        before = rfc3339(now - timedelta(seconds=self._settings.resend_after))
         due = self._port.events_due(50, before)
         if not due:
             return
@@ -170,7 +167,7 @@ class OutboxDrain:
             )
             publish(self._topics.terminal_topic("event"), payload, False)
         ids: Sequence[int] = [event.id for event in due]
-        self._port.mark_events_sent(ids, _iso(now))
+        self._port.mark_events_sent(ids, rfc3339(now))
 
     @property
     def in_flight(self) -> int:

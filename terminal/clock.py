@@ -5,6 +5,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from models import timefmt
+
 # A wall clock this far behind the newest journal record was set back, not slewed by NTP; the
 # same margin bounds how far it may stand from HQ's clock and still be vouched for by a head.
 CLOCK_STEP_TOLERANCE_S = 60
@@ -60,5 +62,5 @@ class SetClock:
 
 
 def rfc3339(moment: datetime) -> str:
-    """UTC with millisecond precision and a Z, the protocol's time format."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """The terminal's records and events: UTC with millisecond precision and a Z."""
+    return timefmt.rfc3339(moment, "milliseconds")

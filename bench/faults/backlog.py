@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from bench.faults.harness import ROOT, config_text, notify_socket, read_only, start, wait_ready
 from models.journal import TransactionDraft
 from models.reasons import Reason
+from models.timefmt import rfc3339
 from models.wallet import Purse
 from sync.envelope import public_key_b64
 from sync.hq.db import HqDb
@@ -175,7 +176,7 @@ def _offline_day(db: Path, count: int, rng: random.Random) -> None:
             n = rng.randint(1, HOLDERS)
             amount = rng.randint(1, 3000)
             now = datetime.now(UTC)
-            at = now.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+            at = rfc3339(now, "milliseconds")
             draft = TransactionDraft(
                 "shop", at, time.monotonic_ns(), "card", "allow", Reason.ALLOWED,
                 store.view_seq, card=card_number(n), holder_id=f"H{n:03d}", amount=amount,

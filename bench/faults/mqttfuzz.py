@@ -44,6 +44,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.faults.backlog import SITE, Processes, _synced, build_site
 from bench.faults.harness import diag_status, log_entries, notify_socket, read_only, rss_kb
+from models.timefmt import rfc3339
 from sync.envelope import Signer
 from sync.hq.db import HqDb
 from sync.hq.mosquitto import wait_for
@@ -56,18 +57,14 @@ RSS_GROWTH_LIMIT_KB = 150_000  # a 10 MB payload is parsed (and refused) in memo
 BIG = {"1 MB": 1 << 20, "10 MB": 10 << 20}
 
 
-def _iso(at: datetime) -> str:
-    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _templates(now: datetime) -> dict[str, tuple[dict[str, Any], list[tuple[str, ...]]]]:
     """Per message type: a well-formed body and the paths of its required fields.
 
     Commands are already expired, so even one that survived its mutation could not run."""
-    past = _iso(now - timedelta(hours=1))
+    past = rfc3339(now - timedelta(hours=1))
     return {
         "head": (
-            {"seq": 0, "issued": _iso(now), "expires": _iso(now + timedelta(minutes=5))},
+            {"seq": 0, "issued": rfc3339(now), "expires": rfc3339(now + timedelta(minutes=5))},
             [("seq",), ("issued",), ("expires",)],
         ),
         "changes": (

@@ -27,6 +27,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from models.errors import TerminalError
+from models.timefmt import rfc3339
 from sync.engine import ENGINE_COMMANDS, TERMINAL_COMMANDS
 from sync.envelope import Rejected, open_envelope, public_key_from_b64
 from sync.hq.db import HqDb
@@ -341,7 +342,7 @@ def _cmd(args: argparse.Namespace) -> int:
     signer = db.signer()
     expires = datetime.now(UTC) + timedelta(seconds=args.ttl)
     cmd_args = dict(item.split("=", 1) for item in args.arg)
-    body = {"name": args.name, "args": cmd_args, "expires": expires.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    body = {"name": args.name, "args": cmd_args, "expires": rfc3339(expires)}
     payload = signer.seal("cmd", db.site, body, tid=args.tid)
     cmd_id = json.loads(payload)["id"]
     client = _oneshot(args, db, "cmd")

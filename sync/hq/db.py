@@ -10,7 +10,6 @@ import secrets
 import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from models.canonical import canonical_json
 from models.errors import SyncError
+from models.timefmt import utc_now
 from sync.envelope import Signer
 from sync.keys import key_id, read_private_key, write_private_key
 
@@ -123,7 +123,7 @@ def _upgrade(conn: sqlite3.Connection) -> None:
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return utc_now()
 
 
 def text_of(value: Mapping[str, Any]) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from models.timefmt import rfc3339
 from sync.changes import bad
 from sync.envelope import Envelope, Rejected, open_envelope, public_key_from_b64
 from sync.hq import intake
@@ -46,10 +47,6 @@ class ServeOptions:
     snapshot_chunk_bytes: int = 384 * 1024
     share_group: str | None = None
     client_id: str | None = None
-
-
-def _rfc3339(value: datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class HqServer:
@@ -125,8 +122,8 @@ class HqServer:
         now = datetime.now(UTC)
         body = {
             "seq": self.db.head_seq(),
-            "issued": _rfc3339(now),
-            "expires": _rfc3339(now + timedelta(seconds=self.options.head_ttl)),
+            "issued": rfc3339(now),
+            "expires": rfc3339(now + timedelta(seconds=self.options.head_ttl)),
         }
         payload = self.signer.seal("head", self.db.site, body)
         self.link.publish(self.topics.head, payload, True)

@@ -2,7 +2,7 @@
 
 import json
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -500,3 +500,17 @@ def test_a_message_no_check_foresaw_is_rejected_but_a_store_failure_is_retried(
     monkeypatch.setattr(engine, "_on_head", full_disk)
     with pytest.raises(StoreError):  # the link drops and the broker delivers it again
         send(engine, hq, TOPICS.head, "head", head(0), published)
+
+
+def test_a_clock_in_beijing_time_stamps_the_outbox_in_utc(
+    tmp_path: Path, port: StoreSyncPort, hq: Signer, clock: Clock, published: Published
+) -> None:
+    # The outbox wrote a local time with a Z after it: eight hours late, so records were sent
+    # again (or not) at the wrong moment. Every time goes through models.timefmt now.
+    clock.now = NOW.astimezone(timezone(timedelta(hours=8)))
+    engine = draining_engine(tmp_path, port, hq, clock, records=1, tx_batch=10, tx_window=1)
+    engine.on_connected(published)
+    engine.tick(published)
+    with port.store.read() as conn:
+        (sent_at,) = conn.execute("SELECT last_sent_at FROM outbox").fetchone()
+    assert sent_at == "2026-11-23T01:00:00Z"
