@@ -5,7 +5,7 @@ config's ``driver`` field through an explicit mapping. Implementations translate
 exceptions into :class:`models.errors.DriverError` (or :class:`~models.errors.CardError`).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
@@ -100,7 +100,8 @@ class AmountEntered:
 
 @dataclass(frozen=True, slots=True)
 class PinEntered:
-    pin: str
+    # Out of the repr, so no log line or traceback that shows the event shows the PIN.
+    pin: str = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)

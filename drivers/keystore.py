@@ -46,6 +46,20 @@ class KeyStore(Protocol):
         ...
 
 
+# The PIN key (docs/privacy.md): what the key store answers for a "card" no issuer can make (0xFF
+# is not a BCD digit), so it is no card's key and no card's answer, and only this key store (the
+# PSAM, which never releases its master keys) can produce it. One call at start instead of one per
+# holder: a PSAM takes tens of milliseconds an answer, and a snapshot brings 100,000 holders.
+PIN_KEY_NUMBER = b"\xffYKT-PIN\x00\x00"
+PIN_KEY_ISSUER = b"\xffPINKEY\x00"
+PIN_KEY_CHALLENGE = b"ykt pin key v1\x00\x00"
+
+
+def derive_pin_key(keystore: KeyStore, kid: int) -> bytes:
+    """The 16-byte secret PIN hashes are sealed with, from master key ``kid``; never stored."""
+    return keystore.expected_response(kid, PIN_KEY_NUMBER, PIN_KEY_ISSUER, PIN_KEY_CHALLENGE)
+
+
 def _check_inputs(kid: int, card_number: bytes, issuer_id: bytes, challenge: bytes) -> None:
     if not 0 <= kid <= 0xFF:
         raise ValueError(f"key id {kid} is outside 0..255")

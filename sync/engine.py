@@ -196,7 +196,10 @@ class SyncEngine:
 
     def _on_snapshot(self, envelope: Envelope, publish: Publish) -> None:
         self._last_chunk_at = self._mono()
-        result = self.snapshots.offer(envelope.body, self._port.marks().change_seq)
+        applied = self._port.marks().change_seq
+        if self._port.snapshot_wanted():
+            applied -= 1  # a snapshot at the seq we have still brings what we dropped
+        result = self.snapshots.offer(envelope.body, applied)
         if result is Progress.APPLIED:
             self._progress(publish)
             self.publish_status(publish)
@@ -294,6 +297,10 @@ class SyncEngine:
 
     def _check_behind(self, head_seq: int, publish: Publish, *, immediately: bool) -> None:
         have = self._change_seq = self._port.marks().change_seq
+        if self._port.snapshot_wanted():
+            if not self.snapshots.in_progress:
+                self._resync(publish, force=immediately)
+            return
         if head_seq <= have:
             self._behind_since = None
             return
@@ -307,7 +314,8 @@ class SyncEngine:
         recent = self._resync_at is not None and now - self._resync_at < self.settings.resync_after
         if recent and not force:
             return
-        have = self._port.marks().change_seq
+        # HQ answers have = 0 with a whole snapshot: what an earlier configuration dropped.
+        have = 0 if self._port.snapshot_wanted() else self._port.marks().change_seq
         payload = self._signer.seal("resync", self.topics.site, {"have": have}, tid=self.topics.tid)
         publish(self.topics.terminal_topic("resync"), payload, False)
         self._resync_at = now

@@ -101,6 +101,11 @@ class SyncPort(Protocol):
         """Keep ``payload`` as the keyset in use (verified by the caller, and newer)."""
         ...
 
+    def snapshot_wanted(self) -> bool:
+        """Data the terminal dropped under an earlier configuration is wanted again: only a
+        whole snapshot brings it back, even at the seq the terminal has."""
+        ...
+
     def begin_snapshot(self, snap_id: str, seq: int) -> SnapshotStage: ...
 
     def tx_records(self, after: int, limit: int) -> list[dict[str, Any]]:

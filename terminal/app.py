@@ -61,11 +61,13 @@ from terminal.faces.watch import FaceWatch
 from terminal.flows.door import DoorFlow, DoorSettings
 from terminal.flows.pos import PosFlow, PosSettings
 from terminal.loop import TapLoop
+from terminal.privacy import PinKeys, PinKeySource
 from terminal.remote import RemoteCommands
 from terminal.sdnotify import Notifier
 from terminal.secret_ref import resolve_secret
 from terminal.store import Store, salvage
 from terminal.store.faces import FaceStore
+from terminal.store.keeping import Keeping, enforce
 from terminal.store.sync_port import StoreSyncPort
 
 logger = logging.getLogger(__name__)
@@ -206,11 +208,20 @@ class App:
         self.store = Store.open(config.database_path)
         self.sync: SyncService | None = None
         self.remote = RemoteCommands(door=None, config_path=config_path)
+        self.pin_keys = PinKeys(self.store)  # sealed PIN hashes are checked with its key
+        sealing = config.pos is not None and config.pin_key_id is not None
+        self.keeping = Keeping(
+            faces=config.faces.enabled,
+            full_names=config.privacy.full_names,
+            pins=config.pos is not None,
+            pin_key=self.pin_keys if sealing else None,
+        )
         try:
+            self._keep_only_what_is_kept()
             if config.sync.enabled:
                 self.sync = SyncService(
                     sync_settings(config.sync, config.terminal, __version__),
-                    StoreSyncPort(self.store, config.terminal.id),
+                    StoreSyncPort(self.store, config.terminal.id, keeping=self.keeping),
                     commands=self._command,
                     health=self._health,
                 )
@@ -219,6 +230,10 @@ class App:
                 self.face_parts.enrol_pending(self.clock.now())
             self.reader = READERS[config.reader.driver](config.reader, self.sim)
             self._devices.append(self.reader)
+            keystore = getattr(self.reader, "key_store", None)
+            if sealing and keystore is not None and config.pin_key_id is not None:
+                self.pin_keys.source = PinKeySource(keystore, config.pin_key_id)
+                self.pin_keys.adopt()
             self.loop = self._door() if config.door is not None else self._pos()
             self.flow: DoorFlow | PosFlow = self.loop.flow
             self._settle_what_a_crash_left()
@@ -226,6 +241,14 @@ class App:
         except BaseException:
             self.close()
             raise
+
+    def _keep_only_what_is_kept(self) -> None:
+        """What an earlier configuration or version kept and this one does not goes now
+        (docs/privacy.md); what it dropped and this one keeps comes back with HQ's snapshot."""
+        try:
+            enforce(self.store, self.keeping)
+        except StoreError as exc:  # a full disk: taps go on, and the next start tries again
+            logger.error("could not remove what this terminal does not keep: %s", exc)
 
     def _settle_what_a_crash_left(self) -> None:
         door = self.config.door
@@ -326,6 +349,7 @@ class App:
             store=self.store,
             degraded=self._degraded,
             face_pay=faces is not None,
+            pin_key=self.pin_keys,
         )
         return TapLoop(
             self.pos_flow,
@@ -400,7 +424,9 @@ class App:
     def housekeep(self, now: datetime) -> None:
         """Face stills past retention, templates or photos that sync brought in (encoding a
         photo takes a tenth of a second each). Stills expire with faces off too: kept while
-        faces were on, they are personal data whose retention does not stop with the feature."""
+        faces were on, they are personal data whose retention does not stop with the feature.
+        Also the PIN key, until the key store has answered."""
+        self.pin_keys.adopt()
         parts = self.face_parts
         try:
             if parts is None:

@@ -28,6 +28,7 @@ from models.errors import ConfigError
 from terminal.config_sync import SyncSection
 from terminal.diag.config import DiagSection
 from terminal.faces.config import FacesSection
+from terminal.privacy import PrivacySection
 from terminal.secret_ref import SecretRef, secret_paths
 
 _ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -353,6 +354,11 @@ class Config(Section):
         default_factory=SyncSection,
         description="The link to HQ over MQTT (docs/protocol.md); off by default.",
     )
+    privacy: PrivacySection = Field(
+        default_factory=PrivacySection,
+        description="What is kept of holders' personal data beyond the role's need "
+        "(docs/privacy.md).",
+    )
 
     @model_validator(mode="after")
     def _one_role(self) -> "Config":
@@ -378,6 +384,11 @@ class Config(Section):
             self._check_one_to_n("pos.face_pay")
         if self.door is not None and self.door.face_only:
             self._check_one_to_n("door.face_only")
+        if self.privacy.pin_key_id is not None and self.pin_key_id is None:
+            raise ValueError(
+                "privacy.pin_key_id needs a key store: a PC/SC reader in cpu mode with "
+                "reader.key_store"
+            )
         return self
 
     def _check_one_to_n(self, key: str) -> None:
@@ -395,6 +406,15 @@ class Config(Section):
     def database_path(self) -> Path:
         return self.store.path or self.terminal.state_dir / "terminal.db"
 
+    @property
+    def pin_key_id(self) -> int | None:
+        """The key store's master key id PIN hashes are sealed with; None without a key store
+        (a simulated reader, or UID mode)."""
+        reader = self.reader
+        if not isinstance(reader, PcscReaderSection) or reader.mode != "cpu":
+            return None
+        return reader.key_id if self.privacy.pin_key_id is None else self.privacy.pin_key_id
+
     def warnings(self) -> list[str]:
         """Valid, but a choice someone should have made on purpose."""
         found = []
@@ -403,6 +423,12 @@ class Config(Section):
                 'pos.offline_limit_fen = "none": while degraded this terminal charges without '
                 "a terminal-wide cap, so an outage can lose any amount (RULES.md: money offline "
                 "is bounded per card per day and per terminal)"
+            )
+        if self.pos is not None and self.pin_key_id is None:
+            found.append(
+                "PIN hashes are kept as HQ sends them (PBKDF2): this reader has no key store to "
+                "seal them with (UID mode or a simulated reader), so whoever copies the database "
+                "can search every six-digit PIN offline (docs/privacy.md)"
             )
         if self.sync.enabled and self.sync.hq_root_key is None:
             found.append(

@@ -67,7 +67,11 @@ def _copy(flow: DoorFlow | PosFlow) -> DoorFlow | PosFlow:
         copy.mode = flow.mode
         return copy
     return PosFlow(
-        settings=flow.settings, store=flow.store, degraded=flow.degraded, face_pay=flow.face_pay
+        settings=flow.settings,
+        store=flow.store,
+        degraded=flow.degraded,
+        face_pay=flow.face_pay,
+        pin_key=flow.pin_key,
     )
 
 

@@ -137,3 +137,26 @@ def pos_view(merchant: Merchant = CANTEEN, **fields: object) -> PosView:
 
 def pos_request(amount: int | None = None, **fields: object) -> PosRequest:
     return PosRequest(presented(), entered_amount=amount, **fields)  # type: ignore[arg-type]
+
+
+def sim_door_config(state: object, diag_socket: object) -> dict[str, object]:
+    """A door terminal on simulated hardware with faces off, as config data."""
+    return {
+        "terminal": {"id": "gate-01", "site": "demo", "state_dir": str(state)},
+        "diag": {"socket": str(diag_socket)},
+        "reader": {"driver": "sim"},
+        "door": {"id": "east-gate"},
+        "gate": {"driver": "sim"},
+    }
+
+
+class InProcessSam:
+    """An emulated PSAM (anything with ``process(apdu)``) as a key store's transport, no pcscd."""
+
+    def __init__(self, sam: object) -> None:
+        self.sam = sam
+
+    def transmit(self, apdu: bytes) -> bytes:
+        answer = self.sam.process(apdu)  # type: ignore[attr-defined]
+        assert answer is not None
+        return bytes(answer)

@@ -147,6 +147,12 @@ class PcscCardReader:
         return Health(ok=ok, state=state, detail="; ".join(parts), warning=warning)
 
     @property
+    def key_store(self) -> KeyStore | None:
+        """The genuine-card check's key store (None in UID mode), which also derives the key PIN
+        hashes are sealed with (docs/privacy.md)."""
+        return self._keystore
+
+    @property
     def last_tap(self) -> TapTiming | None:
         """Timing of the last read that produced a :class:`CardPresented`, if any."""
         with self._lock:

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.serialization import (
 from models.cards import mask_card_number
 from models.errors import StoreError
 from models.journal import ChainBreak
+from models.pin import mask_name
 from terminal.diag.protocol import DiagError, ErrorCode, Level, worst
 from terminal.diag.redact import mask_digits
 from terminal.store import journal, schema
@@ -294,15 +295,21 @@ class Database:
         }
 
     def known_names(self, candidates: Iterable[str]) -> set[str]:
-        """Which of ``candidates`` are holders' names (one scan of the holders table)."""
+        """Which of ``candidates`` are holders' names (one scan of the holders table).
+
+        The store keeps names as the display shows them unless the site keeps full names
+        (docs/privacy.md), so a candidate whose masked form is a stored masked name counts too:
+        a word too many masked in a bundle, rather than a name left in it."""
         wanted = sorted(set(candidates))
         if not wanted or "holders" not in self.tables():
             return set()
+        masked = {c: mask_name(c) for c in wanted}
         rows = self._conn.execute(
             "SELECT DISTINCT name FROM holders WHERE name IN (SELECT value FROM json_each(?))",
-            (json.dumps(wanted, ensure_ascii=False),),
+            (json.dumps(sorted({*wanted, *masked.values()}), ensure_ascii=False),),
         ).fetchall()
-        return {str(name) for (name,) in rows}
+        stored = {str(name) for (name,) in rows}
+        return {c for c in wanted if c in stored or (masked[c] != c and masked[c] in stored)}
 
 
 def _marker(path: Path) -> str | None:

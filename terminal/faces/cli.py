@@ -136,6 +136,10 @@ def _enrol(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         _warn(exc)
         return EXIT_USAGE
+    if not section.enabled:
+        # The daemon would delete it at its next start: no face data where faces are off.
+        _warn(f"{args.config}: [faces] enabled = false, so this terminal keeps no templates")
+        return EXIT_USAGE
     encoder = build_encoder(section.encoder_settings())
     result = enrol_image(encoder, read_image(args.photo), section.quality.gate(enrolment=True))
     if result.template is None or result.rejection is not None:

@@ -36,7 +36,7 @@ from models.decide import decide
 from models.decision import Decision, Need
 from models.face import FaceOutcome, not_identified_reason
 from models.money import Fen, format_yuan
-from models.pin import mask_name, verify_pin
+from models.pin import PinKey, check_pin, mask_name
 from models.pos import PosPolicy, PosRequest, PosView, amount_needed
 from models.reasons import message_en, message_zh
 from models.wallet import MONEY_PURSES, Payment, Purse, Service
@@ -144,11 +144,13 @@ class PosFlow:
         store: Store,
         degraded: Callable[[], bool] = lambda: False,
         face_pay: bool = False,
+        pin_key: Callable[[], PinKey | None] = lambda: None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.degraded = degraded
         self.face_pay = face_pay
+        self.pin_key = pin_key  # what sealed PIN hashes are checked with (docs/privacy.md)
         self.state = PosState.IDLE
         self.listeners: list[Listener] = []
         self._amount: int | None = None
@@ -317,7 +319,12 @@ class PosFlow:
             return self._decline(sale, now)
         if need is Need.PIN and isinstance(event, PinEntered):
             holder = sale.view.holder
-            pin_ok = verify_pin(event.pin, holder.pin_hash if holder else None)
+            pin_ok = check_pin(event.pin, holder.pin_hash if holder else None, self.pin_key())
+            if pin_ok is None:
+                # Sealed, and the key store has not answered since start: not a wrong PIN, so
+                # nothing counts against the holder; the sale does not go through.
+                logger.warning("a PIN could not be checked: no PIN key from the key store yet")
+                return self._decline(sale, now)
             return self._ask_again(sale, replace(request, pin_ok=pin_ok), now)
         if need is Need.DUPLICATE_CONFIRM and isinstance(event, Confirmed):
             return self._ask_again(sale, replace(request, confirmed_duplicate=True), now)

@@ -2,7 +2,8 @@
 
 Used by :mod:`terminal.store.sync_port` for change batches (on the live database, inside its
 transaction) and for snapshots (on the staging database). Every statement is an upsert keyed by
-the object's id, so applying the same change twice leaves the same rows.
+the object's id, so applying the same change twice leaves the same rows. What this terminal does
+not keep (:mod:`terminal.store.keeping`) is cut out before it is written.
 """
 
 import json
@@ -29,15 +30,16 @@ from sync.changes import (
     UnknownChange,
 )
 from terminal.store import allowlist
+from terminal.store.keeping import Cut, Keeping
 
 logger = logging.getLogger(__name__)
 
+# No unit or department: no rule reads them (docs/privacy.md), so they are not kept.
 UPSERT_HOLDER = (
-    "INSERT INTO holders (id, name, unit, dept, card_class, status, valid_from, valid_until, "
+    "INSERT INTO holders (id, name, card_class, status, valid_from, valid_until, "
     "spend_only_until, require_face, pin_hash, services, canteens, qr_keys, change_seq) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
-    "name = excluded.name, unit = excluded.unit, dept = excluded.dept, "
-    "card_class = excluded.card_class, status = excluded.status, "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+    "name = excluded.name, card_class = excluded.card_class, status = excluded.status, "
     "valid_from = excluded.valid_from, valid_until = excluded.valid_until, "
     "spend_only_until = excluded.spend_only_until, require_face = excluded.require_face, "
     "pin_hash = excluded.pin_hash, services = excluded.services, canteens = excluded.canteens, "
@@ -93,11 +95,11 @@ def _list_json(values: tuple[str, ...]) -> str:
     return text
 
 
-def holder_values(change: HolderUpsert) -> tuple[Any, ...]:
+def holder_values(change: HolderUpsert, cut: Cut) -> tuple[Any, ...]:
     h = change.holder
     return (
-        h.id, h.name, h.unit, h.dept, h.card_class, h.status, h.valid_from, h.valid_until,
-        h.spend_only_until, int(h.require_face), h.pin_hash, _list_json(h.services),
+        h.id, cut.name(h.name), h.card_class, h.status, h.valid_from, h.valid_until,
+        h.spend_only_until, int(h.require_face), cut.pin(h.pin_hash), _list_json(h.services),
         _list_json(h.canteens),
         _json([{"k": k, "pub": pub} for k, pub in h.qr_keys]) if h.qr_keys else "[]",
         change.seq,
@@ -114,16 +116,19 @@ def card_values(card: CardRecord, status: str, since: str | None, seq: int) -> t
 class Applier:
     """Writes parsed changes into a connection's allowlist tables (live or staging)."""
 
-    def __init__(self, conn: sqlite3.Connection, tid: str, *, live: bool) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, tid: str, *, live: bool, cut: Cut | None = None
+    ) -> None:
         self.conn = conn
         self.tid = tid
         self.live = live
+        self.cut = cut or Cut(Keeping())
 
     def apply(self, change: Change) -> None:
         conn = self.conn
         match change:
             case HolderUpsert(_, h):
-                conn.execute(UPSERT_HOLDER, holder_values(change))
+                conn.execute(UPSERT_HOLDER, holder_values(change, self.cut))
                 allowlist.set_holder_groups(conn, h.id, h.groups)
             case HolderDelete(_, holder_id):
                 # PROTOCOL.md: deleting purges the holder's cards and face data on the terminal.
@@ -155,7 +160,8 @@ class Applier:
             case RuleUpsert(seq, rule_id, rule_type, body):
                 conn.execute(UPSERT_RULE, (rule_id, rule_type, canonical_json(body).decode(), seq))
             case FaceUpsert(seq, holder_id, model, template, photo):
-                conn.execute(UPSERT_FACE, (holder_id, model, template, photo, seq))
+                if self.cut.face():
+                    conn.execute(UPSERT_FACE, (holder_id, model, template, photo, seq))
             case FaceDelete(_, holder_id):
                 conn.execute("DELETE FROM faces WHERE holder_id = ?", (holder_id,))
             case LedgerChange():

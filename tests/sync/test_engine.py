@@ -1,5 +1,6 @@
 """The engine without a broker: what each inbound message does and what goes back to HQ."""
 
+import base64
 import json
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
@@ -10,13 +11,16 @@ import pytest
 
 from models.errors import StoreError
 from models.journal import TransactionDraft
+from models.matcher import Template
 from models.reasons import Reason
+from sync.changes import parse_batch
 from sync.engine import COMMAND_CLOCK_SKEW_S, MAX_COMMAND_TTL_S, CommandRefused, SyncEngine
 from sync.envelope import Signer, loads_strict
 from sync.keys import key_id, load_or_create
 from sync.snapshot import build_chunks, chunk_bodies
 from sync.topics import Topics
 from terminal.store import SecurityEvent
+from terminal.store.keeping import DROPPED_FACES, Keeping
 from terminal.store.sync_port import StoreSyncPort
 from tests.sync.conftest import Published
 from tests.sync.messages import (
@@ -514,3 +518,33 @@ def test_a_clock_in_beijing_time_stamps_the_outbox_in_utc(
     with port.store.read() as conn:
         (sent_at,) = conn.execute("SELECT last_sent_at FROM outbox").fetchone()
     assert sent_at == "2026-11-23T01:00:00Z"
+
+
+def test_faces_turned_back_on_ask_for_and_take_a_whole_snapshot(
+    engine: SyncEngine, hq: Signer, published: Published, port: StoreSyncPort
+) -> None:
+    # HQ sends a face once: dropped while faces were off, it can only come back in a snapshot,
+    # one at the very seq the terminal already has.
+    template = base64.b64encode(Template.of("dlib-resnet-v1", [0.6, 0.8, 0.0]).to_bytes()).decode()
+    site = [
+        change(1, "holder.upsert", holder=holder("H1")),
+        change(2, "face.upsert", holder_id="H1", model="dlib-resnet-v1", template=template),
+    ]
+    faces_off = StoreSyncPort(port.store, TID, keeping=Keeping(faces=False))
+    parsed = parse_batch(batch(site))
+    faces_off.apply_batch(parsed.first, parsed.last, parsed.changes)
+    assert port.store.state(DROPPED_FACES) is not None and port.marks().change_seq == 2
+
+    engine.on_connected(published)
+    send(engine, hq, TOPICS.head, "head", head(2), published)
+    assert bodies(published, "resync") == [{"have": 0}]
+    lines = [json.dumps({"kind": "meta", "tx_through": 0}).encode()]
+    lines += [json.dumps(c).encode() for c in site]
+    for part in chunk_bodies(build_chunks(lines), snap_id="s2", seq=2):
+        send(engine, hq, TOPICS.terminal_topic("snapshot"), "snapshot", part, published, tid=TID)
+    assert port.marks().snapshot_id == "s2"
+    assert port.store.state(DROPPED_FACES) is None
+    with port.store.read() as conn:
+        assert conn.execute("SELECT count(*) FROM face_templates").fetchone() == (1,)
+    send(engine, hq, TOPICS.head, "head", head(2), published)
+    assert bodies(published, "resync") == [{"have": 0}]  # nothing more to ask for

@@ -7,6 +7,7 @@ from sync.changes import parse_change
 from sync.envelope import Rejected
 from sync.port import PurseBalance
 from sync.snapshot import SnapshotAssembler, build_chunks, chunk_bodies, parse_item
+from terminal.store.keeping import Keeping
 from terminal.store.sync_port import ROWS_PER_INSERT, StoreSyncPort
 from tests.sync.messages import card, change, holder
 
@@ -17,6 +18,8 @@ def names(port: StoreSyncPort) -> dict[str, str]:
 
 
 def test_a_key_repeated_within_a_chunk_ends_as_its_last_line(port: StoreSyncPort) -> None:
+    # Full names: the names are what tells the rows apart here.
+    port = StoreSyncPort(port.store, port.tid, keeping=Keeping(full_names=True))
     count = 2 * ROWS_PER_INSERT + 5  # whole statements and a remainder
     items = [
         parse_change(change(i + 1, "holder.upsert", holder=holder(f"H{i}", name=f"n{i}")))

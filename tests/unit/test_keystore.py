@@ -19,6 +19,7 @@ from drivers.keystore import (
     read_key_file,
 )
 from models.errors import ConfigError
+from tests.factories import InProcessSam
 
 MASTER_HEX = "2B7E151628AED2A6ABF7158809CF4F3C"
 MASTER = bytes.fromhex(MASTER_HEX)
@@ -326,17 +327,8 @@ def test_psam_check_selects_the_application() -> None:
 
 
 def test_psam_emulator_agrees_with_the_software_key_store() -> None:
-    class InProcess:
-        def __init__(self, sam: EmulatedSam) -> None:
-            self.sam = sam
-
-        def transmit(self, apdu: bytes) -> bytes:
-            answer = self.sam.process(apdu)
-            assert answer is not None
-            return answer
-
     for chain in (False, True):
-        store = PsamKeyStore(InProcess(EmulatedSam({1: MASTER}, chain=chain)))
+        store = PsamKeyStore(InProcessSam(EmulatedSam({1: MASTER}, chain=chain)))
         expected = SoftwareKeyStore({1: MASTER}).expected_response(1, NUMBER, ISSUER, CHALLENGE)
         assert store.expected_response(1, NUMBER, ISSUER, CHALLENGE) == expected
     assert "2B7E" not in repr(EmulatedSam({1: MASTER})).upper()

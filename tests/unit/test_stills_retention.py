@@ -8,7 +8,7 @@ from terminal.app import App, SimControls
 from terminal.clock import SetClock
 from terminal.store import Store
 from terminal.store.faces import FaceStore
-from tests.factories import at
+from tests.factories import at, sim_door_config
 
 NOON = at(2026, 11, 23, "12:00")
 
@@ -22,15 +22,7 @@ def test_stills_expire_on_a_terminal_whose_faces_are_now_off(tmp_path: Path) -> 
                           retention=timedelta(days=30))  # fmt: skip
     new = faces.add_still(b"\xff\xd8new", kind="spoof", at=NOON, retention=timedelta(days=30))
     store.close()
-    config = config_module.parse(
-        {
-            "terminal": {"id": "gate-01", "site": "demo", "state_dir": str(state)},
-            "diag": {"socket": str(tmp_path / "diag.sock")},
-            "reader": {"driver": "sim"},
-            "door": {"id": "east-gate"},
-            "gate": {"driver": "sim"},
-        }
-    )
+    config = config_module.parse(sim_door_config(state, tmp_path / "diag.sock"))
     app = App(config, clock=SetClock(NOON), sim=SimControls(), threaded=False)
     try:
         assert app.face_parts is None  # faces are off here now
