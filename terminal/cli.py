@@ -4,25 +4,42 @@ Exit codes: 0 success; 1 the daemon or demo failed at run time; 2 bad usage or a
 """
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from models.errors import ConfigError, TerminalError
 from sync.hq.cli import add_hq_commands
-from terminal import __version__, config, configdoc, daemon, demo
+from terminal import __version__, config, configdoc, daemon, demo, preflight
 from terminal.diag.cli import add_diag_commands
 from terminal.faces.cli import add_faces_commands
 from terminal.faces.hq_templates import photo_encoder
+from terminal.secret_ref import CredentialSource, credentials_from, unit_credentials
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _config_check(args: argparse.Namespace) -> int:
-    try:
-        loaded = config.load(args.file)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    """What the daemon checks at start, and nothing it would let pass: the config, then the
+    secret files it names (outside systemd, credentials from --credentials-dir or --unit)."""
+    source: CredentialSource | None = args.credentials_dir
+    if args.unit is not None:
+        try:
+            source = unit_credentials(args.unit)
+        except ValueError as exc:
+            print(exc, file=sys.stderr)
+            return EXIT_USAGE
+    with credentials_from(source) if source is not None else contextlib.nullcontext():
+        try:
+            loaded = config.load(args.file)
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return EXIT_USAGE
+        found = preflight.problems(loaded)
+    for problem in found:
+        print(f"{args.file}: {problem}", file=sys.stderr)
+    if found:
         return EXIT_USAGE
     for warning in loaded.warnings():
         print(f"warning: {warning}", file=sys.stderr)
@@ -89,6 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
     cfg_commands = cfg.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
     check = cfg_commands.add_parser("check", help="validate a config file: 'ok' or each error")
     check.add_argument("file", type=Path)
+    where = check.add_mutually_exclusive_group()
+    where.add_argument(
+        "--credentials-dir",
+        type=Path,
+        help="outside systemd: a directory holding the credentials by name",
+    )
+    where.add_argument(
+        "--unit",
+        type=Path,
+        help="outside systemd: take credentials from this unit's LoadCredential= lines",
+    )
     check.set_defaults(handler=_config_check)
     schema = cfg_commands.add_parser("schema", help="print the JSON schema of the config")
     schema.set_defaults(handler=_config_schema)

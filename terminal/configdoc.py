@@ -109,7 +109,8 @@ def reference() -> str:
         "",
         "Generated from `terminal/config.py` by `ykt config reference`; do not edit by hand.",
         "Unknown keys are rejected. Secrets are references (`file:/path` or `credential:NAME`),",
-        "never values. Check a file with `ykt config check FILE`.",
+        "never values. Check a file with `ykt config check FILE` (outside systemd add",
+        "`--unit FILE` or `--credentials-dir DIR` for the credentials).",
         "",
     ]
     for key, info in Config.model_fields.items():

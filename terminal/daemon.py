@@ -7,7 +7,7 @@ from pathlib import Path
 from types import FrameType
 
 from models.errors import ConfigError
-from terminal import __version__
+from terminal import __version__, preflight
 from terminal import config as config_module
 from terminal.app import App
 from terminal.config import Config
@@ -23,6 +23,11 @@ def run(config: Config, path: Path | None = None) -> int:
     """Serve until SIGTERM/SIGINT; a ``reload_config`` from HQ restarts the parts in-process
     with the re-read file (``path``), keeping the signal handlers and the systemd watchdog."""
     setup_logging(config.log.level, config.log.format)
+    found = preflight.problems(config)
+    for problem in found:
+        logger.error("config: %s", problem)
+    if found:
+        return 2  # what `ykt config check` says too, with the same words
     for warning in config.warnings():
         logger.warning("config: %s", warning)
     stop = threading.Event()

@@ -21,6 +21,7 @@ from models.door import DoorMode
 from models.errors import ConfigError, DriverError, StoreError
 from sync.engine import CommandRefused
 from terminal import config as config_module
+from terminal import preflight
 from terminal.door_mode import DoorModes
 from terminal.flows.steps import FlowEvent, RemoteOpenOrdered
 
@@ -101,11 +102,15 @@ class RemoteCommands:
         if self.config_path is None:
             raise CommandRefused("reload_config: this terminal was not started from a file")
         try:
-            config_module.load(self.config_path)
+            problems = preflight.problems(config_module.load(self.config_path))
         except ConfigError as exc:
             raise CommandRefused(
                 f"reload_config: the file is not valid, nothing changed: {exc}"
             ) from None
+        if problems:
+            raise CommandRefused(
+                f"reload_config: a secret file is not usable, nothing changed: {problems[0]}"
+            )
         self._reload_at = time.monotonic() + RELOAD_DELAY_SECONDS
         logger.warning("config reload ordered by HQ: restarting with %s", self.config_path)
         return {"valid": True, "reloading": True}
