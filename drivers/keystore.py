@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.cmac import CMAC
 
-from drivers.cardapp import SW_OK, Response, Transport, describe_sw, exchange
+from drivers.apdu import SW_OK, Response, Transport, describe_sw, exchange
 from models.errors import ConfigError, DriverError
 
 KEY_LENGTH = 16

@@ -220,7 +220,13 @@ class App:
             self._keep_only_what_is_kept()
             if config.sync.enabled:
                 self.sync = SyncService(
-                    sync_settings(config.sync, config.terminal, __version__),
+                    sync_settings(
+                        config.sync,
+                        tid=config.terminal.id,
+                        site=config.terminal.site,
+                        state_dir=config.terminal.state_dir,
+                        software_version=__version__,
+                    ),
                     StoreSyncPort(self.store, config.terminal.id, keeping=self.keeping),
                     commands=self._command,
                     health=self._health,

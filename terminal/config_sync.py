@@ -11,7 +11,7 @@ import binascii
 import ipaddress
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -20,9 +20,6 @@ from sync.keys import key_id
 from sync.keyset import ONLINE_PREFIX
 from sync.settings import SyncSettings, TlsFiles
 from terminal.secret_ref import SecretRef, resolve_secret
-
-if TYPE_CHECKING:
-    from terminal.config import TerminalSection
 
 
 class Section(BaseModel):
@@ -199,7 +196,7 @@ def signing_key_file(section: SyncSection, state_dir: Path) -> Path:
 
 
 def sync_settings(
-    section: SyncSection, terminal: "TerminalSection", software_version: str
+    section: SyncSection, *, tid: str, site: str, state_dir: Path, software_version: str
 ) -> SyncSettings:
     """The plain values the sync package runs on (secrets resolved to files here)."""
     tls = None
@@ -213,9 +210,9 @@ def sync_settings(
     if section.password is not None:
         password = resolve_secret(section.password).read_text(encoding="utf-8").strip()
     return SyncSettings(
-        tid=terminal.id,
-        site=terminal.site,
-        key_file=signing_key_file(section, terminal.state_dir),
+        tid=tid,
+        site=site,
+        key_file=signing_key_file(section, state_dir),
         hq_keys=dict(section.hq_keys),
         hq_root_key=section.hq_root_key,
         host=section.broker_host,

@@ -2,7 +2,7 @@
 
 from smartcard import scard  # type: ignore[import-untyped]
 
-from drivers.cardapp import CardTornError
+from drivers.apdu import CardTornError
 from models.errors import CardError, DriverError
 
 

@@ -17,7 +17,7 @@ from typing import Any, TypeVar, cast
 
 from smartcard import scard  # type: ignore[import-untyped]
 
-from drivers.cardapp import CardTornError
+from drivers.apdu import CardTornError
 from drivers.pcsc.errors import OverrunError, ReaderGoneError, ServiceDownError, translate
 from drivers.pcsc.settings import reader_matches
 from models.errors import DriverError

@@ -5,11 +5,10 @@ from datetime import date
 from hypothesis import given
 from hypothesis import strategies as st
 
+from drivers.apdu import MAX_ROUNDS, CardTornError
 from drivers.cardapp import (
-    MAX_ROUNDS,
     CardApplication,
     CardMode,
-    CardTornError,
     Incomplete,
     MalformedCardDataError,
     parse_public_file,

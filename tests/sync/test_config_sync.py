@@ -57,7 +57,13 @@ def test_settings_from_the_section(tmp_path: Path) -> None:
         mqtt_version="3.1.1",
     )
     terminal = TerminalSection(id="gate-01", site="nc-admin", state_dir=tmp_path)
-    settings = sync_settings(section, terminal, "1.2.3")
+    settings = sync_settings(
+        section,
+        tid=terminal.id,
+        site=terminal.site,
+        state_dir=terminal.state_dir,
+        software_version="1.2.3",
+    )
     assert (settings.tid, settings.site, settings.port) == ("gate-01", "nc-admin", 8883)
     assert settings.tls is not None and settings.tls.key == key
     assert settings.key_file == tmp_path / "sync-ed25519.key"

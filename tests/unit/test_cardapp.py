@@ -6,11 +6,10 @@ from typing import Any
 
 import pytest
 
+from drivers.apdu import MAX_ROUNDS, CardTornError
 from drivers.cardapp import (
-    MAX_ROUNDS,
     CardApplication,
     CardMode,
-    CardTornError,
     Incomplete,
     MalformedCardDataError,
     parse_public_file,

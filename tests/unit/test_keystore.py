@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from drivers.cardapp import CardTornError
+from drivers.apdu import CardTornError
 from drivers.cardemu.sam import EmulatedSam
 from drivers.keystore import (
     KeyStoreError,
