@@ -133,11 +133,16 @@ KeypadEvent = (
 
 
 class Keypad(Protocol):
-    """The cashier's and customer's keys on a POS unit."""
+    """The cashier's and customer's keys on a POS unit (contract: tests/contract)."""
 
-    def next_event(self, timeout: float) -> KeypadEvent | None: ...
+    def next_event(self, timeout: float) -> KeypadEvent | None:
+        """The next key event, or None after ``timeout`` seconds; 0 never waits (the tap loop
+        polls with it). Raises :class:`~models.errors.DriverError` once closed."""
+        ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the keys; a second call does nothing."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +155,13 @@ class Screen:
 
 
 class Display(Protocol):
-    def show(self, screen: Screen) -> None: ...
+    """The customer display (contract: tests/contract)."""
 
-    def close(self) -> None: ...
+    def show(self, screen: Screen) -> None:
+        """Replace what is shown, promptly; after close it does nothing or raises
+        :class:`~models.errors.DriverError`, the only error the tap loop expects from it."""
+        ...
+
+    def close(self) -> None:
+        """A second call does nothing."""
+        ...

@@ -314,8 +314,11 @@ class SimKeypadControl:
 class SimKeypad:
     def __init__(self, control: SimKeypadControl) -> None:
         self._events = control.events
+        self._closed = False
 
     def next_event(self, timeout: float) -> KeypadEvent | None:
+        if self._closed:
+            raise DriverError("simulated keypad is closed")
         try:
             if timeout <= 0:
                 return self._events.get_nowait()
@@ -324,7 +327,7 @@ class SimKeypad:
             return None
 
     def close(self) -> None:
-        pass
+        self._closed = True
 
 
 class SimDisplay:

@@ -19,6 +19,7 @@ import numpy as np
 
 from drivers.camera.interface import CapturedFrame, Frame
 from drivers.interfaces import Health
+from models.errors import DriverError
 
 logger = logging.getLogger(__name__)
 
@@ -118,16 +119,21 @@ class OpenCVCamera:
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
+                if self._stop.is_set():
+                    # Not the last frame before close: it would be handed out forever.
+                    raise DriverError("camera is closed")
                 frame = self._frame
                 if frame is not None and frame.seq > after:
                     return frame
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._stop.is_set():
+                if remaining <= 0:
                     return None
                 self._cond.wait(remaining)
 
     def health(self) -> Health:
         with self._cond:
+            if self._stop.is_set():
+                return Health(ok=False, state="closed")
             ok = self._state == "streaming"
             detail = self._detail or f"{self._reconnects} reconnects"
             return Health(ok=ok, state=self._state, detail=detail)

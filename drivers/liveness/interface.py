@@ -16,11 +16,20 @@ class LivenessResult:
 
 
 class LivenessCheck(Protocol):
-    def check(self, frame: Frame, face: Detection) -> LivenessResult: ...
+    def check(self, frame: Frame, face: Detection) -> LivenessResult:
+        """Whether ``face`` in ``frame`` is a live person; the same answer for the same frame,
+        and ``frame`` is left as it was (it may become evidence).
+
+        A detection with nothing to judge (a box without area or wholly outside the frame) gets
+        a result, not an exception: not live, score 0, from any check that judges at all.
+        ``DriverError`` only when the check itself fails (its model cannot run).
+        """
+        ...
 
 
 class AlwaysLive:
-    """No liveness check (card + face where the configuration does not require one)."""
+    """No liveness check (card + face where the configuration does not require one): live,
+    score 1, whatever it is shown."""
 
     def check(self, frame: Frame, face: Detection) -> LivenessResult:
         return LivenessResult(True, 1.0)

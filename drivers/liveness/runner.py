@@ -12,6 +12,7 @@ a terminal), construction fails with the command that produces it.
 """
 
 import importlib.util
+import math
 import re
 import threading
 from dataclasses import dataclass
@@ -52,6 +53,15 @@ def crop_box(
     left = min(max(left, 0.0), width - 1 - new_w)
     top = min(max(top, 0.0), height - 1 - new_h)
     return int(left), int(top), int(left + new_w), int(top + new_h)
+
+
+def has_area_in(box: tuple[float, float, float, float], frame: Frame) -> bool:
+    """Whether the face box ``(x, y, w, h)`` covers some of the frame."""
+    height, width = frame.shape[:2]
+    x, y, w, h = box
+    if not all(math.isfinite(v) for v in box) or w <= 0 or h <= 0:
+        return False
+    return x < width and y < height and x + w > 0 and y + h > 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +121,10 @@ class MiniFASNetLiveness:
         return total
 
     def check(self, frame: Frame, face: Detection) -> LivenessResult:
+        if not has_area_in(face.box, frame):
+            # Nothing to judge is not a live face; the crop would otherwise be shifted onto
+            # whatever lies at the frame's edge, or be empty.
+            return LivenessResult(False, 0.0)
         total = self.probabilities(frame, face)
         score = float(total[1] / len(self._nets))
         live = int(np.argmax(total)) == 1 and score >= self.settings.threshold
