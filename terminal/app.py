@@ -71,6 +71,8 @@ from terminal.store.keeping import Keeping, enforce
 from terminal.store.sync_port import StoreSyncPort
 
 logger = logging.getLogger(__name__)
+# What HQ's diag_bundle answers, given to the App at build time by whoever has diag (the daemon).
+BundleFactory = Callable[[Config, SyncService | None], Mapping[str, Any]]
 
 
 @dataclass
@@ -189,8 +191,10 @@ class App:
         sim: SimControls | None = None,
         config_path: Path | None = None,
         threaded: bool = True,
+        bundle: BundleFactory | None = None,
     ) -> None:
         self.config = config
+        self._bundle = bundle
         self.sim = sim or SimControls()
         self.clock = clock or SystemClock()
         self.timezone = ZoneInfo(config.terminal.timezone)
@@ -207,7 +211,11 @@ class App:
         self._devices: list[Gate | CardReader | Keypad | Display] = []
         self.store = Store.open(config.database_path)
         self.sync: SyncService | None = None
-        self.remote = RemoteCommands(door=None, config_path=config_path)
+        self.remote = RemoteCommands(
+            door=None,
+            config_path=config_path,
+            bundle=self._support_bundle if bundle is not None else None,
+        )
         self.pin_keys = PinKeys(self.store)  # sealed PIN hashes are checked with its key
         sealing = config.pos is not None and config.pin_key_id is not None
         self.keeping = Keeping(
@@ -417,6 +425,11 @@ class App:
             else "ok"
             for name, h in health.items()
         }
+
+    def _support_bundle(self) -> Mapping[str, Any]:
+        """HQ's ``diag_bundle``, from the provider the daemon gave (diag builds bundles)."""
+        assert self._bundle is not None  # offered to RemoteCommands only when given
+        return self._bundle(self.config, self.sync)
 
     def _command(self, name: str, args: Mapping[str, Any]) -> Mapping[str, Any]:
         # On the sync thread; the sync service exists before the flow, hence the indirection.

@@ -3,10 +3,13 @@
 import logging
 import signal
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from models.errors import ConfigError
+from sync.service import SyncService
 from terminal import __version__, preflight
 from terminal import config as config_module
 from terminal.app import App
@@ -59,13 +62,16 @@ def run(config: Config, path: Path | None = None) -> int:
     return 0
 
 
+def _support_bundle(config: Config, sync: SyncService | None) -> Mapping[str, Any]:
+    return Commands(config, diag=config.diag, sync=sync).bundle({})
+
+
 def _serve(
     config: Config, path: Path | None, stop: threading.Event, notifier: Notifier
 ) -> str | None:
     """Run one App until stopped; why it stopped when it is to start again ("reload",
     "damaged"), ``None`` for good."""
-    app = App(config, config_path=path)
-    app.remote.bundle = lambda: Commands(config, diag=config.diag, sync=app.sync).bundle({})
+    app = App(config, config_path=path, bundle=_support_bundle)
     try:
         role = f"door {config.door.id}" if config.door else f"POS {config.pos.merchant}"  # type: ignore[union-attr]
         logger.info(
