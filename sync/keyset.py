@@ -188,9 +188,3 @@ class Keyring:
         if self.keyset is None:
             return sorted(self._configured)
         return sorted(k.kid for k in self.keyset.keys if self.get(k.kid) is not None)
-
-    def expiring(self) -> datetime | None:
-        """When the last key still valid runs out (None with only configured keys)."""
-        if self.keyset is None:
-            return None
-        return max(k.not_after for k in self.keyset.keys)

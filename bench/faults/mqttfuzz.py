@@ -220,7 +220,7 @@ def _state(db: Path) -> str:
     """A digest of everything a message could change at the terminal."""
     digest = hashlib.sha256()
     with closing(read_only(db)) as conn:
-        for table in ("cards", "holders", "purses", "hq_keys", "commands", "journal", "events"):
+        for table in ("cards", "holders", "purses", "commands", "journal", "events"):
             try:
                 rows = conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
             except sqlite3.OperationalError:

@@ -13,6 +13,7 @@ import pytest
 from drivers.interfaces import CardPresented, CardReader, CardRemoved, ReaderEvent
 from models.cards import PresentedCard
 from models.errors import DriverError
+from tests.contract.events import next_event_within
 from tests.factories import presented
 
 
@@ -25,12 +26,7 @@ class ReaderHarness(Protocol):
 
 
 def next_real_event(reader: CardReader, timeout: float = 10) -> ReaderEvent:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        event = reader.next_event(0.2)
-        if event is not None:
-            return event
-    raise AssertionError("no reader event")
+    return next_event_within(reader.next_event, timeout, "reader")
 
 
 class CardReaderContract:

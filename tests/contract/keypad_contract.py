@@ -34,6 +34,7 @@ from drivers.interfaces import (
     PinEntered,
 )
 from models.errors import DriverError
+from tests.contract.events import next_event_within
 
 SLACK = 0.5  # what a return "within the timeout" may overrun on a busy two-CPU machine
 
@@ -58,12 +59,7 @@ class KeypadHarness(Protocol):
 
 
 def wait_event(keypad: Keypad, timeout: float = 5.0) -> KeypadEvent:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        event = keypad.next_event(0.1)
-        if event is not None:
-            return event
-    raise AssertionError(f"no keypad event within {timeout} s")
+    return next_event_within(keypad.next_event, timeout, "keypad")
 
 
 class KeypadContract:
