@@ -7,35 +7,16 @@ it (terminal/loop.py). Order of stop is the reverse. Drivers are chosen from the
 """
 
 import logging
-import sys
 import threading
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from drivers.camera.sim import SimCameraControl
-from drivers.interfaces import CardReader, Display, Gate, Health, Keypad, PassageOutcome, Screen
-from drivers.pcsc import PcscCardReader, PcscSettings
-from drivers.sim import (
-    ScriptError,
-    ScriptStep,
-    SimCardReader,
-    SimDisplay,
-    SimGate,
-    SimGateControl,
-    SimKeypad,
-    SimKeypadControl,
-    SimReaderControl,
-    parse_script,
-    parse_script_line,
-    play_step,
-)
-from drivers.turnstile.board import SerialGate, SerialGateSettings
+from drivers.interfaces import CardReader, Display, Gate, Health, Keypad
 from models.door import AntiPassback
-from models.errors import ConfigError, StoreError, TerminalError
+from models.errors import StoreError, TerminalError
 from models.pos import PosPolicy
 from models.wallet import Service
 from sync.service import SyncService
@@ -45,14 +26,9 @@ from terminal.config import (
     Config,
     PcscReaderSection,
     PsamKeyStoreSection,
-    SerialGateSection,
-    SimDisplaySection,
-    SimGateSection,
-    SimKeypadSection,
-    SimReaderSection,
-    SoftwareKeyStoreSection,
 )
 from terminal.config_sync import sync_settings
+from terminal.devices import DISPLAYS, GATES, KEYPADS, READERS, SimControls
 from terminal.diag.facts import clock_facts, clock_state, disk_facts, disk_state
 from terminal.door_mode import DoorModes
 from terminal.faces.build import FaceParts, build_face_parts
@@ -64,7 +40,6 @@ from terminal.loop import TapLoop
 from terminal.privacy import PinKeys, PinKeySource
 from terminal.remote import RemoteCommands
 from terminal.sdnotify import Notifier
-from terminal.secret_ref import resolve_secret
 from terminal.store import Store, salvage
 from terminal.store.faces import FaceStore
 from terminal.store.keeping import Keeping, enforce
@@ -73,111 +48,6 @@ from terminal.store.sync_port import StoreSyncPort
 logger = logging.getLogger(__name__)
 # What HQ's diag_bundle answers, given to the App at build time by whoever has diag (the daemon).
 BundleFactory = Callable[[Config, SyncService | None], Mapping[str, Any]]
-
-
-@dataclass
-class SimControls:
-    """Handles on the simulated devices, for the demo and tests; unused with real hardware."""
-
-    reader: SimReaderControl = field(default_factory=SimReaderControl)
-    gate: SimGateControl = field(default_factory=SimGateControl)
-    keypad: SimKeypadControl = field(default_factory=SimKeypadControl)
-    display: SimDisplay = field(default_factory=SimDisplay)
-    camera: SimCameraControl | None = None  # a camera.driver = "sim" terminal plays these frames
-
-
-def _play_stdin(sim: "SimControls") -> None:
-    for lineno, line in enumerate(sys.stdin, start=1):
-        try:
-            step = parse_script_line(line, lineno)
-        except ScriptError as exc:
-            print(f"reader: {exc}", file=sys.stderr)
-            continue
-        if step is not None:
-            play_step(sim.reader, step, sim.keypad)
-
-
-def _play_file(sim: "SimControls", steps: Iterable[ScriptStep]) -> None:
-    for step in steps:
-        play_step(sim.reader, step, sim.keypad)
-
-
-def _sim_reader(section: SimReaderSection, sim: SimControls) -> CardReader:
-    reader = SimCardReader(sim.reader)
-    if section.script == "-":
-        threading.Thread(
-            target=_play_stdin, args=(sim,), daemon=True, name="sim-reader-stdin"
-        ).start()
-    elif section.script:
-        path = Path(section.script)
-        try:
-            steps = parse_script(path.read_text(encoding="utf-8").splitlines())
-        except OSError as exc:
-            raise ConfigError(f"reader.script: cannot read {path}: {exc}") from None
-        except ScriptError as exc:
-            raise ConfigError(f"reader.script: {path}: {exc}") from None
-        threading.Thread(
-            target=_play_file, args=(sim, steps), daemon=True, name="sim-reader-script"
-        ).start()
-    return reader
-
-
-def _pcsc_reader(section: PcscReaderSection, sim: SimControls) -> CardReader:
-    key_store = section.key_store
-    settings = PcscSettings(
-        reader_pattern=section.reader_pattern,
-        sam_reader_pattern=key_store.reader_pattern
-        if isinstance(key_store, PsamKeyStoreSection)
-        else None,
-        mode=section.mode,
-        aid=section.aid,
-        key_id=section.key_id,
-        key_file=resolve_secret(key_store.key_file)
-        if isinstance(key_store, SoftwareKeyStoreSection)
-        else None,
-        apdu_timeout=section.apdu_timeout_ms / 1000,
-    )
-    return PcscCardReader(settings)
-
-
-def _serial_gate(section: SerialGateSection, sim: SimControls) -> Gate:
-    return SerialGate(
-        SerialGateSettings(
-            port=section.port,
-            baudrate=section.baudrate,
-            ack_timeout=section.ack_timeout_seconds,
-            retries=section.retries,
-            silence_timeout=section.silence_timeout_seconds,
-        )
-    )
-
-
-def _sim_gate(section: SimGateSection, sim: SimControls) -> Gate:
-    sim.gate.default = (
-        PassageOutcome.PASSED if section.passage == "pass" else PassageOutcome.TIMEOUT
-    )
-    sim.gate.delay = section.passage_delay_seconds
-    return SimGate(sim.gate)
-
-
-READERS: dict[str, Callable[..., CardReader]] = {"sim": _sim_reader, "pcsc": _pcsc_reader}
-GATES: dict[str, Callable[..., Gate]] = {"sim": _sim_gate, "serial": _serial_gate}
-
-
-def _keypad(section: SimKeypadSection, sim: SimControls) -> Keypad:
-    return SimKeypad(sim.keypad)
-
-
-def _display(section: SimDisplaySection, sim: SimControls) -> Display:
-    def log_screen(screen: Screen) -> None:
-        logger.info("display: %s | %s", screen.headline, " | ".join(screen.lines))
-
-    sim.display.listeners.append(log_screen)
-    return sim.display
-
-
-KEYPADS: dict[str, Callable[..., Keypad]] = {"sim": _keypad}
-DISPLAYS: dict[str, Callable[..., Display]] = {"sim": _display}
 
 
 class App:

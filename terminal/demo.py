@@ -23,10 +23,11 @@ from models.cards import CardFault, Genuineness, PresentedCard, mask_card_number
 from models.reasons import message_en, message_zh
 from terminal import config as config_module
 from terminal import demo_faces, demo_pos, demo_sync
-from terminal.app import App, SimControls
+from terminal.app import App
 from terminal.clock import SetClock, SystemClock
 from terminal.config import Config
 from terminal.demo_site import SITE_TZ, card_number, holder_name, seed
+from terminal.devices import SimControls
 from terminal.flows.door import FlowNotice, Notice, TapOutcome
 from terminal.logs import setup_logging
 

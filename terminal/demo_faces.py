@@ -24,10 +24,11 @@ from drivers.face.yunet import YUNET_2023MAR_SHA256
 from models.cards import FaceCredential, Genuineness, PresentedCard, mask_card_number
 from models.reasons import Reason, message_en, message_zh
 from terminal import config as config_module
-from terminal.app import App, SimControls
+from terminal.app import App
 from terminal.clock import SetClock
 from terminal.config import Config
 from terminal.demo_site import SITE_TZ, card_number, holder_name, seed
+from terminal.devices import SimControls
 from terminal.faces.enrol import enrol_photo
 from terminal.flows.door import FlowNotice, Notice, TapOutcome
 

@@ -25,7 +25,7 @@ from drivers.interfaces import (
 from models.cards import Genuineness, PresentedCard
 from models.reasons import message_en
 from terminal import config as config_module
-from terminal.app import App, SimControls
+from terminal.app import App
 from terminal.clock import SetClock
 from terminal.config import Config
 from terminal.demo_site import (
@@ -37,6 +37,7 @@ from terminal.demo_site import (
     holder_name,
     seed,
 )
+from terminal.devices import SimControls
 from terminal.flows.pos import PosOutcome
 
 

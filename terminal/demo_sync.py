@@ -34,10 +34,11 @@ from sync.hq.mosquitto import BrokerStartError, Mosquitto, find_mosquitto
 from sync.hq.office import Office
 from sync.hq.server import HqServer, ServeOptions
 from terminal import config as config_module
-from terminal.app import App, SimControls
+from terminal.app import App
 from terminal.clock import SystemClock
 from terminal.config import Config
 from terminal.demo_site import DOOR, SITE_TZ, card_number
+from terminal.devices import SimControls
 from terminal.flows.door import FlowNotice, TapOutcome
 from terminal.store.sync_port import StoreSyncPort
 

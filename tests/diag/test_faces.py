@@ -20,8 +20,9 @@ from rich.cells import cell_len
 from drivers.camera.sim import SimCameraControl
 from drivers.face.yunet import YUNET_2023MAR_SHA256
 from terminal import config as config_module
-from terminal.app import App, SimControls
+from terminal.app import App
 from terminal.demo_site import holder_name, seed
+from terminal.devices import SimControls
 from terminal.diag.config import DiagSection
 from terminal.diag.faces import brightness
 from terminal.diag.protocol import Exit

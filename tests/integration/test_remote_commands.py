@@ -17,11 +17,12 @@ from sync.hq.cli import main as hq_main
 from sync.hq.db import HqDb
 from sync.hq.office import Office
 from sync.hq.server import HqServer, ServeOptions
-from terminal.app import App, SimControls
+from terminal.app import App
 from terminal.clock import SystemClock
 from terminal.demo import demo_config
 from terminal.demo_site import SITE_TZ
 from terminal.demo_sync import PEOPLE, build_hq, sync_config
+from terminal.devices import SimControls
 from terminal.flows.door import MODE_STATE, DoorMode, FlowNotice, TapOutcome
 from tests.sync.broker import Broker, wait_for
 

@@ -19,8 +19,9 @@ from models.matcher import Template
 from sync.changes import parse_batch, parse_change
 from sync.port import BatchOutcome
 from terminal import config as config_module
-from terminal.app import App, SimControls
+from terminal.app import App
 from terminal.clock import SetClock
+from terminal.devices import SimControls
 from terminal.diag import facts, redact
 from terminal.store import Store
 from terminal.store.faces import FaceStore

@@ -8,9 +8,10 @@ import pytest
 
 from sync.engine import CommandRefused
 from terminal import config as config_module
-from terminal.app import App, SimControls
+from terminal.app import App
 from terminal.config import Config
 from terminal.daemon import _support_bundle
+from terminal.devices import SimControls
 from tests.factories import sim_door_config
 
 

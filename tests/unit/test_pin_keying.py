@@ -23,9 +23,10 @@ from models.pin import PinKey, check_pin, hash_pin, verify_pin
 from sync.changes import parse_batch
 from terminal import app as app_module
 from terminal import config as config_module
-from terminal.app import App, SimControls
+from terminal.app import App
 from terminal.clock import SetClock
 from terminal.demo_site import DEMO_PIN, SHOP, card_number, seed
+from terminal.devices import SimControls
 from terminal.store import Store
 from terminal.store.keeping import DROPPED_PINS, Keeping, seal_pins
 from terminal.store.sync_port import StoreSyncPort

@@ -7,9 +7,10 @@ from pathlib import Path
 from models.decision import Decision, GateAction
 from models.reasons import Reason
 from terminal import config as config_module
-from terminal.app import App, SimControls
+from terminal.app import App
 from terminal.clock import SetClock
 from terminal.demo_site import card_number, seed
+from terminal.devices import SimControls
 from terminal.flows import record
 from terminal.store import Store
 from tests.factories import at, presented

@@ -4,8 +4,9 @@ the clock source; disk and clock in words an operator can act on."""
 from pathlib import Path
 
 from terminal import config as config_module
-from terminal.app import App, SimControls
+from terminal.app import App
 from terminal.clock import SetClock
+from terminal.devices import SimControls
 from terminal.diag.facts import clock_state, disk_state
 from tests.factories import at
 

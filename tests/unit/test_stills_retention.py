@@ -4,8 +4,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from terminal import config as config_module
-from terminal.app import App, SimControls
+from terminal.app import App
 from terminal.clock import SetClock
+from terminal.devices import SimControls
 from terminal.store import Store
 from terminal.store.faces import FaceStore
 from tests.factories import at, sim_door_config
