@@ -19,11 +19,11 @@ import paho.mqtt.client as mqtt
 from common import progress
 from paho.mqtt.enums import CallbackAPIVersion
 
+from devtools.hq.db import HqDb
+from devtools.hq.office import Office
+from devtools.mosquitto import Mosquitto
 from models.canonical import canonical_json
 from sync.envelope import public_key_b64
-from sync.hq.db import HqDb
-from sync.hq.mosquitto import Mosquitto
-from sync.hq.office import Office
 from sync.service import SyncService
 from sync.settings import SyncSettings
 from terminal.store import Store
@@ -124,7 +124,7 @@ def start_hq(root: Path, port: int) -> subprocess.Popen[bytes]:
         [
             sys.executable,
             "-m",
-            "sync.hq",
+            "devtools.hq",
             "--dir",
             str(root),
             "serve",

@@ -31,9 +31,9 @@ from sync_common import (
     terminal_settings,
 )
 
-from sync.hq.db import HqDb
-from sync.hq.mosquitto import wait_for
-from sync.hq.office import Office
+from devtools.hq.db import HqDb
+from devtools.hq.office import Office
+from devtools.mosquitto import wait_for
 
 
 def _status(terminal: BenchTerminal, number: str) -> str | None:

@@ -31,11 +31,11 @@ from sync_common import (
     terminal_settings,
 )
 
+from devtools.hq.db import HqDb
+from devtools.mosquitto import wait_for
 from models.canonical import ZERO_HASH
 from models.journal import TransactionDraft
 from models.reasons import Reason
-from sync.hq.db import HqDb
-from sync.hq.mosquitto import wait_for
 from terminal.store import journal
 
 

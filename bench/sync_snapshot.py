@@ -35,9 +35,9 @@ from sync_common import (
     terminal_settings,
 )
 
+from devtools.hq.db import HqDb
+from devtools.mosquitto import wait_for
 from sync.changes import parse_change
-from sync.hq.db import HqDb
-from sync.hq.mosquitto import wait_for
 from terminal.store import Store
 from terminal.store.sync_apply import Applier
 

@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, percentiles, progress, write_result
 from sitegen import BENCH_DOOR, Scale, build, card_number
 
-from drivers.cardemu import harness
+from devtools.cardemu import harness
 from drivers.interfaces import CardPresented, CardRemoved, Health, PassageOutcome
 from drivers.pcsc import PcscCardReader, PcscSettings
 from drivers.sim import SimGate, SimGateControl

@@ -7,17 +7,24 @@ import argparse
 import contextlib
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from models.errors import ConfigError, TerminalError
-from sync.hq.cli import add_hq_commands
-from terminal import __version__, config, configdoc, daemon, demo, preflight
+from terminal import __version__, config, configdoc, daemon, preflight
 from terminal.diag.cli import add_diag_commands
 from terminal.faces.cli import add_faces_commands
-from terminal.faces.hq_templates import photo_encoder
 from terminal.secret_ref import CredentialSource, credentials_from, unit_credentials
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# Commands another installed package adds to ``ykt``: each entry point is a function taking the
+# subparsers. The development tools (devtools/: the demo and the reference HQ) come this way, so
+# the appliance neither ships nor imports them.
+PLUGIN_GROUP = "ykt.commands"
+DEVTOOLS_COMMANDS = {
+    "demo": "run a narrated demo on simulated hardware",
+    "hq": "reference HQ: card office, ledger, and the MQTT side",
+}
 
 
 def _config_check(args: argparse.Namespace) -> int:
@@ -66,10 +73,6 @@ def _run(args: argparse.Namespace) -> int:
     return daemon.run(loaded, args.config)
 
 
-def _demo(args: argparse.Namespace) -> int:
-    return demo.main(interactive=args.interactive, state_dir=args.state_dir, pace=args.pace)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ykt", description="一卡通 edge terminal: door and POS authorization, offline first."
@@ -80,27 +83,6 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the terminal daemon")
     run.add_argument("--config", type=Path, required=True, help="TOML config file")
     run.set_defaults(handler=_run)
-
-    demo = commands.add_parser("demo", help="run a narrated demo on simulated hardware")
-    demo.add_argument(
-        "--interactive",
-        action="store_true",
-        help="after seeding the demo site, read reader commands (e.g. 'tap NUMBER') from stdin",
-    )
-    demo.add_argument(
-        "--state-dir",
-        type=Path,
-        default=None,
-        help="keep the demo database here instead of a temporary directory",
-    )
-    demo.add_argument(
-        "--pace",
-        type=float,
-        default=0.4,
-        metavar="SECONDS",
-        help="pause between narrated taps (default 0.4)",
-    )
-    demo.set_defaults(handler=_demo)
 
     cfg = commands.add_parser("config", help="check configuration, print its schema or reference")
     cfg_commands = cfg.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
@@ -124,8 +106,27 @@ def build_parser() -> argparse.ArgumentParser:
     reference.set_defaults(handler=_config_reference)
     add_diag_commands(commands)
     add_faces_commands(commands)
-    add_hq_commands(commands, face_encoders=photo_encoder)
+    _add_plugin_commands(commands)
     return parser
+
+
+def _add_plugin_commands(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    for plugin in sorted(entry_points(group=PLUGIN_GROUP), key=lambda ep: ep.name):
+        plugin.load()(commands)
+    for name, help_text in DEVTOOLS_COMMANDS.items():
+        if name not in commands.choices:
+            missing = commands.add_parser(name, help=f"{help_text} (development tools)")
+            missing.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+            missing.set_defaults(handler=_devtools_missing)
+
+
+def _devtools_missing(args: argparse.Namespace) -> int:
+    print(
+        f"ykt {args.command}: a development tool, not installed with the terminal; from a "
+        "checkout of the repository, ./dev setup installs it (pip install ./devtools)",
+        file=sys.stderr,
+    )
+    return EXIT_USAGE
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """A broker outage with a large backlog, then HQ and the terminal each killed once mid-drain.
 
-A real mosquitto, the reference HQ as its own process (`python -m sync.hq serve`) and the real
+A real mosquitto, the reference HQ as its own process (`python -m devtools.hq serve`) and the real
 daemon (a shop till with `[sync]` on) as another. The till first learns the site from HQ. Then the
 broker stops; the till keeps taking payments (fed on its stdin, as at the counter) and, between
 two runs of the daemon, a day of offline payments is written into its journal through the store,
@@ -39,19 +39,19 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench.faults.harness import ROOT, config_text, notify_socket, read_only, start, wait_ready
+from devtools.hq.db import HqDb
+from devtools.hq.keyadmin import ROOT_KEY_NAME, config_lines, make_root
+from devtools.hq.office import Office
+from devtools.mosquitto import Mosquitto, wait_for
 from models.journal import TransactionDraft
 from models.reasons import Reason
 from models.timefmt import rfc3339
 from models.wallet import Purse
 from sync.envelope import public_key_b64
-from sync.hq.db import HqDb
-from sync.hq.keyadmin import ROOT_KEY_NAME, config_lines, make_root
-from sync.hq.mosquitto import Mosquitto, wait_for
-from sync.hq.office import Office
 from sync.keys import write_private_key
-from terminal.demo_site import card_number
 from terminal.store import Store
 from terminal.store.pos import Charged
+from tests.fixtures import card_number
 
 SITE = "demo-centre"
 TID = "fault-pos-01"
@@ -204,7 +204,7 @@ class Processes:
     def start_hq(self) -> None:
         with (self.root / "hq.log").open("ab") as sink:
             self.hq = subprocess.Popen(
-                [sys.executable, "-m", "sync.hq", "--dir", str(self.hq_root), "serve"],
+                [sys.executable, "-m", "devtools.hq", "--dir", str(self.hq_root), "serve"],
                 stdout=sink,
                 stderr=sink,
                 cwd=ROOT,

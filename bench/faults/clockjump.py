@@ -34,8 +34,8 @@ from bench.faults.harness import (
     start,
     wait_ready,
 )
-from terminal.demo_site import card_number
 from terminal.store import journal
+from tests.fixtures import card_number
 
 HOUR_NS = 3600 * 10**9
 DAY_NS = 24 * HOUR_NS

@@ -21,9 +21,9 @@ from bench.faults.harness import (
 )
 from models.journal import TransactionDraft
 from models.reasons import Reason
-from terminal.demo_site import seed
 from terminal.store import Store, journal, salvage
 from terminal.store.schema import quarantined_files
+from tests.fixtures import seed
 
 PAGE = 4096
 

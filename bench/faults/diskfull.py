@@ -50,7 +50,7 @@ from bench.faults.harness import (
     start,
     wait_ready,
 )
-from terminal.demo_site import card_number
+from tests.fixtures import card_number
 
 FS_BYTES = 48 * 1024 * 1024  # above diag's "disk full" line once the filler is gone
 OPENED = "sim gate: opened"

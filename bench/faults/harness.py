@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from terminal.demo_site import seed  # noqa: E402
 from terminal.store import Store  # noqa: E402
+from tests.fixtures import seed  # noqa: E402
 
 READY_TIMEOUT_S = 30.0
 

@@ -28,8 +28,8 @@ from bench.faults.harness import (
     wait_ready,
 )
 from models.cards import mask_card_number
-from terminal.demo_site import card_number
 from terminal.store import journal
+from tests.fixtures import card_number
 
 PAID = "display: 支付成功 Paid"
 

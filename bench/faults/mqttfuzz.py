@@ -44,12 +44,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.faults.backlog import SITE, Processes, _synced, build_site
 from bench.faults.harness import diag_status, log_entries, notify_socket, read_only, rss_kb
+from devtools.hq.db import HqDb
+from devtools.mosquitto import wait_for
 from models.timefmt import rfc3339
 from sync.envelope import Signer
-from sync.hq.db import HqDb
-from sync.hq.mosquitto import wait_for
 from sync.topics import Topics
-from terminal.demo_site import card_number
+from tests.fixtures import card_number
 
 TID = "fault-door-01"  # the harness names its door terminal so
 CHUNK = 250

@@ -1,6 +1,6 @@
 """Garbage on the serial line from the turnstile board's side, against the running daemon.
 
-The simulated board (`drivers/turnstile/simboard.py`) serves the board protocol on a pty in this
+The simulated board (`devtools/simboard.py`) serves the board protocol on a pty in this
 process; the real daemon drives it as a door terminal with `[gate] driver = "serial"`. While door
 taps are fed on the daemon's stdin (mostly cards that pass, some lost, expired or without
 access), the board's side of the line also carries, between its own frames: random bytes, frames
@@ -52,6 +52,7 @@ from bench.faults.harness import (
     start,
     wait_ready,
 )
+from devtools.simboard import PassageMode, SimBoard, SimBoardControl
 from drivers.turnstile.alarms import BUDGET, BUDGET_PER, SecurityKind
 from drivers.turnstile.codec import (
     DLE,
@@ -69,8 +70,7 @@ from drivers.turnstile.codec import (
     frame_body,
     wrap_body,
 )
-from drivers.turnstile.simboard import PassageMode, SimBoard, SimBoardControl
-from terminal.demo_site import card_number
+from tests.fixtures import card_number
 
 SIM_GATE = """[gate]
 driver = "sim"

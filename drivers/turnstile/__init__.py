@@ -1,8 +1,8 @@
-"""Serial turnstile/relay board: protocol codec, the :class:`SerialGate` driver, a simulated board.
+"""Serial turnstile/relay board: protocol codec and the :class:`SerialGate` driver.
 
 ``codec`` is pure (bytes in, messages out); ``board`` is the only module here that imports
-pyserial; ``simboard`` is the board's far end for the demo and the integration tests. The wire
-protocol is specified in ``docs/turnstile-protocol.md``.
+pyserial. The board's far end for the demo and the tests is a development tool
+(``devtools/simboard.py``). The wire protocol is specified in ``docs/turnstile-protocol.md``.
 """
 
 from drivers.turnstile.board import SecurityEvent, SecurityKind, SerialGate, SerialGateSettings

@@ -2,7 +2,7 @@
 
 Pure: no I/O, no clock, no threads, so every byte on the wire can be asserted in unit tests and
 the same code serves the driver (:mod:`drivers.turnstile.board`) and the simulated board
-(:mod:`drivers.turnstile.simboard`).
+(:mod:`devtools.simboard`).
 
 On the wire a frame is ``STX | stuffed(LEN CMD SEQ PAYLOAD CRC_HI CRC_LO) | ETX``. Byte stuffing
 (rather than trusting LEN alone) means a raw STX or ETX never occurs inside a frame, so the

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from devtools.simboard import PassageMode, SimBoard, SimBoardControl
 from drivers.turnstile.board import SerialGate, SerialGateSettings
-from drivers.turnstile.simboard import PassageMode, SimBoard, SimBoardControl
 from tests.contract.test_gate import (
     test_an_unknown_mode_is_a_value_error,
     test_free_needs_no_opening,

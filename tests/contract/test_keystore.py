@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.cardemu.sam import EmulatedSam
+from devtools.cardemu.sam import EmulatedSam
 from drivers.keystore import KeyStore, PsamKeyStore, SoftwareKeyStore
 from tests.contract.keystore_contract import (
     MASTER_KEYS,

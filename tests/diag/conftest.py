@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
-from terminal.demo_site import seed
 from terminal.diag.cli import main as diag_main
 from terminal.diag.client import DiagClient, UnreachableError
 from terminal.store import Store
+from tests.fixtures import seed
 
 ROOT = Path(__file__).resolve().parents[2]
 START_SECONDS = 20

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from terminal.demo_site import PEOPLE
 from terminal.diag.protocol import Exit
 from tests.diag.conftest import DiagDaemon, run_diag
+from tests.fixtures import PEOPLE
 
 pytestmark = pytest.mark.integration
 

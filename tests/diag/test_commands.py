@@ -14,11 +14,11 @@ from rich.cells import cell_len
 
 from sync.keys import load_or_create
 from terminal.config_sync import SyncSection, signing_key_file
-from terminal.demo_site import card_number
 from terminal.diag.live import GATE_TESTS_MAX
 from terminal.diag.protocol import Exit
 from terminal.flows.door import MODE_STATE
 from tests.diag.conftest import DiagDaemon, diag_process, run_diag, run_json
+from tests.fixtures import card_number
 
 pytestmark = pytest.mark.integration
 

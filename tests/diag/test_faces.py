@@ -21,7 +21,6 @@ from drivers.camera.sim import SimCameraControl
 from drivers.face.yunet import YUNET_2023MAR_SHA256
 from terminal import config as config_module
 from terminal.app import App
-from terminal.demo_site import holder_name, seed
 from terminal.devices import SimControls
 from terminal.diag.config import DiagSection
 from terminal.diag.faces import brightness
@@ -31,6 +30,7 @@ from terminal.faces.enrol import enrol_photo
 from terminal.store import Store
 from tests.diag.conftest import DiagDaemon, run_diag, run_json
 from tests.faces.conftest import PERSON_A, PERSON_B, TURNED_AWAY, need_dlib, need_yunet, photo_path
+from tests.fixtures import holder_name, seed
 
 pytestmark = pytest.mark.integration
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from terminal.demo_site import card_number
 from terminal.diag.protocol import Exit
 from tests.diag.conftest import DiagDaemon, run_diag, run_json
+from tests.fixtures import card_number
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from terminal.demo_site import card_number
 from terminal.diag.protocol import Exit
 from tests.diag.conftest import DiagDaemon, diag_process
+from tests.fixtures import card_number
 
 pytestmark = pytest.mark.integration
 

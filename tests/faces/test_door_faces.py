@@ -10,7 +10,6 @@ from drivers.camera.sim import SimCamera, SimCameraControl
 from drivers.face.interface import Encoder
 from drivers.sim import SimGateControl
 from terminal.clock import SetClock
-from terminal.demo_site import DOOR, card_number, seed
 from terminal.faces.config import CALIBRATED, FacesSection
 from terminal.faces.enrol import enrol_image
 from terminal.faces.evidence import FaceUse
@@ -20,6 +19,7 @@ from terminal.store import Store
 from terminal.store.faces import FaceStore
 from tests.faces.conftest import PERSON_A, PERSON_B, TURNED_AWAY, photo, photo_path
 from tests.factories import MONDAY_9, presented
+from tests.fixtures import DOOR, card_number, seed
 from tests.loops import door_loop, present
 
 

@@ -12,7 +12,6 @@ from drivers.camera.sim import SimCamera, SimCameraControl
 from drivers.face.interface import Encoder
 from drivers.sim import SimGateControl
 from terminal.clock import SetClock
-from terminal.demo_site import DOOR, card_number, seed
 from terminal.faces.config import CALIBRATED
 from terminal.faces.evidence import FaceUse
 from terminal.faces.verifier import FaceOutcome, FaceResult, FaceVerifier, VerifierSettings
@@ -23,6 +22,7 @@ from terminal.store.faces import FaceStore
 from tests.faces.conftest import PERSON_A, PERSON_B, PERSON_C, photo_path
 from tests.faces.test_verifier import FakeLiveness, enrol
 from tests.factories import MONDAY_9, presented
+from tests.fixtures import DOOR, card_number, seed
 from tests.loops import door_loop, present
 
 # --- the watch on its own: what it tells the flow about a sequence of identification results --

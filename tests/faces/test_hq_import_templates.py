@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from devtools.hq.db import HqDb
 from drivers.camera.images import encode_jpeg
 from drivers.face.interface import Encoder
 from models.matcher import Template, similarity
 from sync.changes import parse_change
-from sync.hq.db import HqDb
 from terminal.cli import main
 from terminal.faces.config import FacesSection
 from terminal.faces.enrol import enrol_photo

@@ -25,7 +25,6 @@ from models.pos import PosPolicy
 from models.reasons import Reason, message_zh
 from models.wallet import MONEY_PURSES, Service
 from terminal.clock import SetClock
-from terminal.demo_site import CANTEEN, DEMO_PIN, SHOP, card_number, seed
 from terminal.faces.config import CALIBRATED
 from terminal.faces.evidence import FaceUse
 from terminal.faces.verifier import FaceVerifier, VerifierSettings
@@ -36,6 +35,7 @@ from terminal.store.faces import FaceStore
 from tests.faces.conftest import PERSON_A, PERSON_B, PERSON_C, photo_path
 from tests.faces.test_verifier import FakeLiveness, enrol
 from tests.factories import TZ, at, presented
+from tests.fixtures import CANTEEN, DEMO_PIN, SHOP, card_number, seed
 from tests.loops import pos_loop, settle
 
 BREAKFAST = at(2026, 11, 23, "07:30")  # fixed price: 3.00 for a gold card

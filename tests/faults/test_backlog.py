@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from bench.faults import backlog
-from sync.hq.db import HqDb
-from terminal.demo_site import seed
+from devtools.hq.db import HqDb
 from terminal.store import Store
+from tests.fixtures import seed
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,8 @@ from bench.faults import corrupt, kill9
 from models.journal import TransactionDraft
 from models.reasons import Reason
 from models.wallet import Purse
-from terminal.demo_site import card_number, seed
 from terminal.store import Charged, Store
+from tests.fixtures import card_number, seed
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from terminal.demo_site import card_number, seed
 from terminal.store import Store
 from terminal.store.schema import quarantined_files
+from tests.fixtures import card_number, seed
 from tests.unit.test_store_damage import damaged_site, oldest_journal_leaf, overwrite
 
 ROOT = Path(__file__).resolve().parents[2]

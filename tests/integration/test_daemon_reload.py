@@ -5,7 +5,6 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -16,10 +15,11 @@ from terminal import daemon
 from terminal.app import App
 
 pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def write_config(path: Path, state: Path, door: str) -> None:
-    text = resources.files("terminal").joinpath("demo.toml").read_text("utf-8")
+    text = (ROOT / "config" / "demo.toml").read_text("utf-8")
     text = text.replace('state_dir = "/var/lib/ykt-terminal-demo"', f'state_dir = "{state}"')
     text = text.replace('id = "east-gate"', f'id = "{door}"')
     path.write_text(text + f'\n[diag]\nsocket = "{state / "diag.sock"}"\n', encoding="utf-8")

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from terminal.demo_faces import shared_data
-from terminal.demo_sync import INSTALL_HINT, find_mosquitto
+from devtools.demo.faces import shared_data
+from devtools.demo.sync import INSTALL_HINT, find_mosquitto
 
 pytestmark = pytest.mark.integration
 

@@ -6,27 +6,27 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from importlib import resources
 from pathlib import Path
 
 import pytest
 
+from devtools.demo.door import demo_config
+from devtools.demo.sync import PEOPLE, build_hq, sync_config
+from devtools.hq.cli import main as hq_main
+from devtools.hq.db import HqDb
+from devtools.hq.office import Office
+from devtools.hq.server import HqServer, ServeOptions
 from models.cards import Genuineness, PresentedCard
 from sync.envelope import public_key_b64
-from sync.hq.cli import main as hq_main
-from sync.hq.db import HqDb
-from sync.hq.office import Office
-from sync.hq.server import HqServer, ServeOptions
 from terminal.app import App
 from terminal.clock import SystemClock
-from terminal.demo import demo_config
-from terminal.demo_site import SITE_TZ
-from terminal.demo_sync import PEOPLE, build_hq, sync_config
 from terminal.devices import SimControls
 from terminal.flows.door import MODE_STATE, DoorMode, FlowNotice, TapOutcome
+from tests.fixtures import SITE_TZ
 from tests.sync.broker import Broker, wait_for
 
 pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -136,7 +136,7 @@ def test_reload_config_refuses_an_invalid_file_and_accepts_a_valid_one(
     assert code == 1 and "nothing changed" in reply["error"] and "bogus" in reply["error"]
     assert not running.app.remote.reload_due
 
-    demo_toml = resources.files("terminal").joinpath("demo.toml").read_text("utf-8")
+    demo_toml = (ROOT / "config" / "demo.toml").read_text("utf-8")
     running.next_config.write_text(demo_toml, encoding="utf-8")
     code, reply = running.cmd("reload_config", capsys=capsys)
     assert code == 0 and reply["result"] == {"valid": True, "reloading": True}

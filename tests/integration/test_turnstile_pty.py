@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from devtools.simboard import Incident, PassageMode, SimBoard, SimBoardControl
 from drivers.interfaces import PassageOutcome
 from drivers.turnstile.board import SecurityKind, SerialGate, SerialGateSettings
 from drivers.turnstile.codec import (
@@ -23,7 +24,6 @@ from drivers.turnstile.codec import (
     OpenResult,
     Passage,
 )
-from drivers.turnstile.simboard import Incident, PassageMode, SimBoard, SimBoardControl
 from models.errors import DriverError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -288,7 +288,7 @@ def test_gate_starts_before_the_board_is_plugged(tmp_path: Path) -> None:
 def test_simulated_board_runs_as_a_command(tmp_path: Path) -> None:
     link = tmp_path / "ttyCLI"
     process = subprocess.Popen(
-        [sys.executable, "-m", "drivers.turnstile.simboard", "--pty", "--link", str(link)],
+        [sys.executable, "-m", "devtools.simboard", "--pty", "--link", str(link)],
         cwd=ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from terminal.demo_site import card_number, seed
 from terminal.store import Store
+from tests.fixtures import card_number, seed
 
 pytestmark = pytest.mark.integration
 

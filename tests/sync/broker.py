@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from sync.hq.mosquitto import Mosquitto, find_mosquitto, free_port, wait_for
+from devtools.mosquitto import Mosquitto, find_mosquitto, free_port, wait_for
 
 __all__ = ["Broker", "free_port", "wait_for"]
 

@@ -4,13 +4,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from devtools.hq.db import HqDb
+from devtools.hq.keyadmin import make_root
+from devtools.hq.office import Office
+from devtools.hq.server import HqServer, ServeOptions
 from models.journal import TransactionDraft
 from models.reasons import Reason
 from sync.envelope import public_key_b64
-from sync.hq.db import HqDb
-from sync.hq.keyadmin import make_root
-from sync.hq.office import Office
-from sync.hq.server import HqServer, ServeOptions
 from sync.service import SyncService
 from sync.settings import SyncSettings
 from terminal.store import Store

@@ -10,7 +10,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from sync.hq.cli import main as hq_main
+from devtools.hq.cli import main as hq_main
 from sync.settings import TlsFiles
 from tests.sync.broker import Broker, free_port, wait_for
 from tests.sync.certs import ScratchCa

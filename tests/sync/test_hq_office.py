@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
+from devtools.hq.cli import main
+from devtools.hq.db import HqDb
+from devtools.hq.importer import import_sheet
+from devtools.hq.intake import ingest_salvaged, ingest_tx, store_status
+from devtools.hq.office import Office, OfficeError, denies_in
 from models.canonical import ZERO_HASH, record_hash
 from models.journal import TransactionDraft, seal
 from models.reasons import Reason
 from sync.changes import parse_change
-from sync.hq.cli import main
-from sync.hq.db import HqDb
-from sync.hq.importer import import_sheet
-from sync.hq.intake import ingest_salvaged, ingest_tx, store_status
-from sync.hq.office import Office, OfficeError, denies_in
 from tests.sync.messages import SITE, TID, card_number, holder
 
 PUB = "h6YLfjw80HyEmq0eRnix/qEbG753buVo8XZp0fvGxZc="

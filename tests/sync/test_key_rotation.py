@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from devtools.hq import keyadmin
+from devtools.hq.cli import main as hq_main
+from devtools.hq.db import HqDb
 from models.errors import SyncError
-from sync.hq import keyadmin
-from sync.hq.cli import main as hq_main
-from sync.hq.db import HqDb
 from tests.sync.broker import Broker, wait_for
 from tests.sync.messages import SITE, card_number, holder
 from tests.sync.sites import Site, restarted

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-import sync.hq.server
+import devtools.hq.server
 from sync.changes import RULE_TYPES, UnknownChange, parse_change
 from sync.engine import ENGINE_COMMANDS, TERMINAL_COMMANDS, SyncEngine
 from sync.envelope import Rejected, Rejection
@@ -41,7 +41,7 @@ def test_every_topic_in_the_doc_is_in_the_code_and_back() -> None:
 def test_every_message_type_has_a_handler() -> None:
     for name, kind in {**SITE_TOPICS, **HQ_TO_TERMINAL}.items():
         assert callable(getattr(SyncEngine, f"_on_{kind}", None)), name
-    server_source = Path(sync.hq.server.__file__).read_text(encoding="utf-8")
+    server_source = Path(devtools.hq.server.__file__).read_text(encoding="utf-8")
     for kind in TERMINAL_TO_HQ.values():
         assert f'name == "{kind}"' in server_source, kind
 

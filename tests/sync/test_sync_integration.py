@@ -13,7 +13,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from sync.hq.cli import main as hq_main
+from devtools.hq.cli import main as hq_main
 from terminal.store.salvage import salvage_quarantined
 from tests.sync.broker import Broker, wait_for
 from tests.sync.messages import SITE, TID, card_number, holder
@@ -177,7 +177,7 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
 
 def test_hq_killed_mid_upload_loses_and_doubles_nothing(site: Site) -> None:
     site.terminal.commit_payments(3000)
-    hq_args = ("-m", "sync.hq", "--dir", str(site.hq_root), "serve")
+    hq_args = ("-m", "devtools.hq", "--dir", str(site.hq_root), "serve")
     hq = _spawn(*hq_args)
     try:
         site.terminal.start()

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from devtools.cardemu.card import CardContent, CardFaults, EmulatedCard
 from drivers.apdu import MAX_ROUNDS, CardTornError
 from drivers.cardapp import (
     CardApplication,
@@ -14,7 +15,6 @@ from drivers.cardapp import (
     MalformedCardDataError,
     parse_public_file,
 )
-from drivers.cardemu.card import CardContent, CardFaults, EmulatedCard
 from drivers.keystore import KeyStoreError, SoftwareKeyStore, diversify, encrypt_block
 from models.cards import CardFault, Genuineness, PresentedCard
 from models.errors import CardError, ConfigError

@@ -10,10 +10,10 @@ from models.reasons import Reason
 from terminal import config as config_module
 from terminal.app import App
 from terminal.clock import SetClock
-from terminal.demo_site import card_number, seed
 from terminal.devices import SimControls
 from terminal.store import Store
 from tests.factories import at, presented
+from tests.fixtures import card_number, seed
 from tests.loops import settle
 
 NOON = at(2026, 11, 23, "12:00")

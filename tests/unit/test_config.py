@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from devtools.demo.door import demo_config
 from models.errors import ConfigError
 from terminal import config, configdoc
 from terminal.cli import main
-from terminal.demo import demo_config
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "config").glob("*.toml"))

@@ -8,11 +8,11 @@ from models import Reason
 from models.door import AntiPassback, PassageReport
 from models.errors import StoreError
 from terminal.clock import SetClock
-from terminal.demo_site import DOOR, card_number, seed
 from terminal.flows.door import DoorSettings, DoorState, FlowNotice, Notice, TapOutcome
 from terminal.flows.steps import Commit, GateReported, OpenGate, Recorded, Tick
 from terminal.store import Store
 from tests.factories import MONDAY_9, presented
+from tests.fixtures import DOOR, card_number, seed
 from tests.loops import door_loop
 
 

@@ -23,7 +23,6 @@ from models.pos import PosPolicy
 from models.reasons import Reason
 from models.wallet import Service
 from terminal.clock import SetClock
-from terminal.demo_site import CANTEEN, DOOR, SHOP, card_number, seed
 from terminal.dryrun import DryRunner
 from terminal.faces.evidence import FaceUse
 from terminal.faces.verifier import FaceResult
@@ -33,6 +32,7 @@ from terminal.loop import TapLoop
 from terminal.store import Store
 from terminal.store.allowlist import card_row, upsert_cards
 from tests.factories import TZ, at
+from tests.fixtures import CANTEEN, DOOR, SHOP, card_number, seed
 from tests.loops import door_loop, pos_loop, settle
 
 MONDAY_9 = at(2026, 11, 23, "09:00")

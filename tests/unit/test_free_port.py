@@ -2,7 +2,7 @@
 
 import socket
 
-from sync.hq import mosquitto
+from devtools import mosquitto
 
 
 def test_ports_come_from_below_the_ephemeral_range() -> None:

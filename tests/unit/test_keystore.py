@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from devtools.cardemu.sam import EmulatedSam
 from drivers.apdu import CardTornError
-from drivers.cardemu.sam import EmulatedSam
 from drivers.keystore import (
     KeyStoreError,
     PsamKeyStore,

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from drivers.cardemu.sam import EmulatedSam
+from devtools.cardemu.sam import EmulatedSam
 from drivers.interfaces import AmountEntered, PinEntered, Screen
 from drivers.keystore import KeyStore, PsamKeyStore, SoftwareKeyStore, derive_pin_key
 from drivers.sim import SimCardReader
@@ -25,12 +25,12 @@ from terminal import app as app_module
 from terminal import config as config_module
 from terminal.app import App
 from terminal.clock import SetClock
-from terminal.demo_site import DEMO_PIN, SHOP, card_number, seed
 from terminal.devices import SimControls
 from terminal.store import Store
 from terminal.store.keeping import DROPPED_PINS, Keeping, seal_pins
 from terminal.store.sync_port import StoreSyncPort
 from tests.factories import InProcessSam, at, presented
+from tests.fixtures import DEMO_PIN, SHOP, card_number, seed
 from tests.loops import settle
 from tests.sync.messages import TID, batch, change, holder
 

@@ -20,10 +20,10 @@ from models.errors import StoreError
 from models.pos import PosPolicy
 from models.wallet import Service
 from terminal.clock import SetClock
-from terminal.demo_site import CANTEEN, DEMO_PIN, SHOP, card_number, seed
 from terminal.flows.pos import PosOutcome, PosSettings, PosState
 from terminal.store import Store
 from tests.factories import at, presented
+from tests.fixtures import CANTEEN, DEMO_PIN, SHOP, card_number, seed
 from tests.loops import pos_loop, settle
 
 BREAKFAST = at(2026, 11, 23, "07:30")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from models.journal import TransactionDraft
 from models.reasons import Reason
-from terminal.demo_site import seed
 from terminal.store import Store
 from terminal.store.schema import damage_marker, quarantined_files
+from tests.fixtures import seed
 
 PAGE = 4096
 

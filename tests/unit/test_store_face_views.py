@@ -2,9 +2,9 @@
 
 from models import FaceCredential, Reason, decide
 from models.door import DoorRequest
-from terminal.demo_site import DOOR, card_number, seed
 from terminal.store import Store
 from tests.factories import MONDAY_9
+from tests.fixtures import DOOR, card_number, seed
 
 
 def test_a_replaced_cards_holder_is_judged_on_the_new_card(store: Store) -> None:

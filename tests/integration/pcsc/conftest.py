@@ -1,6 +1,6 @@
 """Fixtures for the real PC/SC path: pyscard -> pcscd -> vpcd -> card/PSAM emulator processes.
 
-pcscd, the machine lock and the emulator processes come from :mod:`drivers.cardemu.harness`,
+pcscd, the machine lock and the emulator processes come from :mod:`devtools.cardemu.harness`,
 which the benchmark shares; these fixtures turn its errors into test failures that say what to
 install. Emulators run as subprocesses so a stuck exchange never hangs the test process.
 """
@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from drivers.cardemu import harness
-from drivers.cardemu.harness import CARD_PORT, CARD_READER, POLL_SETTLE, SAM_PORT, SAM_READER
+from devtools.cardemu import harness
+from devtools.cardemu.harness import CARD_PORT, CARD_READER, POLL_SETTLE, SAM_PORT, SAM_READER
 from drivers.pcsc import PcscCardReader, PcscSettings
 
 MASTER_KEY = "2B7E151628AED2A6ABF7158809CF4F3C"

@@ -6,7 +6,7 @@ granted, unacknowledged events) and answers as the protocol says, so the real
 pyserial. What the world around the board does (someone passes, nobody does, the door is forced,
 the USB adapter is pulled) is pushed through a separate :class:`SimBoardControl`.
 
-    python -m drivers.turnstile.simboard --pty [--link PATH] [--mode pass|nobody|late]
+    python -m devtools.simboard --pty [--link PATH] [--mode pass|nobody|late]
 
 prints the port's path and then takes one command per line on stdin (``help`` lists them).
 With ``--link`` the board keeps a symlink to its current pty, the way udev keeps
@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
 
+from devtools.simworld import Incident, PassageMode, SimBoardControl
 from drivers.turnstile.codec import (
     Alarm,
     BoardEvent,
@@ -59,7 +60,6 @@ from drivers.turnstile.codec import (
     to_frame,
     wrap_body,
 )
-from drivers.turnstile.simworld import Incident, PassageMode, SimBoardControl
 
 logger = logging.getLogger(__name__)
 __all__ = ["Incident", "PassageMode", "SimBoard", "SimBoardControl", "main"]
@@ -414,7 +414,7 @@ def _stop_on_signal(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m drivers.turnstile.simboard",
+        prog="python -m devtools.simboard",
         description="Simulated turnstile board on a pseudo-terminal (for the demo and tests).",
     )
     parser.add_argument(

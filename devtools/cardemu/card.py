@@ -9,8 +9,8 @@ import time
 from dataclasses import dataclass, field
 from datetime import date
 
+from devtools.cardemu.vpcd import make_atr
 from drivers.cardapp import APPLICATION_TYPE_V1, DEFAULT_AID, PUBLIC_FILE_SFI
-from drivers.cardemu.vpcd import make_atr
 from drivers.keystore import encrypt_block
 
 HOLDER_FILE_SFI = 0x16
@@ -109,7 +109,7 @@ class _State:
 
 
 class EmulatedCard:
-    """The card side of the profile; implements :class:`drivers.cardemu.vpcd.VirtualCard`."""
+    """The card side of the profile; implements :class:`devtools.cardemu.vpcd.VirtualCard`."""
 
     def __init__(self, content: CardContent, faults: CardFaults | None = None) -> None:
         self.content = content

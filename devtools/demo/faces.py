@@ -19,6 +19,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from devtools.demo.site import SITE_TZ, card_number, holder_name, seed
 from drivers.camera.sim import SimCameraControl
 from drivers.face.yunet import YUNET_2023MAR_SHA256
 from models.cards import FaceCredential, Genuineness, PresentedCard, mask_card_number
@@ -27,7 +28,6 @@ from terminal import config as config_module
 from terminal.app import App
 from terminal.clock import SetClock
 from terminal.config import Config
-from terminal.demo_site import SITE_TZ, card_number, holder_name, seed
 from terminal.devices import SimControls
 from terminal.faces.enrol import enrol_photo
 from terminal.flows.door import FlowNotice, Notice, TapOutcome

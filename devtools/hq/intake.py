@@ -18,10 +18,10 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from devtools.hq.db import HqDb, now_iso, text_of
+from devtools.hq.office import Office, OfficeError
 from models.canonical import ZERO_HASH, record_hash
 from sync.changes import bad, integer
-from sync.hq.db import HqDb, now_iso, text_of
-from sync.hq.office import Office, OfficeError
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ caller and killing one is pulling the card out.
 command, a different card number each time, for measurements that need hundreds of taps without
 starting a process per tap::
 
-    python -m drivers.cardemu.harness tapping-card --issuer-id HEX --master-key HEX
+    python -m devtools.cardemu.harness tapping-card --issuer-id HEX --master-key HEX
 """
 
 import argparse
@@ -30,8 +30,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from drivers.cardemu.card import CardContent, EmulatedCard
-from drivers.cardemu.vpcd import VPCD_HOST, VPCD_PORT, connect, serve
+from devtools.cardemu.card import CardContent, EmulatedCard
+from devtools.cardemu.vpcd import VPCD_HOST, VPCD_PORT, connect, serve
 from drivers.keystore import diversify
 from drivers.pcsc import list_readers
 from models.errors import DriverError
@@ -189,9 +189,9 @@ def _module_command(module: str, args: Sequence[str]) -> tuple[list[str], dict[s
 
 
 def start_emulator(kind: str, port: int, args: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
-    """``python -m drivers.cardemu KIND --port PORT ARGS...`` with its output in ``log``."""
+    """``python -m devtools.cardemu KIND --port PORT ARGS...`` with its output in ``log``."""
     command, env = _module_command(
-        "drivers.cardemu", [kind, "--port", str(port), "--connect-timeout", "20", *args]
+        "devtools.cardemu", [kind, "--port", str(port), "--connect-timeout", "20", *args]
     )
     with log.open("wb") as out:
         return subprocess.Popen(command, stdout=out, stderr=out, env=env)
@@ -220,7 +220,7 @@ class TappingCard:
 
     def start(self) -> None:
         command, env = _module_command(
-            "drivers.cardemu.harness",
+            "devtools.cardemu.harness",
             [
                 "tapping-card",
                 "--port",
@@ -347,7 +347,7 @@ def _tapping_card(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m drivers.cardemu.harness")
+    parser = argparse.ArgumentParser(prog="python -m devtools.cardemu.harness")
     sub = parser.add_subparsers(dest="command", required=True)
     tapping = sub.add_parser(
         "tapping-card",

@@ -15,9 +15,9 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from rich.console import Console
 
+from devtools.hq.db import KEY_NAME, HqDb
 from models.errors import SyncError
 from sync.envelope import Rejected, public_key_b64, public_key_from_b64
-from sync.hq.db import KEY_NAME, HqDb
 from sync.keys import key_id, read_private_key, write_private_key
 from sync.keyset import ROOT_PREFIX, Keyset, open_keyset, sign_keyset
 

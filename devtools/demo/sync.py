@@ -25,19 +25,19 @@ from typing import Any
 
 from rich.console import Console
 
+from devtools.demo.site import DOOR, SITE_TZ, card_number
+from devtools.hq.db import HqDb
+from devtools.hq.keyadmin import ROOT_KEY_NAME, make_root
+from devtools.hq.office import Office
+from devtools.hq.server import HqServer, ServeOptions
+from devtools.mosquitto import BrokerStartError, Mosquitto, find_mosquitto
 from models.cards import Genuineness, PresentedCard, mask_card_number
 from models.reasons import Reason, message_en, message_zh
 from sync.envelope import public_key_b64
-from sync.hq.db import HqDb
-from sync.hq.keyadmin import ROOT_KEY_NAME, make_root
-from sync.hq.mosquitto import BrokerStartError, Mosquitto, find_mosquitto
-from sync.hq.office import Office
-from sync.hq.server import HqServer, ServeOptions
 from terminal import config as config_module
 from terminal.app import App
 from terminal.clock import SystemClock
 from terminal.config import Config
-from terminal.demo_site import DOOR, SITE_TZ, card_number
 from terminal.devices import SimControls
 from terminal.flows.door import FlowNotice, TapOutcome
 from terminal.store.sync_port import StoreSyncPort

@@ -3,7 +3,7 @@
 import time
 from collections.abc import Mapping
 
-from drivers.cardemu.vpcd import make_atr
+from devtools.cardemu.vpcd import make_atr
 from drivers.keystore import (
     DEFAULT_SAM_AID,
     DIVERSIFICATION_CONSTANT,
@@ -21,7 +21,7 @@ def _sw(value: int) -> bytes:
 
 
 class EmulatedSam:
-    """Master keys by key id; implements :class:`drivers.cardemu.vpcd.VirtualCard`."""
+    """Master keys by key id; implements :class:`devtools.cardemu.vpcd.VirtualCard`."""
 
     def __init__(
         self,

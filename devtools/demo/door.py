@@ -1,4 +1,4 @@
-"""``ykt demo``: the real daemon wiring on simulated hardware, with a narrated scenario.
+"""The door part of ``ykt demo``, and the demo's whole run (door, tills, faces, sync).
 
 The scenario sets the terminal's clock before each tap (Monday morning, a late evening, New Year's
 Day), presents a card on the simulated reader, waits for the door flow to finish, and prints what
@@ -17,16 +17,18 @@ from pathlib import Path
 
 from rich.console import Console
 
+from devtools.demo import faces as demo_faces
+from devtools.demo import pos as demo_pos
+from devtools.demo import sync as demo_sync
+from devtools.demo.site import SITE_TZ, card_number, holder_name, seed
 from drivers.interfaces import PassageOutcome
 from drivers.sim import ScriptError, parse_script_line, play_step
 from models.cards import CardFault, Genuineness, PresentedCard, mask_card_number
 from models.reasons import message_en, message_zh
 from terminal import config as config_module
-from terminal import demo_faces, demo_pos, demo_sync
 from terminal.app import App
 from terminal.clock import SetClock, SystemClock
 from terminal.config import Config
-from terminal.demo_site import SITE_TZ, card_number, holder_name, seed
 from terminal.devices import SimControls
 from terminal.flows.door import FlowNotice, Notice, TapOutcome
 from terminal.logs import setup_logging
@@ -34,7 +36,7 @@ from terminal.logs import setup_logging
 
 def demo_config(state_dir: Path) -> Config:
     """The packaged demo config, with its state in ``state_dir``."""
-    text = resources.files("terminal").joinpath("demo.toml").read_text("utf-8")
+    text = resources.files("devtools.demo").joinpath("demo.toml").read_text("utf-8")
     data = tomllib.loads(text)
     data["terminal"]["state_dir"] = str(state_dir)
     return config_module.parse(data)

@@ -18,8 +18,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from devtools.hq.office import Office, OfficeError
 from sync.envelope import b64encode
-from sync.hq.office import Office, OfficeError
 
 COLUMNS = (
     "序号",

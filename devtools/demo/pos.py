@@ -14,6 +14,15 @@ from typing import Any
 
 from rich.console import Console
 
+from devtools.demo.site import (
+    CANTEEN,
+    DEMO_PIN,
+    SHOP,
+    SITE_TZ,
+    card_number,
+    holder_name,
+    seed,
+)
 from drivers.interfaces import (
     AmountEntered,
     Cancelled,
@@ -28,15 +37,6 @@ from terminal import config as config_module
 from terminal.app import App
 from terminal.clock import SetClock
 from terminal.config import Config
-from terminal.demo_site import (
-    CANTEEN,
-    DEMO_PIN,
-    SHOP,
-    SITE_TZ,
-    card_number,
-    holder_name,
-    seed,
-)
 from terminal.devices import SimControls
 from terminal.flows.pos import PosOutcome
 

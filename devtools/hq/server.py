@@ -19,12 +19,12 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from devtools.hq import intake
+from devtools.hq.db import HqDb
+from devtools.hq.office import denies_in
 from models.timefmt import rfc3339
 from sync.changes import bad
 from sync.envelope import Envelope, Rejected, open_envelope, public_key_from_b64
-from sync.hq import intake
-from sync.hq.db import HqDb
-from sync.hq.office import denies_in
 from sync.link import Inbound, LinkOptions, MqttLink
 from sync.settings import TlsFiles
 from sync.snapshot import build_chunks, chunk_bodies

@@ -1,18 +1,17 @@
 """Face templates computed at HQ from registration photos, for ``ykt hq import --templates``.
 
-The reference HQ tool may not depend on the drivers (layering), so the terminal's CLI hands it
-this encoder. The template is the one the terminals compute themselves (same model id, same
+The template is the one the terminals compute themselves (same model id, same
 enrolment quality gate), so a terminal uses it as if it had enrolled the photo on the device.
 """
 
 from pathlib import Path
 
+from devtools.hq.importer import FaceEncoding
 from drivers.face.backends import EncoderSettings, build_encoder
 from drivers.face.modelfile import ModelFile
 from drivers.face.yunet import YUNET_2023MAR_SHA256, YuNetSettings
 from models.errors import DriverError
 from sync.envelope import b64encode
-from sync.hq.importer import FaceEncoding
 from terminal.faces.config import FacesSection
 from terminal.faces.enrol import enrol_photo
 

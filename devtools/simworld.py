@@ -1,5 +1,5 @@
 """The world around a simulated turnstile board: what people and accidents do to it, and what it
-has seen. Kept apart from the board's protocol loop (:mod:`drivers.turnstile.simboard`) so a test
+has seen. Kept apart from the board's protocol loop (:mod:`devtools.simboard`) so a test
 reads one and steers the other."""
 
 import queue

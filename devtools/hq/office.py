@@ -10,6 +10,7 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from devtools.hq.db import HqDb, now_iso
 from models.errors import SyncError
 from models.wallet import Purse
 from sync.changes import (
@@ -21,7 +22,6 @@ from sync.changes import (
     parse_ledger,
 )
 from sync.envelope import Rejected, public_key_from_b64
-from sync.hq.db import HqDb, now_iso
 from sync.keys import key_id
 
 VALID = ("active", "spend_only")

@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -26,15 +26,15 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from devtools.hq.db import HqDb
+from devtools.hq.importer import import_sheet, read_rows
+from devtools.hq.keyadmin import ROOT_KEY_NAME, add_key_commands, config_lines, make_root
+from devtools.hq.office import Office
+from devtools.hq.server import HqServer, ServeOptions
 from models.errors import TerminalError
 from models.timefmt import rfc3339
 from sync.engine import ENGINE_COMMANDS, TERMINAL_COMMANDS
 from sync.envelope import Rejected, open_envelope, public_key_from_b64
-from sync.hq.db import HqDb
-from sync.hq.importer import FaceEncoding, import_sheet, read_rows
-from sync.hq.keyadmin import ROOT_KEY_NAME, add_key_commands, config_lines, make_root
-from sync.hq.office import Office
-from sync.hq.server import HqServer, ServeOptions
 from sync.settings import TlsFiles
 from sync.topics import Topics
 
@@ -117,11 +117,11 @@ def _alarms(args: argparse.Namespace) -> int:
 def _import(args: argparse.Namespace) -> int:
     encode_face = None
     if args.templates is not None:
-        factory: FaceEncoderFactory | None = getattr(args, "face_encoders", None)
-        if factory is None:
-            raise SystemExit("--templates needs the face encoders: run it as `ykt hq import`")
+        # Imported here: the encoders load OpenCV and a face model, which no other command needs.
+        from devtools.hq.templates import photo_encoder  # noqa: PLC0415
+
         try:
-            encode_face = factory(args.templates, args.yunet)
+            encode_face = photo_encoder(args.templates, args.yunet)
         except ValueError as exc:
             raise SystemExit(f"ykt hq import: {exc}") from None
     office = Office(_open(args))
@@ -370,8 +370,6 @@ def _cmd(args: argparse.Namespace) -> int:
 
 
 Sub = Any  # argparse's subparsers action has no public type
-# (backend, yunet model path) -> a photo encoder for the import
-FaceEncoderFactory = Callable[[str, Path | None], FaceEncoding]
 
 
 def _command(sub: Sub, name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
@@ -475,14 +473,9 @@ def _link_commands(sub: Sub) -> None:
     cmd.add_argument("--wait", type=float, default=5.0, help="seconds to wait for the reply")
 
 
-def add_hq_commands(
-    subparsers: Sub, face_encoders: "FaceEncoderFactory | None" = None
-) -> argparse.ArgumentParser:
-    """Add ``hq`` and its subcommands to ``ykt``'s subparsers; handlers set ``handler``.
-
-    ``face_encoders`` comes from the terminal's CLI, which has the face encoders (this package
-    may not depend on the drivers); without it ``import --templates`` is refused.
-    """
+def add_hq_commands(subparsers: Sub) -> argparse.ArgumentParser:
+    """Add ``hq`` and its subcommands to ``ykt``'s subparsers (the ``ykt.commands`` entry point
+    this package declares); handlers set ``handler``."""
     hq: argparse.ArgumentParser = subparsers.add_parser(
         "hq", help="reference HQ: card office, ledger, and the MQTT side"
     )
@@ -497,12 +490,11 @@ def add_hq_commands(
     _money_commands(sub)
     _link_commands(sub)
     add_key_commands(sub)
-    hq.set_defaults(face_encoders=face_encoders)
     return hq
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m sync.hq ...``: the same commands without the terminal's CLI around them."""
+    """``python -m devtools.hq ...``: the same commands without the terminal's CLI around them."""
     parser = argparse.ArgumentParser(prog="ykt")
     add_hq_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["hq", *(sys.argv[1:] if argv is None else argv)])

@@ -1,7 +1,7 @@
 """Run an emulated card or PSAM in a vpcd reader slot.
 
-    python -m drivers.cardemu card --port 35963 --config card.toml [overrides...]
-    python -m drivers.cardemu sam --port 35964 --config keys.toml
+    python -m devtools.cardemu card --port 35963 --config card.toml [overrides...]
+    python -m devtools.cardemu sam --port 35964 --config keys.toml
 
 Options given on the command line override the config file (TOML, same names with underscores;
 hex strings for bytes, ``YYYY-MM-DD`` for dates). Keys are never logged.
@@ -18,13 +18,13 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from drivers.cardemu.card import MALFORMATIONS, CardContent, CardFaults, EmulatedCard
-from drivers.cardemu.sam import EmulatedSam
-from drivers.cardemu.vpcd import VPCD_HOST, VPCD_PORT, LinkEnd, VirtualCard, connect, serve
+from devtools.cardemu.card import MALFORMATIONS, CardContent, CardFaults, EmulatedCard
+from devtools.cardemu.sam import EmulatedSam
+from devtools.cardemu.vpcd import VPCD_HOST, VPCD_PORT, LinkEnd, VirtualCard, connect, serve
 from drivers.keystore import DEFAULT_SAM_AID, diversify, parse_master_keys
 from models.errors import ConfigError
 
-logger = logging.getLogger("drivers.cardemu")
+logger = logging.getLogger("devtools.cardemu")
 
 _CARD_KEYS = {
     "number", "issuer_id", "master_key", "card_key", "key_id", "class_code", "issue_seq",
@@ -177,7 +177,7 @@ def run(
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m drivers.cardemu", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devtools.cardemu", description=__doc__)
     sub = parser.add_subparsers(dest="kind", required=True)
     card = sub.add_parser("card", help="a 一卡通 CPU card (or a UID-only card)")
     sam = sub.add_parser("sam", help="a PSAM holding master keys")

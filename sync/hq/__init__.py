@@ -1,6 +1,0 @@
-"""``ykt hq``: a reference headquarters speaking PROTOCOL.md v1, for tests, demos and integrators.
-
-It is a separate program from the terminal with its own SQLite database (which is why it, alone in
-``sync``, may import ``sqlite3``). It is deliberately small: one site, one process, no user
-management; a real HQ is another team's system and only has to speak the same protocol.
-"""
