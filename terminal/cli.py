@@ -9,13 +9,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from drivers.secrets import CredentialSource, credentials_from, unit_credentials
 from models.errors import ConfigError, TerminalError
 from sync.hq.cli import add_hq_commands
-from terminal import __version__, config, configdoc, daemon, demo, preflight
+from terminal import __version__, config, daemon, demo, preflight
+from terminal.config import doc as configdoc
 from terminal.diag.cli import add_diag_commands
 from terminal.faces.cli import add_faces_commands
 from terminal.faces.hq_templates import photo_encoder
-from terminal.secret_ref import CredentialSource, credentials_from, unit_credentials
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

@@ -12,8 +12,8 @@ from drivers.camera.sim import SimCamera, SimCameraControl
 from drivers.face.interface import Encoder
 from drivers.sim import SimGateControl
 from terminal.clock import SetClock
+from terminal.config.faces import CALIBRATED
 from terminal.demo_site import DOOR, card_number, seed
-from terminal.faces.config import CALIBRATED
 from terminal.faces.evidence import FaceUse
 from terminal.faces.verifier import FaceOutcome, FaceResult, FaceVerifier, VerifierSettings
 from terminal.faces.watch import FaceGone, FaceNotRecognised, FaceSeen, FaceSpoofed, FaceWatch

@@ -9,8 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from models.errors import ConfigError
-from terminal import config, configdoc
+from models.settings import models_in
+from terminal import config
 from terminal.cli import main
+from terminal.config import doc as configdoc
 from terminal.demo import demo_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -240,7 +242,7 @@ def test_every_field_is_described() -> None:
     def walk(model: type) -> None:
         for name, info in model.model_fields.items():  # type: ignore[attr-defined]
             assert info.description, f"{model.__name__}.{name} has no description"
-            for inner in configdoc._models_in(info.annotation):
+            for inner in models_in(info.annotation):
                 walk(inner)
 
     walk(config.Config)
