@@ -44,7 +44,7 @@ from sitegen import BENCH_DOOR, Scale, build, card_number
 
 from devtools.cardemu import harness
 from drivers.interfaces import CardPresented, CardRemoved, Health, PassageOutcome
-from drivers.pcsc import PcscCardReader, PcscSettings
+from drivers.pcsc import PcscCardReader, PcscSettings, SoftwareKeyStoreSettings
 from drivers.sim import SimGate, SimGateControl
 from models.cards import Genuineness, PresentedCard
 from models.credential import SiteCards
@@ -263,10 +263,12 @@ class Rig:
             daemon = harness.ensure_pcscd(self.work / "pcscd.log")
             if daemon.owned:
                 self.started_pcscd.append(daemon)
+            key_store = SoftwareKeyStoreSettings(type="software", key_file=f"file:{self.key_file}")
             settings = PcscSettings(
+                driver="pcsc",
                 reader_pattern=harness.CARD_READER,
                 mode=mode,
-                key_file=self.key_file if mode == "cpu" else None,
+                key_store=key_store if mode == "cpu" else None,
             )
             reader = PcscCardReader(settings)
             gate = TimedGate()

@@ -27,7 +27,7 @@ from terminal.config import (
     PcscReaderSection,
     PsamKeyStoreSection,
 )
-from terminal.config_sync import sync_settings
+from terminal.config.sync import sync_settings
 from terminal.devices import DISPLAYS, GATES, KEYPADS, READERS, SimControls
 from terminal.diag.facts import clock_facts, clock_state, disk_facts, disk_state
 from terminal.door_mode import DoorModes

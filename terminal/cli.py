@@ -10,11 +10,12 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from drivers.secrets import CredentialSource, credentials_from, unit_credentials
 from models.errors import ConfigError, TerminalError
-from terminal import __version__, config, configdoc, daemon, preflight
+from terminal import __version__, config, daemon, preflight
+from terminal.config import doc as configdoc
 from terminal.diag.cli import add_diag_commands
 from terminal.faces.cli import add_faces_commands
-from terminal.secret_ref import CredentialSource, credentials_from, unit_credentials
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # Commands another installed package adds to ``ykt``: each entry point is a function taking the

@@ -1,5 +1,6 @@
 """The devices a config names, built through explicit mappings from each section's ``driver``
-(no discovery), and the handles on the simulated ones that the demo and tests drive."""
+(no discovery), and the handles on the simulated ones that the demo and tests drive. A real
+device's section is its driver's settings, handed over as loaded."""
 
 import logging
 import sys
@@ -27,17 +28,7 @@ from drivers.sim import (
 )
 from drivers.turnstile.board import SerialGate, SerialGateSettings
 from models.errors import ConfigError
-from terminal.config import (
-    PcscReaderSection,
-    PsamKeyStoreSection,
-    SerialGateSection,
-    SimDisplaySection,
-    SimGateSection,
-    SimKeypadSection,
-    SimReaderSection,
-    SoftwareKeyStoreSection,
-)
-from terminal.secret_ref import resolve_secret
+from terminal.config import SimDisplaySection, SimGateSection, SimKeypadSection, SimReaderSection
 
 logger = logging.getLogger(__name__)
 
@@ -89,34 +80,12 @@ def _sim_reader(section: SimReaderSection, sim: SimControls) -> CardReader:
     return reader
 
 
-def _pcsc_reader(section: PcscReaderSection, sim: SimControls) -> CardReader:
-    key_store = section.key_store
-    settings = PcscSettings(
-        reader_pattern=section.reader_pattern,
-        sam_reader_pattern=key_store.reader_pattern
-        if isinstance(key_store, PsamKeyStoreSection)
-        else None,
-        mode=section.mode,
-        aid=section.aid,
-        key_id=section.key_id,
-        key_file=resolve_secret(key_store.key_file)
-        if isinstance(key_store, SoftwareKeyStoreSection)
-        else None,
-        apdu_timeout=section.apdu_timeout_ms / 1000,
-    )
-    return PcscCardReader(settings)
+def _pcsc_reader(section: PcscSettings, sim: SimControls) -> CardReader:
+    return PcscCardReader(section)
 
 
-def _serial_gate(section: SerialGateSection, sim: SimControls) -> Gate:
-    return SerialGate(
-        SerialGateSettings(
-            port=section.port,
-            baudrate=section.baudrate,
-            ack_timeout=section.ack_timeout_seconds,
-            retries=section.retries,
-            silence_timeout=section.silence_timeout_seconds,
-        )
-    )
+def _serial_gate(section: SerialGateSettings, sim: SimControls) -> Gate:
+    return SerialGate(section)
 
 
 def _sim_gate(section: SimGateSection, sim: SimControls) -> Gate:

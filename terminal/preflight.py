@@ -12,11 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from drivers.keystore import read_key_file
+from drivers.pcsc.settings import PcscSettings, SoftwareKeyStoreSettings
+from drivers.secrets import resolve_secret
 from models.errors import ConfigError, SyncError
 from sync.keys import read_private_key
-from terminal.config import Config, PcscReaderSection, SoftwareKeyStoreSection
-from terminal.config_sync import SyncSection, signing_key_file
-from terminal.secret_ref import resolve_secret
+from sync.settings import SyncSection, signing_key_file
+from terminal.config import Config
 
 
 def problems(config: Config) -> list[str]:
@@ -36,9 +37,7 @@ def problems(config: Config) -> list[str]:
 def _checks(config: Config) -> list[tuple[str, Callable[[], object]]]:
     checks: list[tuple[str, Callable[[], object]]] = []
     reader = config.reader
-    if isinstance(reader, PcscReaderSection) and isinstance(
-        reader.key_store, SoftwareKeyStoreSection
-    ):
+    if isinstance(reader, PcscSettings) and isinstance(reader.key_store, SoftwareKeyStoreSettings):
         ref = reader.key_store.key_file
         checks.append(("reader.key_store.key_file", lambda: _card_keys(resolve_secret(ref))))
     if config.sync.enabled:

@@ -1,14 +1,8 @@
-"""The ``[privacy]`` section, and the PIN key taken from the reader's key store (docs/privacy.md).
-
-What a terminal keeps is decided by its role and configuration (``terminal.store.keeping``);
-the two choices a site makes on purpose are here: full names instead of the masked form, and
-which master key of the key store PIN hashes are sealed with.
-"""
+"""The PIN key taken from the reader's key store (docs/privacy.md); which master key it is, is
+the ``[privacy]`` section's choice (``terminal.config.privacy``)."""
 
 import logging
 import threading
-
-from pydantic import BaseModel, ConfigDict, Field
 
 from drivers.keystore import KeyStore, derive_pin_key
 from models.errors import DriverError, StoreError
@@ -17,28 +11,6 @@ from terminal.store import Store
 from terminal.store.keeping import seal_pins
 
 logger = logging.getLogger(__name__)
-
-
-class PrivacySection(BaseModel):
-    """What this terminal keeps of holders' personal data beyond what its role needs."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    full_names: bool = Field(
-        False,
-        description="Keep holders' names in full. Off: the store keeps each name as the display "
-        "shows it (family name only, 张*), which is all the customer display and diag show; "
-        "a site that needs full names on the terminal sets this on purpose.",
-    )
-    pin_key_id: int | None = Field(
-        None,
-        ge=0,
-        le=255,
-        description="Master key id of the reader's key store (PSAM or key file) that PIN hashes "
-        "are sealed with, so that the database alone allows no offline search of PINs; empty: "
-        "reader.key_id. Needs a PC/SC reader in cpu mode. Changing it drops the sealed hashes "
-        "until HQ's snapshot brings them again.",
-    )
 
 
 class PinKeySource:

@@ -12,7 +12,7 @@ from drivers.face.modelfile import ModelFile
 from drivers.face.yunet import YUNET_2023MAR_SHA256, YuNetSettings
 from models.errors import DriverError
 from sync.envelope import b64encode
-from terminal.faces.config import FacesSection
+from terminal.config.faces import FacesSection
 from terminal.faces.enrol import enrol_photo
 
 

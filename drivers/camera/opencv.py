@@ -12,33 +12,20 @@ with a capped exponential back-off, forever, until :meth:`OpenCVCamera.close`; `
 import logging
 import threading
 import time
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from drivers.camera.interface import CapturedFrame, Frame
+from drivers.camera.settings import CameraSettings
 from drivers.interfaces import Health
 from models.errors import DriverError
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class OpenCVCameraSettings:
-    """``source``: a V4L2 device index (0 for ``/dev/video0``), a device path, a file or a URL."""
-
-    source: int | str = 0
-    width: int = 640
-    height: int = 480
-    fps: float = 15.0
-    stall_seconds: float = 2.0
-    backoff_initial: float = 0.5
-    backoff_max: float = 10.0
-
-
 class OpenCVCamera:
-    def __init__(self, settings: OpenCVCameraSettings) -> None:
+    def __init__(self, settings: CameraSettings) -> None:
         self.settings = settings
         self._cond = threading.Condition()
         self._frame: CapturedFrame | None = None
@@ -81,7 +68,7 @@ class OpenCVCamera:
             self._reconnects += 1
 
     def _run(self) -> None:
-        backoff = self.settings.backoff_initial
+        backoff = self.settings.reconnect_first_seconds
         period = 1.0 / self.settings.fps if self.settings.fps > 0 else 0.0
         while not self._stop.is_set():
             capture = self._open()
@@ -90,7 +77,7 @@ class OpenCVCamera:
                 # The source is not logged: a stream URL may carry a password.
                 logger.warning("camera not available; retrying in %.1f s", backoff)
                 self._stop.wait(backoff)
-                backoff = min(backoff * 2, self.settings.backoff_max)
+                backoff = min(backoff * 2, self.settings.reconnect_max_seconds)
                 continue
             logger.info("camera opened")
             last_ok = time.monotonic()
@@ -101,7 +88,7 @@ class OpenCVCamera:
                     if ok and image is not None and image.ndim == 3:
                         self._publish(np.asarray(image, dtype=np.uint8))
                         last_ok = time.monotonic()
-                        backoff = self.settings.backoff_initial
+                        backoff = self.settings.reconnect_first_seconds
                     elif time.monotonic() - last_ok > self.settings.stall_seconds or not ok:
                         self._lost("the camera stopped delivering frames")
                         logger.warning("camera lost; reconnecting")
@@ -113,7 +100,7 @@ class OpenCVCamera:
             finally:
                 capture.release()
             self._stop.wait(backoff)
-            backoff = min(backoff * 2, self.settings.backoff_max)
+            backoff = min(backoff * 2, self.settings.reconnect_max_seconds)
 
     def latest(self, after: int = -1, timeout: float = 0.0) -> CapturedFrame | None:
         deadline = time.monotonic() + timeout

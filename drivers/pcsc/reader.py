@@ -28,8 +28,14 @@ from drivers.cardapp import CardApplication, CardMode, Incomplete
 from drivers.interfaces import CardPresented, CardRemoved, Health, ReaderEvent, TapIncomplete
 from drivers.keystore import KeyStore, KeyStoreError, PsamKeyStore, SoftwareKeyStore
 from drivers.pcsc.errors import ReaderGoneError, UnsupportedCardError, translate
-from drivers.pcsc.settings import PcscSettings, reader_matches
+from drivers.pcsc.settings import (
+    PcscSettings,
+    PsamKeyStoreSettings,
+    SoftwareKeyStoreSettings,
+    reader_matches,
+)
 from drivers.pcsc.slot import Slot, establish_context, reader_names, release_context
+from drivers.secrets import resolve_secret
 from models.cards import CardFault, Genuineness, PresentedCard, mask_card_number
 from models.errors import CardError, ConfigError, DriverError
 from models.reasons import Reason
@@ -76,15 +82,19 @@ class PcscCardReader:
         self._settings = settings
         mode = CardMode(settings.mode)
         self._sam_slot: Slot | None = None
+        store = settings.key_store
         if mode is CardMode.CPU and keystore is None:
-            if settings.sam_reader_pattern is not None:
-                self._sam_slot = Slot("psam", settings.apdu_timeout, settings.sam_reader_pattern)
-                sam_aid = None if settings.sam_aid is None else bytes.fromhex(settings.sam_aid)
-                keystore = PsamKeyStore(self._sam_slot, aid=sam_aid)
-            elif settings.key_file is not None:
-                keystore = SoftwareKeyStore.from_file(settings.key_file)
+            if isinstance(store, PsamKeyStoreSettings):
+                self._sam_slot = Slot("psam", settings.apdu_timeout, store.reader_pattern)
+                keystore = PsamKeyStore(self._sam_slot, aid=bytes.fromhex(store.aid))
+            elif isinstance(store, SoftwareKeyStoreSettings):
+                try:
+                    key_file = resolve_secret(store.key_file)
+                except ValueError as exc:
+                    raise ConfigError(f"key_store.key_file: {exc}") from None
+                keystore = SoftwareKeyStore.from_file(key_file)
             else:
-                raise ConfigError("mode cpu needs key_file or sam_reader_pattern")
+                raise ConfigError("mode cpu needs a key_store")
         self._keystore = keystore
         self._app = CardApplication(
             keystore, mode=mode, aid=bytes.fromhex(settings.aid), key_id=settings.key_id
@@ -211,7 +221,7 @@ class PcscCardReader:
             failed = True
             # A reader that worked earns a fresh start; repeated failures back off to the cap.
             delay = _FIRST_BACKOFF if self._attached else delay * 2
-            delay = min(max(delay, _FIRST_BACKOFF), self._settings.max_backoff)
+            delay = min(max(delay, _FIRST_BACKOFF), self._settings.reconnect_max_seconds)
             self._stop.wait(delay)
 
     def _attach_and_watch(self, *, recovering: bool) -> None:
@@ -230,7 +240,8 @@ class PcscCardReader:
         self._watch(context, reader)
 
     def _pick_reader(self, names: list[str]) -> str:
-        sam_pattern = self._settings.sam_reader_pattern
+        store = self._settings.key_store
+        sam_pattern = store.reader_pattern if isinstance(store, PsamKeyStoreSettings) else None
         candidates = sorted(
             n
             for n in names
@@ -249,7 +260,8 @@ class PcscCardReader:
         if not isinstance(keystore, PsamKeyStore):
             return
         now = time.monotonic()
-        if not force and (self._sam_ok or now - self._sam_checked < self._settings.max_backoff):
+        recheck_after = self._settings.reconnect_max_seconds
+        if not force and (self._sam_ok or now - self._sam_checked < recheck_after):
             return
         self._sam_checked = now
         try:

@@ -6,13 +6,14 @@ Layers: a pyserial port (anything ``serial.serial_for_url`` opens: ``/dev/ttyUSB
 ``docs/turnstile-protocol.md``.
 
 Threads. Each gate runs one reader thread that owns the port: it opens it, reads and decodes
-bytes, acknowledges board events, polls STATUS every ``status_interval`` (the board's heartbeat)
-and, when the port fails (USB adapter unplugged, board powered off), closes it and reopens it with
-capped exponential backoff; the delay only resets once the board has answered, so a port that
-opens and dies at once never becomes a tight loop. The caller's thread (the door flow) writes OPEN
-and MODE frames under a write lock and waits on a condition for the reader to file the ack or the
-passage; when the board answers again after a reconnect or a silence, a short-lived thread sends
-the remembered mode again (the reader cannot wait for an ack it has to read itself).
+bytes, acknowledges board events, polls STATUS every ``status_interval_seconds`` (the board's
+heartbeat) and, when the port fails (USB adapter unplugged, board powered off), closes it and
+reopens it with capped exponential backoff; the delay only resets once the board has answered,
+so a port that opens and dies at once never becomes a tight loop. The caller's thread (the door
+flow) writes OPEN and MODE frames under a write lock and waits on a condition for the reader to
+file the ack or the passage; when the board answers again after a reconnect or a silence, a
+short-lived thread sends the remembered mode again (the reader cannot wait for an ack it has to
+read itself).
 pyserial's ``serial.threaded.ReaderThread`` is not used: it stops for good at the first read
 error, and this gate must outlive an unplugged adapter.
 """
@@ -106,7 +107,7 @@ def open_port(settings: SerialGateSettings) -> SerialPort:
         settings.port,
         baudrate=settings.baudrate,
         timeout=_READ_TIMEOUT,
-        write_timeout=settings.write_timeout,
+        write_timeout=settings.write_timeout_seconds,
         exclusive=True,
     )
 
@@ -229,7 +230,7 @@ class SerialGate:
                 return PassageOutcome.TIMEOUT
             self._cond.wait_for(
                 lambda: opening.passed or self._closed,
-                max(timeout, 0.0) + self._settings.passage_grace,
+                max(timeout, 0.0) + self._settings.passage_grace_seconds,
             )
             if self._opening is opening:
                 # Closing the opening here is what makes a late PASSAGE for it harmless.
@@ -251,7 +252,7 @@ class SerialGate:
             if self._last_rx is None:
                 return Health(ok=False, state="connecting", detail="port open, board not heard yet")
             silent = time.monotonic() - self._last_rx
-            if silent > self._settings.silence_timeout:
+            if silent > self._settings.silence_timeout_seconds:
                 return Health(ok=False, state="silent", detail=f"no valid frame for {silent:.1f}s")
             return Health(ok=True, state="ok", detail=self._describe())
 
@@ -315,7 +316,8 @@ class SerialGate:
                 self._send(frame, what)
                 with self._cond:
                     self._cond.wait_for(
-                        lambda: seq in self._acks or self._closed, self._settings.ack_timeout
+                        lambda: seq in self._acks or self._closed,
+                        self._settings.ack_timeout_seconds,
                     )
                     ack = self._acks.pop(seq, None)
                 if isinstance(ack, kind):
@@ -421,7 +423,7 @@ class SerialGate:
             delay = FIRST_BACKOFF if answered else self._backoff(delay)
 
     def _backoff(self, delay: float) -> float:
-        return min(max(delay * 2, FIRST_BACKOFF), self._settings.max_backoff)
+        return min(max(delay * 2, FIRST_BACKOFF), self._settings.reconnect_max_seconds)
 
     def _down(self, state: str, problem: str) -> None:
         with self._cond:
@@ -449,7 +451,7 @@ class SerialGate:
                 now = time.monotonic()
                 if now >= next_poll:
                     self._poll()
-                    next_poll = now + self._settings.status_interval
+                    next_poll = now + self._settings.status_interval_seconds
                 data = port.read(port.in_waiting or 1)
                 if data and self._receive(decoder.feed(data)):
                     answered = True
@@ -495,7 +497,8 @@ class SerialGate:
             heard = True
             now = time.monotonic()
             with self._cond:
-                back = self._last_rx is None or now - self._last_rx > self._settings.silence_timeout
+                silence = self._settings.silence_timeout_seconds
+                back = self._last_rx is None or now - self._last_rx > silence
                 self._last_rx = now
                 if back:
                     # A new link, or a board that went quiet (perhaps restarting): whatever it

@@ -2,48 +2,82 @@
 
 Kept apart from ``board`` (which alone imports pyserial) so the settings and the port's shape can
 be used without the driver, and so the driver module stays about its threads and the protocol.
+:class:`SerialGateSettings` is the config's ``[gate]`` section with ``driver = "serial"`` itself:
+each key has one name, one default and one check, from TOML or from a test alike.
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
-from models.errors import ConfigError
+from pydantic import Field, model_validator
+
+from models.settings import Section
 
 FIRST_BACKOFF = 0.1  # seconds before the first reopen of a failed port
 
 
-@dataclass(frozen=True, slots=True)
-class SerialGateSettings:
-    """What the serial gate needs; the terminal's config layer fills it from TOML."""
+class SerialGateSettings(Section):
+    """A turnstile/relay board on a serial line (docs/turnstile-protocol.md)."""
 
-    port: str  # device path or pyserial URL
-    baudrate: int = 9600  # most turnstile controller boards ship at 9600 8N1
-    ack_timeout: float = 0.3  # seconds to wait for an OPEN or MODE ack before sending it again
-    retries: int = 2  # repeats after the first OPEN or MODE; then the board is unreachable
-    status_interval: float = 1.0  # STATUS poll period, which doubles as the heartbeat
-    silence_timeout: float = 3.0  # no valid frame for this long: health is not ok
-    passage_grace: float = 0.3  # added to the window for an event in flight or repeated once
-    max_backoff: float = 5.0  # cap of the reopen delay while the port is gone
-    write_timeout: float = 0.5  # a write that blocks longer is a failed attempt
+    driver: Literal["serial"] = Field(description="Serial turnstile board.")
+    port: str = Field(
+        min_length=1,
+        description="Device (/dev/ttyUSB0, /dev/serial/by-id/...) or a pyserial URL "
+        "(socket://host:port).",
+    )
+    # Most turnstile controller boards ship at 9600 8N1.
+    baudrate: int = Field(9600, gt=0, le=921_600, description="Line speed, 8N1.")
+    ack_timeout_seconds: float = Field(
+        0.3,
+        ge=0.01,
+        le=10,
+        description="Wait for the board to acknowledge an open or mode command.",
+    )
+    retries: int = Field(
+        2,
+        ge=0,
+        le=10,
+        description="Resends of an unacknowledged open or mode command; then the board is "
+        "unreachable.",
+    )
+    status_interval_seconds: float = Field(
+        1.0,
+        ge=0.01,
+        le=60,
+        description="STATUS poll period, which doubles as the board's heartbeat.",
+    )
+    silence_timeout_seconds: float = Field(
+        3.0,
+        ge=0.01,
+        le=600,
+        description="A board silent this long is reported unhealthy (at least one STATUS poll "
+        "period).",
+    )
+    passage_grace_seconds: float = Field(
+        0.3,
+        ge=0,
+        le=5,
+        description="Added to the opening window for a passage event in flight or repeated once.",
+    )
+    reconnect_max_seconds: float = Field(
+        5.0,
+        ge=FIRST_BACKOFF,
+        le=300,
+        description="Cap of the doubling reopen delay while the port is gone.",
+    )
+    write_timeout_seconds: float = Field(
+        0.5, ge=0.01, le=10, description="A write blocking longer is a failed attempt."
+    )
 
-    def __post_init__(self) -> None:
-        if not self.port:
-            raise ConfigError("port: must name a device or a pyserial URL")
-        if self.baudrate <= 0:
-            raise ConfigError(f"baudrate: {self.baudrate} is not a positive rate")
-        _between("ack_timeout", self.ack_timeout, 0.01, 10)
-        _between("retries", self.retries, 0, 10)
-        _between("status_interval", self.status_interval, 0.01, 60)
-        _between("silence_timeout", self.silence_timeout, self.status_interval, 600)
-        _between("passage_grace", self.passage_grace, 0, 5)
-        _between("max_backoff", self.max_backoff, FIRST_BACKOFF, 300)
-        _between("write_timeout", self.write_timeout, 0.01, 10)
-
-
-def _between(key: str, value: float, low: float, high: float) -> None:
-    if not low <= value <= high:  # also refuses nan
-        raise ConfigError(f"{key}: {value} is outside [{low}, {high}]")
+    @model_validator(mode="after")
+    def _heard_before_silent(self) -> "SerialGateSettings":
+        # Shorter than the poll period, every healthy board would be reported silent between polls.
+        if self.silence_timeout_seconds < self.status_interval_seconds:
+            raise ValueError(
+                f"silence_timeout_seconds ({self.silence_timeout_seconds}) is shorter than "
+                f"status_interval_seconds ({self.status_interval_seconds})"
+            )
+        return self
 
 
 class SerialPort(Protocol):

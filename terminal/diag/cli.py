@@ -19,11 +19,11 @@ from rich.console import Console
 from models.errors import ConfigError
 from terminal import config as config_module
 from terminal.config import Config
+from terminal.config.diag import DEFAULT_SOCKET, DiagSection
 from terminal.diag import bundle as bundle_module
 from terminal.diag import render, render_faces, watch
 from terminal.diag.client import DiagClient, UnreachableError
 from terminal.diag.commands import OFFLINE, Commands
-from terminal.diag.config import DEFAULT_SOCKET, DiagSection
 from terminal.diag.facts import Database
 from terminal.diag.protocol import (
     ERROR_EXIT,

@@ -14,11 +14,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from drivers import pcsc
 from models.errors import DriverError
+from models.settings import secret_paths
 from terminal import __version__
 from terminal.clock import CLOCK_STEP_TOLERANCE_S, rfc3339
-from terminal.config import Config, PcscReaderSection
-from terminal.config_sync import signing_key_file
-from terminal.diag.config import DiagSection
+from terminal.config import Config, DiagSection, PcscReaderSection, signing_key_file
 from terminal.diag.facts import (
     DISK_FULL_BYTES,
     DISK_LOW_BYTES,
@@ -39,7 +38,6 @@ from terminal.diag.protocol import (
     worst,
 )
 from terminal.diag.redact import mask_digits, name_candidates, redact_config, scrub_names
-from terminal.secret_ref import secret_paths
 
 if TYPE_CHECKING:  # the offline fallback must not need the daemon's composition root
     from terminal.diag.live import LiveTerminal

@@ -65,7 +65,7 @@ def scrub_names(text: str, names: Iterable[str]) -> str:
 def redact_config(value: Any, secrets: frozenset[str] = frozenset(), path: str = "") -> Any:
     """A config dump with inline secrets replaced; secret *references* (paths) are kept.
 
-    ``secrets`` are the dotted paths of the secret fields (``secret_ref.secret_paths``); keys
+    ``secrets`` are the dotted paths of the secret fields (``models.settings.secret_paths``); keys
     named like secrets anywhere else are replaced too, as are key-like runs in free text."""
     if isinstance(value, Mapping):
         return {

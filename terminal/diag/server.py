@@ -23,8 +23,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from terminal.config.diag import DiagSection
 from terminal.diag.commands import Commands, SyncControl
-from terminal.diag.config import DiagSection
 from terminal.diag.live import LiveTerminal
 from terminal.diag.protocol import (
     MAX_LINE,

@@ -16,7 +16,7 @@ from drivers.face.backends import build_encoder
 from drivers.face.interface import Encoder
 from drivers.liveness.interface import LivenessCheck
 from drivers.liveness.runner import MiniFASNetLiveness, MiniFASNetSettings
-from terminal.faces.config import FacesSection
+from terminal.config.faces import FacesSection
 from terminal.faces.enrol import PendingResult, enrol_pending
 from terminal.faces.verifier import FaceVerifier, VerifierSettings
 from terminal.store import Store
@@ -62,7 +62,7 @@ def build_face_parts(
         control = sim_camera or SimCameraControl(section.camera.width, section.camera.height)
         camera: Camera = SimCamera(control)
     else:
-        camera = OpenCVCamera(section.camera_settings())
+        camera = OpenCVCamera(section.camera)
     try:
         encoder = build_encoder(section.encoder_settings())
         liveness: LivenessCheck | None = None

@@ -18,13 +18,13 @@ from drivers.face.quality import message_en, message_zh
 from drivers.face.yunet import YUNET_2023MAR_SHA256, YuNetSettings
 from models.errors import ConfigError, TerminalError
 from terminal import config
+from terminal.config.faces import FacesSection
 from terminal.faces.calibrate import (
     Calibration,
     calibrate,
     default_cache_dir,
     identification_threshold,
 )
-from terminal.faces.config import FacesSection
 from terminal.faces.enrol import enrol_image
 from terminal.store import Store
 from terminal.store.faces import FaceStore

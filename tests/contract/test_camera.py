@@ -16,7 +16,8 @@ import pytest
 
 from drivers.camera.images import fill, read_image
 from drivers.camera.interface import Camera, Frame
-from drivers.camera.opencv import OpenCVCamera, OpenCVCameraSettings
+from drivers.camera.opencv import OpenCVCamera
+from drivers.camera.settings import CameraSettings
 from drivers.camera.sim import SimCamera, SimCameraControl
 from tests.contract.camera_contract import CameraContract, CameraHarness
 from tests.faces.conftest import LFW
@@ -87,13 +88,13 @@ class OpenCVHarness:
 
     def _make(self, source: Path) -> OpenCVCamera:
         return OpenCVCamera(
-            OpenCVCameraSettings(
-                str(source),
+            CameraSettings(
+                source=str(source),
                 width=self.width,
                 height=self.height,
                 fps=30.0,
-                backoff_initial=0.05,
-                backoff_max=0.2,
+                reconnect_first_seconds=0.05,
+                reconnect_max_seconds=0.2,
             )
         )
 

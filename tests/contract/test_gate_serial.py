@@ -43,11 +43,12 @@ class SerialGateHarness:
         self.board.start()
         self.gate = SerialGate(
             SerialGateSettings(
+                driver="serial",
                 port=self.board.path,
-                ack_timeout=0.2,
-                status_interval=0.1,
-                silence_timeout=0.5,
-                passage_grace=0.2,
+                ack_timeout_seconds=0.2,
+                status_interval_seconds=0.1,
+                silence_timeout_seconds=0.5,
+                passage_grace_seconds=0.2,
             )
         )
         # The gate connects in the background; the contract starts from a board that answers.

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.serialization import (
 from rich.cells import cell_len
 
 from sync.keys import load_or_create
-from terminal.config_sync import SyncSection, signing_key_file
+from sync.settings import SyncSection, signing_key_file
 from terminal.diag.live import GATE_TESTS_MAX
 from terminal.diag.protocol import Exit
 from terminal.flows.door import MODE_STATE

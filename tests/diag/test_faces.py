@@ -21,8 +21,8 @@ from drivers.camera.sim import SimCameraControl
 from drivers.face.yunet import YUNET_2023MAR_SHA256
 from terminal import config as config_module
 from terminal.app import App
+from terminal.config.diag import DiagSection
 from terminal.devices import SimControls
-from terminal.diag.config import DiagSection
 from terminal.diag.faces import brightness
 from terminal.diag.protocol import Exit
 from terminal.diag.server import serving

@@ -15,9 +15,9 @@ from models.errors import StoreError
 from models.journal import TransactionDraft
 from models.reasons import Reason
 from terminal import config as config_module
+from terminal.config.diag import DEFAULT_GROUP, DEFAULT_SOCKET, DiagSection
 from terminal.diag import bundle, commands, facts, redact, render
 from terminal.diag.cli import add_diag_commands
-from terminal.diag.config import DEFAULT_GROUP, DEFAULT_SOCKET, DiagSection
 from terminal.diag.protocol import Exit, Level, exit_for, worst
 from terminal.diag.server import Access
 from terminal.store import Store

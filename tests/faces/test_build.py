@@ -10,8 +10,8 @@ from drivers.camera.sim import SimCameraControl
 from drivers.face.modelfile import ModelFile
 from drivers.face.yunet import YUNET_2023MAR_SHA256
 from models.errors import DriverError
+from terminal.config.faces import FacesSection
 from terminal.faces.build import build_face_parts
-from terminal.faces.config import FacesSection
 from terminal.faces.verifier import FaceOutcome
 from terminal.store import Store
 from tests.faces.conftest import PERSON_A, YUNET, need_dlib, need_yunet, photo, photo_path

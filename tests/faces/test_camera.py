@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from drivers.camera.images import decode_image, encode_jpeg, place
-from drivers.camera.opencv import OpenCVCamera, OpenCVCameraSettings
+from drivers.camera.opencv import OpenCVCamera
+from drivers.camera.settings import CameraSettings
 from drivers.camera.sim import SimCamera, SimCameraControl
 from models.errors import DriverError
 
@@ -74,7 +75,7 @@ def wait_for(predicate, seconds: float = 10.0) -> bool:  # type: ignore[no-untyp
 def test_opencv_camera_keeps_the_latest_frame_at_the_configured_size(tmp_path: Path) -> None:
     video = tmp_path / "clip.avi"
     write_video(video, frames=30)
-    camera = OpenCVCamera(OpenCVCameraSettings(str(video), width=160, height=120, fps=50))
+    camera = OpenCVCamera(CameraSettings(source=str(video), width=160, height=120, fps=50))
     try:
         first = camera.latest(timeout=5)
         assert first is not None and first.image.shape == (120, 160, 3)
@@ -87,8 +88,8 @@ def test_opencv_camera_keeps_the_latest_frame_at_the_configured_size(tmp_path: P
 
 def test_opencv_camera_reconnects_when_the_device_comes_back(tmp_path: Path) -> None:
     video = tmp_path / "late.avi"  # not there yet: the camera is "unplugged"
-    settings = OpenCVCameraSettings(str(video), width=160, height=120, fps=50,
-                                    backoff_initial=0.05, backoff_max=0.1)  # fmt: skip
+    settings = CameraSettings(source=str(video), width=160, height=120, fps=50,
+                              reconnect_first_seconds=0.05, reconnect_max_seconds=0.1)  # fmt: skip
     camera = OpenCVCamera(settings)
     try:
         assert camera.latest(timeout=0.3) is None

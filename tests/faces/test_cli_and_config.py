@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from terminal.config.faces import FacesSection, ModelFileConfig, OnnxRecognizerConfig
 from terminal.faces.calibrate import (
     RocPoint,
     identification_threshold,
@@ -14,7 +15,6 @@ from terminal.faces.calibrate import (
     threshold_at,
 )
 from terminal.faces.cli import run
-from terminal.faces.config import FacesSection, ModelFileConfig, OnnxRecognizerConfig
 from tests.faces.conftest import PERSON_A, PERSON_B, PERSON_C, YUNET, need_lfw, need_yunet
 
 

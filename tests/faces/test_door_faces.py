@@ -10,7 +10,7 @@ from drivers.camera.sim import SimCamera, SimCameraControl
 from drivers.face.interface import Encoder
 from drivers.sim import SimGateControl
 from terminal.clock import SetClock
-from terminal.faces.config import CALIBRATED, FacesSection
+from terminal.config.faces import CALIBRATED, FacesSection
 from terminal.faces.enrol import enrol_image
 from terminal.faces.evidence import FaceUse
 from terminal.faces.verifier import FaceVerifier, VerifierSettings

@@ -13,7 +13,7 @@ from drivers.face.modelfile import ModelFile
 from drivers.face.yunet import YuNetDetector, YuNetSettings
 from models.errors import DriverError
 from models.matcher import similarity
-from terminal.faces.config import CALIBRATED
+from terminal.config.faces import CALIBRATED
 from tests.faces.conftest import PERSON_A, PERSON_B, PERSON_C, YUNET, need_yunet, photo
 
 

@@ -13,7 +13,7 @@ from models.errors import DriverError
 from models.journal import TransactionDraft
 from models.matcher import Template
 from models.reasons import Reason
-from terminal.faces.config import QualityConfig
+from terminal.config.faces import QualityConfig
 from terminal.faces.enrol import enrol_image, enrol_pending, enrol_photo
 from terminal.store import SecurityEvent, Store
 from terminal.store.faces import FaceStore

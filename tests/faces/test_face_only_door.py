@@ -12,7 +12,7 @@ from drivers.camera.sim import SimCamera, SimCameraControl
 from drivers.face.interface import Encoder
 from drivers.sim import SimGateControl
 from terminal.clock import SetClock
-from terminal.faces.config import CALIBRATED
+from terminal.config.faces import CALIBRATED
 from terminal.faces.evidence import FaceUse
 from terminal.faces.verifier import FaceOutcome, FaceResult, FaceVerifier, VerifierSettings
 from terminal.faces.watch import FaceGone, FaceNotRecognised, FaceSeen, FaceSpoofed, FaceWatch

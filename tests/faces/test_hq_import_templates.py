@@ -12,7 +12,7 @@ from drivers.face.interface import Encoder
 from models.matcher import Template, similarity
 from sync.changes import parse_change
 from terminal.cli import main
-from terminal.faces.config import FacesSection
+from terminal.config.faces import FacesSection
 from terminal.faces.enrol import enrol_photo
 from tests.faces.conftest import PERSON_B, YUNET, need_dlib, need_yunet, photo_path
 

@@ -15,8 +15,8 @@ import pytest
 from drivers.camera.images import encode_jpeg
 from drivers.face.interface import Encoder
 from sync.changes import parse_batch
+from terminal.config.faces import QualityConfig
 from terminal.faces.cli import EXIT_USAGE, run
-from terminal.faces.config import QualityConfig
 from terminal.faces.enrol import enrol_pending
 from terminal.store import Store
 from terminal.store.faces import FaceStore

@@ -25,7 +25,7 @@ from models.pos import PosPolicy
 from models.reasons import Reason, message_zh
 from models.wallet import MONEY_PURSES, Service
 from terminal.clock import SetClock
-from terminal.faces.config import CALIBRATED
+from terminal.config.faces import CALIBRATED
 from terminal.faces.evidence import FaceUse
 from terminal.faces.verifier import FaceVerifier, VerifierSettings
 from terminal.flows.pos import PosSettings, PosState

@@ -10,7 +10,7 @@ from drivers.camera.sim import SimCamera, SimCameraControl
 from drivers.face.interface import Detection, Encoder
 from drivers.face.quality import Rejection
 from drivers.liveness.interface import LivenessResult
-from terminal.faces.config import CALIBRATED, FacesSection
+from terminal.config.faces import CALIBRATED, FacesSection
 from terminal.faces.enrol import enrol_image
 from terminal.faces.verifier import FaceOutcome, FaceVerifier, VerifierSettings
 from terminal.store.faces import FaceStore

@@ -36,13 +36,14 @@ RETRIES = 2
 
 def settings(port: str) -> SerialGateSettings:
     return SerialGateSettings(
+        driver="serial",
         port=port,
-        ack_timeout=ACK_TIMEOUT,
+        ack_timeout_seconds=ACK_TIMEOUT,
         retries=RETRIES,
-        status_interval=0.1,
-        silence_timeout=0.5,
-        passage_grace=0.2,
-        max_backoff=0.3,
+        status_interval_seconds=0.1,
+        silence_timeout_seconds=0.5,
+        passage_grace_seconds=0.2,
+        reconnect_max_seconds=0.3,
     )
 
 

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from terminal.config import Config, TerminalSection
-from terminal.config_sync import SyncSection, sync_settings
+from sync.settings import SyncSection
+from terminal.config import Config, TerminalSection, sync_settings
 
 PUB = "h6YLfjw80HyEmq0eRnix/qEbG753buVo8XZp0fvGxZc="
 KID = "hq-69f914cda98eda41"  # the key id of PUB

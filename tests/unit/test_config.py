@@ -10,8 +10,10 @@ from hypothesis import strategies as st
 
 from devtools.demo.door import demo_config
 from models.errors import ConfigError
-from terminal import config, configdoc
+from models.settings import models_in
+from terminal import config
 from terminal.cli import main
+from terminal.config import doc as configdoc
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "config").glob("*.toml"))
@@ -240,7 +242,7 @@ def test_every_field_is_described() -> None:
     def walk(model: type) -> None:
         for name, info in model.model_fields.items():  # type: ignore[attr-defined]
             assert info.description, f"{model.__name__}.{name} has no description"
-            for inner in configdoc._models_in(info.annotation):
+            for inner in models_in(info.annotation):
                 walk(inner)
 
     walk(config.Config)

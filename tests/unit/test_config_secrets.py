@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from models.settings import secret_paths
 from terminal.config import DEFAULT_OFFLINE_PER_TERMINAL, Config
 from terminal.diag import redact
-from terminal.secret_ref import secret_paths
 
 ROOT = Path(__file__).resolve().parents[2]
 AES_KEY = "00112233445566778899aabbccddeeff"

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from terminal.config_sync import SyncSection
+from sync.settings import SyncSection
 
 KEYS = {"hq-69f914cda98eda41": "h6YLfjw80HyEmq0eRnix/qEbG753buVo8XZp0fvGxZc="}
 

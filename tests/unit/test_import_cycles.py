@@ -1,7 +1,9 @@
 """No import cycle between the project's modules, annotations-only imports included.
 
-Two were found by a new maintainer (``terminal.config`` <-> ``terminal.config_sync``,
-``drivers.cardapp`` <-> ``drivers.keystore``); this keeps a third from coming back unnoticed.
+Two were found by a new maintainer (``terminal.config`` <-> ``terminal.config_sync``, now the
+``terminal.config`` package, and ``drivers.cardapp`` <-> ``drivers.keystore``); this keeps a third
+from coming back unnoticed. Inside a package, modules import their siblings, never the package's
+``__init__`` that imports them.
 """
 
 import grimp

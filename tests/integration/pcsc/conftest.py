@@ -16,7 +16,7 @@ import pytest
 
 from devtools.cardemu import harness
 from devtools.cardemu.harness import CARD_PORT, CARD_READER, POLL_SETTLE, SAM_PORT, SAM_READER
-from drivers.pcsc import PcscCardReader, PcscSettings
+from drivers.pcsc import PcscCardReader, PcscSettings, SoftwareKeyStoreSettings
 
 MASTER_KEY = "2B7E151628AED2A6ABF7158809CF4F3C"
 ISSUER_ID = "5943484E00000001"
@@ -119,10 +119,10 @@ def make_reader(pcscd: harness.Pcscd, key_file: Path) -> Iterator[Callable[..., 
 
     def make(**overrides: Any) -> PcscCardReader:
         settings: dict[str, Any] = {
+            "driver": "pcsc",
             "reader_pattern": CARD_READER,
-            "key_file": key_file,
-            "apdu_timeout": 0.5,
-            "max_backoff": 0.5,
+            "key_store": SoftwareKeyStoreSettings(type="software", key_file=f"file:{key_file}"),
+            "reconnect_max_seconds": 0.5,
         }
         settings.update(overrides)
         reader = PcscCardReader(PcscSettings(**settings))

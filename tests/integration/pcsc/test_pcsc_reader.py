@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from drivers.interfaces import CardPresented, CardRemoved, ReaderEvent, TapIncomplete
-from drivers.pcsc import PcscCardReader
+from drivers.pcsc import PcscCardReader, PsamKeyStoreSettings
 from models.cards import CardFault, Genuineness, PresentedCard
 from models.reasons import Reason
 
@@ -35,6 +35,10 @@ def presented_card(reader: PcscCardReader) -> PresentedCard:
     credential = presented(reader)
     assert isinstance(credential, PresentedCard), credential
     return credential
+
+
+def psam(emulators: Emulators) -> PsamKeyStoreSettings:
+    return PsamKeyStoreSettings(type="psam", reader_pattern=emulators.sam_reader)
 
 
 def wait_health(reader: PcscCardReader, state: str, timeout: float = 10.0) -> str:
@@ -120,7 +124,7 @@ def test_uid_only_card_in_uid_mode(
     make_reader: MakeReader, emulators: Emulators, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="drivers.pcsc"):
-        reader = make_reader(mode="uid", key_file=None)
+        reader = make_reader(mode="uid", key_store=None)
     assert "UID mode" in caplog.text
     emulators.card("--uid-only", "--uid", "04AABBCCDDEE80", genuine_data=False)
 
@@ -146,7 +150,7 @@ def test_uid_only_card_in_cpu_mode_is_unknown(
 def test_card_that_does_not_answer_in_time_is_incomplete(
     make_reader: MakeReader, emulators: Emulators
 ) -> None:
-    reader = make_reader(apdu_timeout=0.3)
+    reader = make_reader(apdu_timeout_ms=300)
     slow = emulators.card("--slow", "0.8")
 
     event = next_event(reader)
@@ -209,7 +213,7 @@ def test_psam_genuine_and_cloned(make_reader: MakeReader, emulators: Emulators) 
     # A PSAM sits in its slot before the terminal starts; under load pcscd's 400 ms polling may
     # not have seen a freshly started emulator yet, so wait for that as a real install would.
     emulators.wait_in_field(emulators.sam())
-    reader = make_reader(key_file=None, sam_reader_pattern=emulators.sam_reader)
+    reader = make_reader(key_store=psam(emulators))
     wait_health(reader, "ready", timeout=5)
 
     card = emulators.card()
@@ -224,7 +228,7 @@ def test_psam_genuine_and_cloned(make_reader: MakeReader, emulators: Emulators) 
 def test_missing_psam_is_reported_and_recovered(
     make_reader: MakeReader, emulators: Emulators
 ) -> None:
-    reader = make_reader(key_file=None, sam_reader_pattern=emulators.sam_reader)
+    reader = make_reader(key_store=psam(emulators))
     wait_health(reader, "key_store_unavailable", timeout=5)
 
     card = emulators.card()
@@ -243,7 +247,7 @@ def test_missing_psam_is_reported_and_recovered(
 def test_psam_replaced_between_taps(make_reader: MakeReader, emulators: Emulators) -> None:
     sam = emulators.sam()
     emulators.wait_in_field(sam)
-    reader = make_reader(key_file=None, sam_reader_pattern=emulators.sam_reader)
+    reader = make_reader(key_store=psam(emulators))
     wait_health(reader, "ready", timeout=5)
     card = emulators.card()
     assert presented_card(reader).genuine is Genuineness.GENUINE

@@ -10,9 +10,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from drivers.camera.opencv import OpenCVCameraSettings
+from drivers.camera.settings import CameraSettings
 from drivers.face.backends import EncoderSettings
 from drivers.face.dlib_backend import MODEL_ID as DLIB_MODEL_ID
 from drivers.face.dlib_backend import DlibHogSettings
@@ -20,6 +20,7 @@ from drivers.face.modelfile import ModelFile
 from drivers.face.quality import QualitySettings
 from drivers.face.recognizers import OnnxRecognizerSettings
 from drivers.face.yunet import YuNetSettings
+from models.settings import Section
 
 _SHA256 = r"^[0-9a-fA-F]{64}$"
 
@@ -30,11 +31,7 @@ CALIBRATED: dict[str, tuple[float, float]] = {
 }
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ModelFileConfig(_Section):
+class ModelFileConfig(Section):
     """A weights file the operator or HQ provides; the project ships none."""
 
     path: Path = Field(description="Absolute path of the model file.")
@@ -56,24 +53,7 @@ class OnnxRecognizerConfig(ModelFileConfig):
     rgb: bool = Field(True, description="Feed RGB (true) or BGR (false) channel order.")
 
 
-class CameraConfig(_Section):
-    """The camera that looks at the person at the reader."""
-
-    driver: Literal["opencv", "sim"] = Field(
-        "opencv", description="opencv: a V4L2 device, file or stream; sim: the demo's camera."
-    )
-    source: int | str = Field(
-        0, description="Device index (0 = /dev/video0), device path, or stream URL."
-    )
-    width: int = Field(640, ge=160, le=1920, description="Frame width requested and delivered.")
-    height: int = Field(480, ge=120, le=1080, description="Frame height requested and delivered.")
-    fps: float = Field(15.0, gt=0, le=60, description="Frames per second requested.")
-    stall_seconds: float = Field(
-        2.0, gt=0, description="No frame for this long counts as unplugged: reopen the camera."
-    )
-
-
-class DlibConfig(_Section):
+class DlibConfig(Section):
     """dlib's HOG detector (backend ``dlib``)."""
 
     max_width: int = Field(320, ge=80, description="Frames are shrunk to this width to detect.")
@@ -82,7 +62,7 @@ class DlibConfig(_Section):
     )
 
 
-class QualityConfig(_Section):
+class QualityConfig(Section):
     """The quality gate every frame passes before its template is used."""
 
     min_eye_distance: float = Field(28.0, ge=8, description="Pixels between the eye centres.")
@@ -111,7 +91,7 @@ class QualityConfig(_Section):
         )
 
 
-class LivenessConfig(_Section):
+class LivenessConfig(Section):
     """Presentation-attack detection (a photo or a screen held up to the camera)."""
 
     models: list[ModelFileConfig] = Field(
@@ -131,7 +111,7 @@ class LivenessConfig(_Section):
     )
 
 
-class FacesSection(_Section):
+class FacesSection(Section):
     """Face recognition: card+face (1:1), face-only gates and face pay (1:N)."""
 
     enabled: bool = Field(False, description="Use the camera and face matching at all.")
@@ -152,7 +132,7 @@ class FacesSection(_Section):
         None, description="Embedding model for recognizer onnx."
     )
     dlib: DlibConfig = Field(default_factory=DlibConfig, description="dlib HOG detector.")
-    camera: CameraConfig = Field(default_factory=CameraConfig, description="The camera.")
+    camera: CameraSettings = Field(default_factory=CameraSettings, description="The camera.")
     quality: QualityConfig = Field(default_factory=QualityConfig, description="Quality gate.")
     liveness: LivenessConfig = Field(default_factory=LivenessConfig, description="Liveness.")
     verify_threshold: float | None = Field(
@@ -233,10 +213,6 @@ class FacesSection(_Section):
             ),
             dlib_hog=DlibHogSettings(self.dlib.max_width, self.dlib.upsample),
         )  # fmt: skip
-
-    def camera_settings(self) -> OpenCVCameraSettings:
-        c = self.camera
-        return OpenCVCameraSettings(c.source, c.width, c.height, c.fps, c.stall_seconds)
 
     def thresholds(self, model_id: str) -> tuple[float, float]:
         """``(verify, identify)`` for ``model_id``: configured, else calibrated."""

@@ -1,4 +1,4 @@
-"""The JSON schema and the Markdown reference, both generated from :mod:`terminal.config`.
+"""The JSON schema and the Markdown reference, both generated from the config model.
 
 The committed copies in docs/ are compared with these by the tests, so the reference cannot drift
 from the code: change a field, run ``ykt config schema`` / ``ykt config reference``, commit both.
@@ -14,7 +14,8 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from terminal.config import Config
+from models.settings import models_in
+from terminal.config.model import Config
 
 SCHEMA_FILE = "config.schema.json"
 REFERENCE_FILE = "config.md"
@@ -22,15 +23,6 @@ REFERENCE_FILE = "config.md"
 
 def json_schema() -> str:
     return json.dumps(Config.model_json_schema(), indent=2, ensure_ascii=False) + "\n"
-
-
-def _models_in(annotation: Any) -> list[type[BaseModel]]:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    found: list[type[BaseModel]] = []
-    for arg in get_args(annotation):
-        found.extend(_models_in(arg))
-    return found
 
 
 def _type_name(annotation: Any) -> str:
@@ -97,7 +89,7 @@ def _section(lines: list[str], key: str, model: type[BaseModel]) -> None:
         lines.append(
             f"| `{name}` | {_type_name(info.annotation)} | {_default(info)} | {description} |"
         )
-        nested += [(f"{key}.{name}", m) for m in _models_in(info.annotation)]
+        nested += [(f"{key}.{name}", m) for m in models_in(info.annotation)]
     lines.append("")
     for nested_key, nested_model in nested:
         _section(lines, nested_key, nested_model)
@@ -107,13 +99,14 @@ def reference() -> str:
     lines = [
         "# Configuration reference",
         "",
-        "Generated from `terminal/config.py` by `ykt config reference`; do not edit by hand.",
+        "Generated from the models in `terminal/config/` and the drivers' settings by",
+        "`ykt config reference`; do not edit by hand.",
         "Unknown keys are rejected. Secrets are references (`file:/path` or `credential:NAME`),",
         "never values. Check a file with `ykt config check FILE` (outside systemd add",
         "`--unit FILE` or `--credentials-dir DIR` for the credentials).",
         "",
     ]
     for key, info in Config.model_fields.items():
-        for model in _models_in(info.annotation):
+        for model in models_in(info.annotation):
             _section(lines, key, model)
     return "\n".join(lines).rstrip() + "\n"

@@ -1,35 +1,31 @@
-"""The configuration schema: one pydantic model, TOML on disk.
+"""The configuration schema: one pydantic model, TOML on disk (read by ``terminal.config.load``).
 
 pydantic v2 rather than dataclasses because it gives, from one declaration, what operators need:
 unknown keys rejected with their path, type errors with the offending value, a description on every
 field, and a JSON schema that tools (and ``docs/config.md``) are generated from.
 
-Secrets are never inline: a field of type :data:`SecretRef` holds ``file:/path`` or
-``credential:NAME`` (a systemd ``LoadCredential=`` name, read from ``$CREDENTIALS_DIRECTORY``).
+Every section derives from :class:`models.settings.Section`. A device's section is its driver's
+own settings class (``[reader]`` with ``driver = "pcsc"`` is :class:`drivers.pcsc.PcscSettings`),
+so the driver is handed the section as it was loaded. Secrets are never inline: a field of type
+:data:`~models.settings.SecretRef` holds ``file:/path`` or ``credential:NAME`` (a systemd
+``LoadCredential=`` name, read from ``$CREDENTIALS_DIRECTORY``).
 """
 
 import re
-import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    model_validator,
-)
+from pydantic import AfterValidator, Field, model_validator
 
+from drivers.pcsc.settings import PcscSettings, PsamKeyStoreSettings, SoftwareKeyStoreSettings
+from drivers.turnstile.settings import SerialGateSettings
 from models.credential import DEFAULT_CLASS_CODES, SiteCards
-from models.errors import ConfigError
-from terminal.config_sync import SyncSection
-from terminal.diag.config import DiagSection
-from terminal.faces.config import FacesSection
-from terminal.privacy import PrivacySection
-from terminal.secret_ref import SecretRef, secret_paths
+from models.settings import Section
+from sync.settings import SyncSection
+from terminal.config.diag import DiagSection
+from terminal.config.faces import FacesSection
+from terminal.config.privacy import PrivacySection
 
 _ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -42,16 +38,6 @@ def _check_timezone(name: str) -> str:
             f"unknown time zone {name!r} (use an IANA name like Asia/Shanghai)"
         ) from None
     return name
-
-
-def _check_hex(text: str) -> str:
-    if not re.fullmatch(r"(?:[0-9A-Fa-f]{2}){5,16}", text):
-        raise ValueError("must be 5..16 bytes of hex, e.g. F0594B5401")
-    return text.upper()
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class TerminalSection(Section):
@@ -182,52 +168,6 @@ class SimReaderSection(Section):
     )
 
 
-class SoftwareKeyStoreSection(Section):
-    """Master keys in a root-only file (pilots and tests)."""
-
-    type: Literal["software"] = Field(description="Keys in a file.")
-    key_file: SecretRef = Field(description="Key file reference (file:/path or credential:NAME).")
-
-
-class PsamKeyStoreSection(Section):
-    """Master keys inside a PSAM in a second PC/SC slot; they never leave it."""
-
-    type: Literal["psam"] = Field(description="Keys in a PSAM.")
-    reader_pattern: str = Field(
-        min_length=1, description="Regular expression matching the PSAM slot's reader name."
-    )
-
-
-class PcscReaderSection(Section):
-    """A PC/SC contactless reader reading CPU cards (docs/card-profile.md)."""
-
-    driver: Literal["pcsc"] = Field(description="PC/SC reader through pcscd.")
-    reader_pattern: str = Field(
-        min_length=1, description="Regular expression matching the contactless reader's name."
-    )
-    mode: Literal["cpu", "uid"] = Field(
-        "cpu",
-        description="cpu: read and authenticate the card application; uid: legacy chip UID "
-        "only (clonable, warned about at start).",
-    )
-    aid: Annotated[str, AfterValidator(_check_hex)] = Field(
-        "F0594B5401", description="Application identifier selected on the card (hex)."
-    )
-    key_id: int = Field(1, ge=0, le=255, description="Master key id used for authentication.")
-    apdu_timeout_ms: int = Field(
-        500, ge=50, le=5000, description="Longest wait for one card answer."
-    )
-    key_store: (
-        Annotated[SoftwareKeyStoreSection | PsamKeyStoreSection, Field(discriminator="type")] | None
-    ) = Field(None, description="Where master keys live; required in cpu mode.")
-
-    @model_validator(mode="after")
-    def _keys_for_cpu_mode(self) -> "PcscReaderSection":
-        if self.mode == "cpu" and self.key_store is None:
-            raise ValueError("key_store is required when mode is cpu")
-        return self
-
-
 class SimGateSection(Section):
     """A simulated turnstile for the demo and tests."""
 
@@ -240,31 +180,14 @@ class SimGateSection(Section):
     )
 
 
-class SerialGateSection(Section):
-    """A turnstile/relay board on a serial line (docs/turnstile-protocol.md)."""
+# The config names every section *Section; for the devices these are the drivers' own classes.
+PcscReaderSection = PcscSettings
+SoftwareKeyStoreSection = SoftwareKeyStoreSettings
+PsamKeyStoreSection = PsamKeyStoreSettings
+SerialGateSection = SerialGateSettings
 
-    driver: Literal["serial"] = Field(description="Serial turnstile board.")
-    port: str = Field(
-        min_length=1,
-        description="Device (/dev/ttyUSB0, /dev/serial/by-id/...) or a pyserial URL "
-        "(socket://host:port).",
-    )
-    baudrate: int = Field(9600, gt=0, le=921_600, description="Line speed, 8N1.")
-    ack_timeout_seconds: float = Field(
-        0.3,
-        ge=0.01,
-        le=10,
-        description="Wait for the board to acknowledge an open or mode command.",
-    )
-    retries: int = Field(
-        2, ge=0, le=10, description="Resends of an unacknowledged open or mode command."
-    )
-    silence_timeout_seconds: float = Field(
-        3.0, ge=0.1, le=600, description="A board silent this long is reported unhealthy."
-    )
-
-
-ReaderSection = Annotated[SimReaderSection | PcscReaderSection, Field(discriminator="driver")]
+ReaderSection = Annotated[SimReaderSection | PcscSettings, Field(discriminator="driver")]
+GateSection = Annotated[SimGateSection | SerialGateSettings, Field(discriminator="driver")]
 
 
 # 2,000 yuan: a busy canteen line's hour of lunch, and the most one terminal may lose to an
@@ -337,8 +260,8 @@ class Config(Section):
         default_factory=CardsSection, description="This site's card issuer and class codes."
     )
     door: DoorSection | None = Field(None, description="The door this terminal controls.")
-    gate: Annotated[SimGateSection | SerialGateSection, Field(discriminator="driver")] | None = (
-        Field(None, description="The gate or turnstile driver (door terminals).")
+    gate: GateSection | None = Field(
+        None, description="The gate or turnstile driver (door terminals)."
     )
     pos: PosSection | None = Field(None, description="The merchant (POS terminals).")
     keypad: SimKeypadSection | None = Field(None, description="The POS keypad.")
@@ -369,11 +292,7 @@ class Config(Section):
         if self.pos is not None and (self.keypad is None or self.display is None):
             raise ValueError("a [pos] terminal needs [keypad] and [display] sections")
         reader = self.reader
-        if (
-            isinstance(reader, PcscReaderSection)
-            and reader.mode == "cpu"
-            and not self.cards.issuers
-        ):
+        if isinstance(reader, PcscSettings) and reader.mode == "cpu" and not self.cards.issuers:
             raise ValueError(
                 "cards.issuers is required with a PC/SC reader in cpu mode: the site's issuer "
                 "id (docs/card-profile.md), so that other issuers' cards are not admitted"
@@ -411,7 +330,7 @@ class Config(Section):
         """The key store's master key id PIN hashes are sealed with; None without a key store
         (a simulated reader, or UID mode)."""
         reader = self.reader
-        if not isinstance(reader, PcscReaderSection) or reader.mode != "cpu":
+        if not isinstance(reader, PcscSettings) or reader.mode != "cpu":
             return None
         return reader.key_id if self.privacy.pin_key_id is None else self.privacy.pin_key_id
 
@@ -436,58 +355,3 @@ class Config(Section):
                 "this terminal, so a stolen HQ key stays trusted until this file is edited"
             )
         return found
-
-
-def _location(loc: tuple[int | str, ...], tags: set[str]) -> str:
-    # pydantic puts a union member's tag into the path (reader.pcsc.aid); people wrote reader.aid.
-    parts = [str(p) for p in loc if str(p) not in tags]
-    return ".".join(parts) or "(top level)"
-
-
-_UNION_TAGS = {"sim", "pcsc", "serial", "software", "psam"}
-
-
-def describe_errors(error: ValidationError) -> list[str]:
-    """One line per problem: the key path and why, in words an installer understands. What was
-    written in a secret field is never repeated (it may be a key pasted inline)."""
-    secrets = secret_paths(Config)
-    lines = []
-    for item in error.errors(include_url=False):
-        where = _location(tuple(item["loc"]), _UNION_TAGS)
-        kind = item["type"]
-        if kind == "extra_forbidden":
-            lines.append(f"{where}: unknown key (check the spelling against docs/config.md)")
-        elif kind == "missing":
-            lines.append(f"{where}: required key is missing")
-        else:
-            message = item["msg"].removeprefix("Value error, ")
-            if where == "(top level)":
-                lines.append(message)  # a rule across sections: its message names the keys
-            elif where in secrets:
-                lines.append(f"{where}: {message} (the value is not shown: a secret field)")
-            else:
-                lines.append(f"{where}: {message} (got {item.get('input')!r})")
-    return lines
-
-
-def parse(data: dict[str, Any]) -> Config:
-    try:
-        return Config.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError("\n".join(describe_errors(exc))) from None
-
-
-def load(path: Path) -> Config:
-    """Read and validate a TOML config; raises ``ConfigError`` listing every problem."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    try:
-        return parse(data)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}:\n{exc}") from None

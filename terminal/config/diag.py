@@ -2,16 +2,16 @@
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from models.settings import Section
 
 DEFAULT_SOCKET = Path("/run/ykt-terminal/diag.sock")
 DEFAULT_GROUP = "ykt-diag"
 
 
-class DiagSection(BaseModel):
+class DiagSection(Section):
     """The local diagnostic channel technicians use with `ykt diag`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = Field(
         True,
