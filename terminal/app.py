@@ -1,42 +1,58 @@
 """Composition root: the one place that turns a config into running parts, in a fixed order.
 
-Order of start: store (so a broken database stops us before any device is touched), reader, then
-the gate (door terminals) or keypad and display (POS), then the flow and the tap loop that drives
-it (terminal/loop.py). Order of stop is the reverse. Drivers are chosen from the config's
-``driver`` field through the explicit mappings below; there is no discovery.
+The App is built in named steps, each given what the earlier ones made (``terminal/lifecycle.py``
+runs them). The store comes first, so a broken database stops us before any device is touched;
+then what this terminal keeps, the HQ link's service (not yet connected), the face parts, the
+reader and the PIN key from its key store, the role's devices, the flow, the tap loop that drives
+it (terminal/loop.py), HQ's commands into that loop, and what the last run left unsaid:
+
+    door: store, keeping, sync, faces, reader, pin key, gate, flow, loop, remote, last run
+    POS: store, keeping, sync, faces, reader, pin key, keypad, display, flow, loop, remote, last run
+
+A step that fails closes what the steps before it built, newest first, and the error names it.
+Nothing is wired in afterwards: whoever observes the loop (diag) gives its hooks at build.
+
+Starting is in named steps too: the HQ link (:meth:`App.start_sync`), then the tap side
+(:meth:`App.run`):
+
+    start: sync link, integrity check, salvage, loop, housekeeping
+
+Stopping is the reverse: the tap side when :meth:`App.run` returns, the link at
+:meth:`App.close`, which then closes the built parts in the reverse of building. Drivers are
+chosen from the config's ``driver`` field through explicit mappings (terminal/devices.py); there
+is no discovery.
 """
 
 import logging
 import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from drivers.interfaces import CardReader, Display, Gate, Health, Keypad
+from drivers.interfaces import CardReader, Display, Gate, Keypad
 from models.door import AntiPassback
 from models.errors import StoreError, TerminalError
+from models.pin import PinKey
 from models.pos import PosPolicy
 from models.wallet import Service
 from sync.service import SyncService
 from terminal import __version__, restart
 from terminal.clock import CLOCK_STEP_TOLERANCE_S, Clock, SystemClock
-from terminal.config import (
-    Config,
-    PcscReaderSection,
-    PsamKeyStoreSection,
-)
+from terminal.config import Config
 from terminal.config.sync import sync_settings
 from terminal.devices import DISPLAYS, GATES, KEYPADS, READERS, SimControls
-from terminal.diag.facts import clock_facts, clock_state, disk_facts, disk_state
 from terminal.door_mode import DoorModes
 from terminal.faces.build import FaceParts, build_face_parts
 from terminal.faces.evidence import FaceUse
 from terminal.faces.watch import FaceWatch
 from terminal.flows.door import DoorFlow, DoorSettings
 from terminal.flows.pos import PosFlow, PosSettings
-from terminal.loop import TapLoop
+from terminal.health import status_health
+from terminal.lifecycle import Step, Steps, Undo
+from terminal.loop import LoopHooks, TapLoop
 from terminal.privacy import PinKeys, PinKeySource
 from terminal.remote import RemoteCommands
 from terminal.sdnotify import Notifier
@@ -53,6 +69,14 @@ BundleFactory = Callable[[Config, SyncService | None], Mapping[str, Any]]
 class App:
     """A running terminal: the store, the devices, one flow (door or POS) and the tap loop."""
 
+    # Set by the build steps, in their order; an App exists only once all of them ran.
+    store: Store
+    keeping: Keeping
+    reader: CardReader
+    flow: DoorFlow | PosFlow
+    loop: TapLoop
+    remote: RemoteCommands
+
     def __init__(
         self,
         config: Config,
@@ -62,91 +86,146 @@ class App:
         config_path: Path | None = None,
         threaded: bool = True,
         bundle: BundleFactory | None = None,
+        hooks: LoopHooks | None = None,
     ) -> None:
         self.config = config
-        self._bundle = bundle
         self.sim = sim or SimControls()
         self.clock = clock or SystemClock()
         self.timezone = ZoneInfo(config.terminal.timezone)
         self.threaded = threaded
+        self.sync: SyncService | None = None
+        self.face_parts: FaceParts | None = None
+        self.gate: Gate | None = None
+        self.keypad: Keypad | None = None
+        self.display: Display | None = None
+        self.face_watch: FaceWatch | None = None
         self.door_flow: DoorFlow | None = None
         self.pos_flow: PosFlow | None = None
         self.door_modes: DoorModes | None = None
-        self.face_parts: FaceParts | None = None
-        self.face_watch: FaceWatch | None = None
-        self.gate: Gate | None = None
-        self.display: Display | None = None
-        self._housekeeper: threading.Thread | None = None
-        self._stopping = threading.Event()
-        self._devices: list[Gate | CardReader | Keypad | Display] = []
-        self.store = Store.open(config.database_path)
-        self.sync: SyncService | None = None
-        self.remote = RemoteCommands(
-            door=None,
-            config_path=config_path,
-            bundle=self._support_bundle if bundle is not None else None,
+        self._pin_keys: PinKeys | None = None
+        self._faces: FaceUse | None = None  # the loop's face checks, if this role uses faces
+        self._bundle = bundle
+        self._built = Steps("build", "close")
+        self._link = Steps("start", "stop")
+        self._taps = Steps("start", "stop")
+        self._built.run(self._build_steps(config_path, hooks))
+
+    def _build_steps(self, config_path: Path | None, hooks: LoopHooks | None) -> tuple[Step, ...]:
+        """The build, in order (the module docstring lists it; a test holds them to it)."""
+        door = self.config.door is not None
+        devices = (
+            (Step("gate", self._build_gate),)
+            if door
+            else (Step("keypad", self._build_keypad), Step("display", self._build_display))
         )
-        self.pin_keys = PinKeys(self.store)  # sealed PIN hashes are checked with its key
-        sealing = config.pos is not None and config.pin_key_id is not None
-        self.keeping = Keeping(
-            faces=config.faces.enabled,
-            full_names=config.privacy.full_names,
-            pins=config.pos is not None,
-            pin_key=self.pin_keys if sealing else None,
+        return (
+            Step("store", self._open_store),
+            Step("keeping", self._keep_only_what_is_kept),
+            Step("sync", self._build_sync),
+            Step("faces", self._build_faces),
+            Step("reader", self._build_reader),
+            Step("pin key", self._build_pin_keys),
+            *devices,
+            Step("flow", self._build_door_flow if door else self._build_pos_flow),
+            Step("loop", partial(self._build_loop, hooks)),
+            Step("remote", partial(self._build_remote, config_path)),
+            Step("last run", self._settle_what_a_crash_left),
         )
-        try:
-            self._keep_only_what_is_kept()
-            if config.sync.enabled:
-                self.sync = SyncService(
-                    sync_settings(
-                        config.sync,
-                        tid=config.terminal.id,
-                        site=config.terminal.site,
-                        state_dir=config.terminal.state_dir,
-                        software_version=__version__,
-                    ),
-                    StoreSyncPort(self.store, config.terminal.id, keeping=self.keeping),
-                    commands=self._command,
-                    health=self._health,
-                )
-            if config.faces.enabled:
-                self.face_parts = build_face_parts(config.faces, self.store, self.sim.camera)
-                self.face_parts.enrol_pending(self.clock.now())
-            self.reader = READERS[config.reader.driver](config.reader, self.sim)
-            self._devices.append(self.reader)
-            keystore = getattr(self.reader, "key_store", None)
-            if sealing and keystore is not None and config.pin_key_id is not None:
-                self.pin_keys.source = PinKeySource(keystore, config.pin_key_id)
-                self.pin_keys.adopt()
-            self.loop = self._door() if config.door is not None else self._pos()
-            self.flow: DoorFlow | PosFlow = self.loop.flow
-            self._settle_what_a_crash_left()
-            self.remote.post, self.remote.submit = self.loop.post, self.loop.submit
-        except BaseException:
-            self.close()
-            raise
+
+    # --- the build steps, in their order -------------------------------------------------------
+
+    def _open_store(self) -> Undo:
+        self.store = Store.open(self.config.database_path)
+        return self.store.close
+
+    def _sealing(self) -> bool:
+        return self.config.pos is not None and self.config.pin_key_id is not None
+
+    def _pin_key(self) -> PinKey | None:
+        # Keeping is decided before the reader (and its key store) exists; until then, no key.
+        return None if self._pin_keys is None else self._pin_keys()
+
+    @property
+    def pin_keys(self) -> PinKeys:
+        """The PIN key sealed PIN hashes are checked with (built by the "pin key" step)."""
+        assert self._pin_keys is not None  # an App exists only once every build step ran
+        return self._pin_keys
 
     def _keep_only_what_is_kept(self) -> None:
         """What an earlier configuration or version kept and this one does not goes now
         (docs/privacy.md); what it dropped and this one keeps comes back with HQ's snapshot."""
+        config = self.config
+        self.keeping = Keeping(
+            faces=config.faces.enabled,
+            full_names=config.privacy.full_names,
+            pins=config.pos is not None,
+            pin_key=self._pin_key if self._sealing() else None,
+        )
         try:
             enforce(self.store, self.keeping)
         except StoreError as exc:  # a full disk: taps go on, and the next start tries again
             logger.error("could not remove what this terminal does not keep: %s", exc)
 
-    def _settle_what_a_crash_left(self) -> None:
-        door = self.config.door
+    def _build_sync(self) -> None:
+        """The HQ link's service, not connected: until the "sync link" start step it holds no
+        thread and no connection, so there is nothing to close if a later step fails."""
+        config = self.config
+        if not config.sync.enabled:
+            return
+        self.sync = SyncService(
+            sync_settings(
+                config.sync,
+                tid=config.terminal.id,
+                site=config.terminal.site,
+                state_dir=config.terminal.state_dir,
+                software_version=__version__,
+            ),
+            StoreSyncPort(self.store, config.terminal.id, keeping=self.keeping),
+            commands=self._command,
+            health=self._health,
+        )
+
+    def _build_faces(self) -> Undo | None:
+        if not self.config.faces.enabled:
+            return None
+        self.face_parts = parts = build_face_parts(self.config.faces, self.store, self.sim.camera)
         try:
-            if door is not None:
-                restart.settle_unknown_passages(
-                    self.store, self.clock, self.timezone, door.id, door.direction
-                )
-            elif self.display is not None:
-                notice = restart.last_payment_notice(self.store, self.clock.now(), self.timezone)
-                if notice is not None:
-                    self.display.show(notice)
-        except StoreError as exc:  # a full disk: owed again at the next start
-            logger.error("could not settle what the last run left: %s", exc)
+            parts.enrol_pending(self.clock.now())
+        except BaseException:
+            parts.close()  # the step failed, so nothing undoes it for us
+            raise
+        return parts.close
+
+    def _build_reader(self) -> Undo:
+        self.reader = reader = READERS[self.config.reader.driver](self.config.reader, self.sim)
+        return reader.close
+
+    def _build_pin_keys(self) -> None:
+        keystore = getattr(self.reader, "key_store", None)
+        key_id = self.config.pin_key_id
+        source = None
+        if self._sealing() and keystore is not None and key_id is not None:
+            source = PinKeySource(keystore, key_id)
+        self._pin_keys = PinKeys(self.store, source)
+        self._pin_keys.adopt()
+
+    def _build_gate(self) -> Undo:
+        section = self.config.gate
+        assert section is not None  # the config validator ensures it
+        self.gate = gate = GATES[section.driver](section, self.sim)
+        return gate.close
+
+    def _build_keypad(self) -> Undo:
+        section = self.config.keypad
+        assert section is not None
+        self.keypad = keypad = KEYPADS[section.driver](section, self.sim)
+        return keypad.close
+
+    def _build_display(self) -> Undo:
+        section = self.config.display
+        assert section is not None
+        self.display = display = DISPLAYS[section.driver](section, self.sim)
+        return display.close
 
     def _face_use(self, seconds: float) -> FaceUse | None:
         if self.face_parts is None:
@@ -158,13 +237,11 @@ class App:
             retention=self.config.faces.still_retention,
         )
 
-    def _door(self) -> TapLoop:
-        door, gate_section = self.config.door, self.config.gate
-        assert door is not None and gate_section is not None  # the config validator ensures it
-        self.gate = gate = GATES[gate_section.driver](gate_section, self.sim)
-        self._devices.append(gate)
+    def _build_door_flow(self) -> Undo | None:
+        door, gate = self.config.door, self.gate
+        assert door is not None and gate is not None
         section = self.config.faces
-        faces = self._face_use(section.card_face_seconds)
+        self._faces = faces = self._face_use(section.card_face_seconds)
         if faces is not None and door.face_only:
             self.face_watch = FaceWatch(
                 faces.verifier,
@@ -173,7 +250,7 @@ class App:
                 repeat_seconds=section.repeat_seconds,
                 retention=section.still_retention,
             )
-        self.door_flow = DoorFlow(
+        self.flow = self.door_flow = DoorFlow(
             settings=DoorSettings(
                 door.id,
                 None if door.direction == "none" else door.direction,
@@ -188,32 +265,14 @@ class App:
         )
         self.door_modes = DoorModes(self.door_flow, gate, self.store, self.clock)
         self.door_modes.restore()
-        self.remote.door = self.door_modes
-        return TapLoop(
-            self.door_flow,
-            store=self.store,
-            clock=self.clock,
-            timezone=self.timezone,
-            reader=self.reader,
-            gate=gate,
-            faces=faces,
-            watch=self.face_watch,
-            threaded=self.threaded,
-        )
+        return None if self.face_watch is None else self.face_watch.stop
 
-    def _pos(self) -> TapLoop:
-        pos, keypad_section, display_section = (
-            self.config.pos,
-            self.config.keypad,
-            self.config.display,
-        )
-        assert pos is not None and keypad_section is not None and display_section is not None
-        keypad = KEYPADS[keypad_section.driver](keypad_section, self.sim)
-        self.display = display = DISPLAYS[display_section.driver](display_section, self.sim)
-        self._devices += [keypad, display]
+    def _build_pos_flow(self) -> None:
+        pos = self.config.pos
+        assert pos is not None
         section = self.config.faces
-        faces = self._face_use(section.identify_seconds) if pos.face_pay else None
-        self.pos_flow = PosFlow(
+        self._faces = faces = self._face_use(section.identify_seconds) if pos.face_pay else None
+        self.flow = self.pos_flow = PosFlow(
             settings=PosSettings(
                 pos.merchant,
                 Service(pos.service),
@@ -235,17 +294,47 @@ class App:
             face_pay=faces is not None,
             pin_key=self.pin_keys,
         )
-        return TapLoop(
-            self.pos_flow,
+
+    def _build_loop(self, hooks: LoopHooks | None) -> None:
+        self.loop = TapLoop(
+            self.flow,
             store=self.store,
             clock=self.clock,
             timezone=self.timezone,
             reader=self.reader,
-            keypad=keypad,
-            display=display,
-            faces=faces,
+            gate=self.gate,
+            keypad=self.keypad,
+            display=self.display,
+            faces=self._faces,
+            watch=self.face_watch,
             threaded=self.threaded,
+            hooks=hooks,
         )
+
+    def _build_remote(self, config_path: Path | None) -> None:
+        self.remote = RemoteCommands(
+            door=self.door_modes,
+            post=self.loop.post,
+            submit=self.loop.submit,
+            config_path=config_path,
+            bundle=self._support_bundle if self._bundle is not None else None,
+        )
+
+    def _settle_what_a_crash_left(self) -> None:
+        door = self.config.door
+        try:
+            if door is not None:
+                restart.settle_unknown_passages(
+                    self.store, self.clock, self.timezone, door.id, door.direction
+                )
+            elif self.display is not None:
+                notice = restart.last_payment_notice(self.store, self.clock.now(), self.timezone)
+                if notice is not None:
+                    self.display.show(notice)
+        except StoreError as exc:  # a full disk: owed again at the next start
+            logger.error("could not settle what the last run left: %s", exc)
+
+    # --- what the parts ask of the App --------------------------------------------------------
 
     def _degraded(self) -> bool:
         """Money is held to the offline caps: HQ's head has run out, or the clock can't be
@@ -262,39 +351,13 @@ class App:
         return offset is None or abs(offset) > CLOCK_STEP_TOLERANCE_S
 
     def _health(self) -> Mapping[str, str]:
-        """Device health for the status HQ sees (PROTOCOL.md: reader, SAM, camera, gate, disk,
-        clock source); on the sync thread, every status."""
-        health = {"reader": self.reader.health()}
+        """For the status HQ sees (terminal/health.py); on the sync thread, every status."""
+        devices = {"reader": self.reader.health()}
         if self.gate is not None:
-            health["gate"] = self.gate.health()
+            devices["gate"] = self.gate.health()
         if self.face_parts is not None:
-            health["camera"] = self.face_parts.camera.health()
-        states = self._device_states(health)
-        states["sam"] = self._sam_state(health["reader"])
-        states["disk"] = disk_state(disk_facts(self.config.terminal.state_dir))
-        clock = clock_facts(self.config.terminal.timezone)
-        states["clock"] = clock_state(clock, self.clock_behind_journal())
-        return states
-
-    def _sam_state(self, reader: Health) -> str:
-        section = self.config.reader
-        if not isinstance(section, PcscReaderSection) or section.key_store is None:
-            return "none (no key store: simulated reader or UID mode)"
-        if not isinstance(section.key_store, PsamKeyStoreSection):
-            return "none (software key store)"
-        return "unavailable" if reader.state == "key_store_unavailable" else "ok"
-
-    @staticmethod
-    def _device_states(health: Mapping[str, Health]) -> dict[str, str]:
-        # HQ sees the warning too: a UID-mode reader must not look like a healthy one.
-        return {
-            name: f"{h.state}: {h.detail}"
-            if not h.ok
-            else f"warning: {h.warning}"
-            if h.warning
-            else "ok"
-            for name, h in health.items()
-        }
+            devices["camera"] = self.face_parts.camera.health()
+        return status_health(self.config, devices, clock_behind_journal=self.clock_behind_journal())
 
     def _support_bundle(self) -> Mapping[str, Any]:
         """HQ's ``diag_bundle``, from the provider the daemon gave (diag builds bundles)."""
@@ -302,13 +365,9 @@ class App:
         return self._bundle(self.config, self.sync)
 
     def _command(self, name: str, args: Mapping[str, Any]) -> Mapping[str, Any]:
-        # On the sync thread; the sync service exists before the flow, hence the indirection.
+        # On the sync thread, which starts after the build; the service is built before the
+        # loop that HQ's commands go to, hence the indirection.
         return self.remote.handle(name, args)
-
-    def _housekeeping(self) -> None:
-        """Every 10 s, off the tap loop: see :meth:`housekeep`."""
-        while not self._stopping.wait(10):
-            self.housekeep(self.clock.now())
 
     def housekeep(self, now: datetime) -> None:
         """Face stills past retention, templates or photos that sync brought in (encoding a
@@ -328,16 +387,62 @@ class App:
         except TerminalError as exc:
             logger.warning("face housekeeping: %s", exc)
 
-    def start_sync(self) -> None:
-        if self.sync is not None:
-            self.sync.start()
+    @property
+    def restart_due(self) -> bool:
+        """A valid new config is waiting, or the database was found damaged."""
+        return self.remote.reload_due or self.store.damaged is not None
 
-    def _check_integrity(self) -> None:
+    # --- start and stop ------------------------------------------------------------------------
+
+    def _start_steps(self) -> tuple[tuple[Step, ...], tuple[Step, ...]]:
+        """The start, in order (the module docstring lists it): the HQ link, which the demo
+        holds back until its story needs it, then the tap side."""
+        link = (Step("sync link", self._start_sync_link),)
+        taps = (
+            Step("integrity check", self._start_integrity_check),
+            Step("salvage", self._start_salvage),
+            Step("loop", self._start_loop),
+            Step("housekeeping", self._start_housekeeping),
+        )
+        return link, taps
+
+    def start_sync(self) -> None:
+        self._link.run(self._start_steps()[0])
+
+    def run(self, stop: threading.Event, notifier: Notifier | None = None) -> None:
+        """Start the tap side and handle presentations until ``stop`` is set or a restart is
+        due; then stop the tap side, newest first."""
+        self._taps.run(self._start_steps()[1])
+        try:
+            self.loop.run(stop, notifier or Notifier(), lambda: self.restart_due)
+        finally:
+            self._taps.undo()
+
+    def close(self) -> None:
+        """Stop what is still running, then close the built parts in the reverse of building."""
+        self._taps.undo()
+        self._link.undo()  # before the devices close, while the link can say we are offline
+        self._built.undo()
+
+    def _start_sync_link(self) -> Undo | None:
+        if self.sync is None:
+            return None
+        self.sync.start()
+        return self.sync.stop
+
+    def _start_integrity_check(self) -> Undo:
+        stopping = threading.Event()
+        threading.Thread(
+            target=self._check_integrity, args=(stopping,), name="integrity-check", daemon=True
+        ).start()
+        return stopping.set
+
+    def _check_integrity(self, stopping: threading.Event) -> None:
         """SQLite's quick check, after start and then every ``integrity_check_hours``: a page
         damaged where nothing has read it yet is found before it loses a record."""
         section = self.config.store
         wait = section.integrity_check_after_seconds
-        while not self._stopping.wait(wait):
+        while not stopping.wait(wait):
             if self.store.check_integrity():
                 logger.error("restarting to quarantine the damaged database")
                 return
@@ -345,46 +450,25 @@ class App:
                 return
             wait = section.integrity_check_hours * 3600
 
-    @property
-    def restart_due(self) -> bool:
-        """A valid new config is waiting, or the database was found damaged."""
-        return self.remote.reload_due or self.store.damaged is not None
-
-    def run(self, stop: threading.Event, notifier: Notifier | None = None) -> None:
-        """Handle presentations until ``stop`` is set or a restart is due."""
-        threading.Thread(target=self._check_integrity, name="integrity-check", daemon=True).start()
+    def _start_salvage(self) -> None:
+        # Nothing to stop: it reads the quarantined file once and ends; a stop leaves the rest.
         if salvage.pending(self.store.path):
             threading.Thread(
                 target=salvage.salvage_quarantined, args=(self.store,), name="salvage", daemon=True
             ).start()
-        self.loop.start()
-        self._housekeeper = threading.Thread(
-            target=self._housekeeping, name="face-housekeeping", daemon=True
-        )
-        self._housekeeper.start()
-        try:
-            self.loop.run(stop, notifier or Notifier(), lambda: self.restart_due)
-        finally:
-            self.loop.stop()
 
-    def close(self) -> None:
-        self._stopping.set()
-        if self.sync is not None:
-            # First, while the link is up: it publishes the offline status.
-            try:
-                self.sync.stop()
-            except Exception:
-                logger.exception("stopping the HQ link failed")
-        if self.face_watch is not None:
-            self.face_watch.stop()
-        if self.face_parts is not None:
-            try:
-                self.face_parts.close()
-            except Exception:
-                logger.exception("closing the camera failed")
-        for part in reversed(self._devices):
-            try:
-                part.close()
-            except Exception:
-                logger.exception("closing %s failed", type(part).__name__)
-        self.store.close()
+    def _start_loop(self) -> Undo:
+        self.loop.start()
+        return self.loop.stop
+
+    def _start_housekeeping(self) -> Undo:
+        stopping = threading.Event()
+        threading.Thread(
+            target=self._housekeeping, args=(stopping,), name="face-housekeeping", daemon=True
+        ).start()
+        return stopping.set
+
+    def _housekeeping(self, stopping: threading.Event) -> None:
+        """Every 10 s, off the tap loop: see :meth:`housekeep`."""
+        while not stopping.wait(10):
+            self.housekeep(self.clock.now())

@@ -15,6 +15,7 @@ from terminal import config as config_module
 from terminal.app import App
 from terminal.config import Config
 from terminal.diag.commands import Commands
+from terminal.diag.live import LiveTerminal
 from terminal.diag.server import serving
 from terminal.logs import setup_logging
 from terminal.sdnotify import Notifier
@@ -71,7 +72,14 @@ def _serve(
 ) -> str | None:
     """Run one App until stopped; why it stopped when it is to start again ("reload",
     "damaged"), ``None`` for good."""
-    app = App(config, config_path=path, bundle=_support_bundle)
+    # Diag's hooks go into the tap loop as it is built; diag is bound to the App once it exists.
+    live = LiveTerminal() if config.diag.enabled else None
+    app = App(
+        config,
+        config_path=path,
+        bundle=_support_bundle,
+        hooks=None if live is None else live.hooks,
+    )
     try:
         role = f"door {config.door.id}" if config.door else f"POS {config.pos.merchant}"  # type: ignore[union-attr]
         logger.info(
@@ -82,8 +90,7 @@ def _serve(
             config.reader.driver,
         )
         app.start_sync()
-        # On this thread, before the tap loop: diag hooks into the flow's reader here.
-        with serving(app, config.diag, sync=app.sync):
+        with serving(app, config.diag, sync=app.sync, live=live):
             notifier.ready(f"serving {role}")
             app.run(stop, notifier)
         if app.store.damaged is not None:

@@ -37,6 +37,7 @@ from drivers.interfaces import (
     Keypad,
     KeypadEvent,
     PassageOutcome,
+    Screen,
 )
 from models.door import PassageReport
 from models.errors import DriverError, StoreError
@@ -78,6 +79,22 @@ KEY_SECONDS = 0.05  # how long a key may wait while the reader is asked for a ca
 # At a stop, how long the presentation in progress may take to finish: a usual open window and
 # its grace, and less than the unit's TimeoutStopSec=30, after which systemd kills the daemon.
 FINISH_SECONDS = 25.0
+
+
+@dataclass(frozen=True, slots=True)
+class LoopHooks:
+    """What an observer of the loop (diag) is given when the loop is built, never later.
+
+    ``intercept`` sees each card before the flow does and may take it (True: the flow never
+    sees it); ``screen`` sees each screen before the display shows it; ``told`` hears what the
+    flow tells its listeners. They run on the loop, so they must be quick; one that fails is
+    logged and the tap goes on. An observer that stops watching turns its own hooks off: the
+    loop keeps the ones it was built with.
+    """
+
+    intercept: Intercept | None = None
+    screen: Callable[[Screen], None] | None = None
+    told: Callable[[object], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +185,7 @@ class TapLoop:
         faces: FaceUse | None = None,
         watch: FaceWatch | None = None,
         threaded: bool = True,
+        hooks: LoopHooks | None = None,
     ) -> None:
         self.flow = flow
         self.store = store
@@ -180,8 +198,9 @@ class TapLoop:
         self.faces = faces
         self.watch = watch
         self.threaded = threaded
-        # Set by diag while a dry run waits: the next card is handed to it, not to the flow.
-        self.intercept: Intercept | None = None
+        self.hooks = hooks or LoopHooks()
+        if self.hooks.told is not None:
+            flow.listeners.append(self.hooks.told)
         self._inbox = _Inbox()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -334,12 +353,22 @@ class TapLoop:
         elif isinstance(item, CardPresented):
             for key in self._inbox.keys_waiting():
                 self.feed(key)
-            if self.intercept is None or not self.intercept(item):
+            if not self._intercepted(item):
                 self.feed(item)
         elif item is not None:
             self.feed(item)
         self.feed(Tick())
         self._journal_alarms()
+
+    def _intercepted(self, presented: CardPresented) -> bool:
+        intercept = self.hooks.intercept
+        if intercept is None:
+            return False
+        try:
+            return intercept(presented)
+        except Exception:
+            logger.exception("card intercept failed; the flow has the card")
+            return False
 
     @property
     def pending(self) -> int:
@@ -446,6 +475,11 @@ class TapLoop:
     def _show(self, command: Show) -> None:
         if self.display is None:
             return
+        if self.hooks.screen is not None:
+            try:
+                self.hooks.screen(command.screen)
+            except Exception:
+                logger.exception("screen hook failed")
         try:
             self.display.show(command.screen)
         except DriverError as exc:

@@ -1,9 +1,11 @@
 """What only the running daemon can tell or do: device health, recent activity, the dry-run tap,
 the gate test, and the camera and face checks (:mod:`terminal.diag.faces`).
 
-Everything that must not race the flow goes through the tap loop: a dry run arms the loop's
-intercept, so the next card presentation is handed to diag instead of the flow; it is then run
-through a fresh flow of the same kind and settings with a loop that writes nothing
+Diag's hooks (:attr:`LiveTerminal.hooks`) are given to the tap loop when the App is built, and
+the live terminal is bound to the App once it exists; detaching turns the hooks off and leaves the
+loop as it was built. Everything that must not race the flow goes through the tap loop: a dry
+run arms diag's intercept, so the next card presentation is handed to diag instead of the flow;
+it is then run through a fresh flow of the same kind and settings with a loop that writes nothing
 (:mod:`terminal.dryrun`): same rules, same view, never committed, never opening the gate. The
 gate test is journalled on the loop and pulses the gate on the loop's gate worker, in turn with
 the openings of real taps.
@@ -19,7 +21,7 @@ from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from drivers.interfaces import CardPresented, Display, Gate, Health, PassageOutcome, Screen
+from drivers.interfaces import CardPresented, Gate, Health, PassageOutcome, Screen
 from models.cards import CardFault, Credential, FaceCredential, Genuineness, PresentedCard
 from models.decision import Decision
 from models.door import DoorMode
@@ -34,6 +36,7 @@ from terminal.diag.redact import mask_digits
 from terminal.dryrun import DryRun, DryRunner
 from terminal.flows.door import DoorFlow, FlowNotice, TapOutcome
 from terminal.flows.pos import PosFlow, PosOutcome
+from terminal.loop import LoopHooks, TapLoop
 from terminal.store import SecurityEvent
 
 if TYPE_CHECKING:  # app.py may import diag to wire it; the type is all that is needed here
@@ -44,22 +47,6 @@ logger = logging.getLogger(__name__)
 ACTIVITY = 50  # recent taps and notices kept for `watch`
 GATE_TESTS_MAX, GATE_TESTS_PER_S = 5, 60.0
 LOOP_WAIT_SECONDS = 10.0  # the tap loop finishes any presentation well within this
-
-
-class _DisplayTap:
-    """The POS display, remembering what it last said (``watch`` shows "system fault" et al.)."""
-
-    def __init__(self, live: "LiveTerminal", inner: Display) -> None:
-        self._live = live
-        self.inner = inner
-
-    def show(self, screen: Screen) -> None:
-        # Only headline and tone: the lines may carry a (masked) name and a balance.
-        self._live.note({"what": "screen", "headline": screen.headline, "tone": screen.tone})
-        self.inner.show(screen)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def _health(health: Health) -> dict[str, Any]:
@@ -108,39 +95,50 @@ def describe_decision(decision: Decision) -> dict[str, Any]:
 
 
 class LiveTerminal:
-    """Diag's handle on a running :class:`~terminal.app.App`; :meth:`detach` undoes the hooks."""
+    """Diag's handle on a running :class:`~terminal.app.App`.
 
-    def __init__(self, app: "App") -> None:
-        self.app = app
-        # Built right before the tap loop starts, so this is the daemon's uptime to a few ms.
+    Made before the App, whose tap loop is built with :attr:`hooks`; :meth:`bind` then ties it
+    to that App, and :meth:`detach` turns the hooks off (the loop keeps them, doing nothing).
+    Bound to an App built without them, it still reports, but cannot take a card.
+    """
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
         self.started_mono = time.monotonic()
         self.started_at = datetime.now(UTC)
-        self.pid = os.getpid()
         self._lock = threading.Lock()
+        self._app: App | None = None
+        self._on = threading.Event()  # bound and not detached: the hooks act
         self._dry_run: Future[Credential] | None = None
         self._gate_tests: deque[float] = deque()  # monotonic times of the recent gate tests
         self._activity: deque[dict[str, Any]] = deque(maxlen=ACTIVITY)
-        self._flow: DoorFlow | PosFlow = app.flow
-        self._loop = app.loop
-        self._loop.intercept = self._offer
-        self._display_tap: _DisplayTap | None = None
-        if isinstance(self._flow, PosFlow):
-            display = self._loop.display
-            if display is not None:
-                self._display_tap = _DisplayTap(self, display)
-                self._loop.display = self._display_tap
-            self._flow.listeners.append(self._on_payment)
-        else:
-            self._flow.listeners.append(self._on_door)
+        self.hooks = LoopHooks(intercept=self._offer, screen=self._on_screen, told=self._on_told)
+
+    def bind(self, app: "App") -> None:
+        self._app = app
+        # Bound right before the tap loop starts, so this is the daemon's uptime to a few ms.
+        self.started_mono = time.monotonic()
+        self.started_at = datetime.now(UTC)
+        self._on.set()
 
     def detach(self) -> None:
-        self._loop.intercept = None
-        if self._display_tap is not None:
-            self._loop.display = self._display_tap.inner
-        if isinstance(self._flow, PosFlow):
-            self._flow.listeners.remove(self._on_payment)
-        else:
-            self._flow.listeners.remove(self._on_door)
+        self._on.clear()
+        with self._lock:
+            self._dry_run = None  # a waiting dry run times out; no card is taken for it now
+
+    @property
+    def app(self) -> "App":
+        if self._app is None:
+            raise DiagError(ErrorCode.NOT_AVAILABLE, "diag is not bound to a running terminal")
+        return self._app
+
+    @property
+    def _loop(self) -> TapLoop:
+        return self.app.loop
+
+    @property
+    def _flow(self) -> DoorFlow | PosFlow:
+        return self.app.flow
 
     # -- what the daemon is ---------------------------------------------------------------------
 
@@ -170,6 +168,21 @@ class LiveTerminal:
         entry.setdefault("at", rfc3339(datetime.now(UTC)))
         with self._lock:
             self._activity.append(entry)
+
+    def _on_told(self, message: object) -> None:
+        """On the loop: what the flow tells its listeners, for ``watch``."""
+        if not self._on.is_set():
+            return
+        if isinstance(message, PosOutcome):
+            self._on_payment(message)
+        elif isinstance(message, TapOutcome | FlowNotice):
+            self._on_door(message)
+
+    def _on_screen(self, screen: Screen) -> None:
+        """On the loop: what the till's display is about to say (``watch`` shows "system fault"
+        et al.); only headline and tone, as the lines may carry a (masked) name and a balance."""
+        if self._on.is_set():
+            self.note({"what": "screen", "headline": screen.headline, "tone": screen.tone})
 
     def _on_door(self, message: TapOutcome | FlowNotice) -> None:
         if isinstance(message, FlowNotice):
@@ -206,6 +219,8 @@ class LiveTerminal:
 
     def _offer(self, presented: CardPresented) -> bool:
         """On the loop: take the card for a waiting dry run; False (the flow has it) otherwise."""
+        if not self._on.is_set():
+            return False
         with self._lock:
             waiting, self._dry_run = self._dry_run, None
         if waiting is None or not waiting.set_running_or_notify_cancel():
@@ -229,6 +244,12 @@ class LiveTerminal:
 
     def dry_run(self, timeout: float, amount: int | None) -> dict[str, Any]:
         """Wait for the next tap and say what it would get; nothing is committed or opened."""
+        if self.app.loop.hooks is not self.hooks:
+            raise DiagError(
+                ErrorCode.NOT_AVAILABLE,
+                "this terminal was built without diag's hooks: no card can be taken for a dry "
+                "run (judge a card by its number instead)",
+            )
         waiting: Future[Credential] = Future()
         with self._lock:
             if self._dry_run is not None:

@@ -236,14 +236,22 @@ class DiagServer:
 
 @contextmanager
 def serving(
-    app: "App", section: DiagSection | None = None, sync: SyncControl | None = None
+    app: "App",
+    section: DiagSection | None = None,
+    sync: SyncControl | None = None,
+    live: LiveTerminal | None = None,
 ) -> Iterator[DiagServer | None]:
-    """Serve diag for ``app`` while the block runs; yields ``None`` when diag is off or broken."""
+    """Serve diag for ``app`` while the block runs; yields ``None`` when diag is off or broken.
+
+    ``live`` is the one whose hooks ``app`` was built with (the daemon's); without it diag
+    still reports on the terminal, but cannot take a card for a dry run.
+    """
     section = section or DiagSection()
     if not section.enabled:
         yield None
         return
-    live = LiveTerminal(app)
+    live = live or LiveTerminal()
+    live.bind(app)
     server = DiagServer(Commands(app.config, live=live, diag=section, sync=sync), section)
     try:
         server.start()

@@ -8,7 +8,7 @@ from coming back unnoticed. Inside a package, modules import their siblings, nev
 
 import grimp
 
-PACKAGES = ("models", "drivers", "sync", "terminal")
+PACKAGES = ("models", "drivers", "sync", "terminal", "devtools")
 
 
 def cycles(graph: grimp.ImportGraph) -> list[list[str]]:
