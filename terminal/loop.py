@@ -208,7 +208,7 @@ class TapLoop:
         self._face_worker: _Worker | None = None
         self._thread_id: int | None = None
         if watch is not None:
-            watch.emit = self.post
+            watch.deliver_to(self.post)
 
     # --- from any thread ----------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """Face-only passage: a thread that keeps identifying whoever stands at the camera (1:N).
 
 The tap loop serves the card reader; this thread watches the camera at the same time and hands
-the loop what it saw (``emit``), one event per person rather than one per frame: a recognised
+the loop what it saw (``deliver_to``), one event per person rather than one per frame: a recognised
 holder (who passed liveness), a recognised face that failed liveness, a face nobody is enrolled
 for, or that the person left. A holder still standing at the camera after a passage is not
 admitted again until they leave or ``repeat_seconds`` pass without them, just as a card left on
@@ -87,13 +87,17 @@ class FaceWatch:
         self.retention = retention
         self.clock = clock
         self.events: queue.Queue[WatchEvent] = queue.Queue(maxsize=32)
-        # Where events go: the tap loop's inbox once wired, this queue (``take``) until then.
-        self.emit: Callable[[WatchEvent], None] = self._put
+        self._emit: Callable[[WatchEvent], None] = self._put
         self._stop = threading.Event()
         self._running = threading.Event()  # cleared while paused
         self._running.set()
         self._last: tuple[str, float] | None = None  # what was last told, and when
         self._thread: threading.Thread | None = None
+
+    def deliver_to(self, emit: Callable[[WatchEvent], None]) -> None:
+        """Send events to ``emit`` (the tap loop's inbox, which registers itself as it is built)
+        instead of this watch's own queue (``take``, for tests and the demo)."""
+        self._emit = emit
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="face-watch", daemon=True)
@@ -144,7 +148,7 @@ class FaceWatch:
         if outcome is FaceOutcome.NO_FACE:
             if self._last is not None:
                 self._last = None
-                self.emit(FaceGone())
+                self._emit(FaceGone())
             return
         if outcome is FaceOutcome.MATCH and result.holder_id is not None:
             key = f"match:{result.holder_id}"
@@ -167,7 +171,7 @@ class FaceWatch:
             if repeat:
                 return
         self._last = (key, now)
-        self.emit(event)
+        self._emit(event)
 
     def _put(self, event: WatchEvent) -> None:
         try:
