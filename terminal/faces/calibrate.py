@@ -183,14 +183,16 @@ def calibrate(
     cache_tag: str = "",
     progress: Callable[[int, int], None] | None = None,
     fars: Sequence[float] = FARS,
+    encoded: tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_], list[float]] | None = None,
 ) -> Calibration:
+    """``encoded``: the result of :func:`encode_images` for :func:`list_images`, if at hand."""
     started = time.monotonic()
     pairs = read_pairs(root / "pairs.tsv")
     names = list_images(root)
     if not names:
         raise CalibrationError(f"no photos under {root}")
     index = {name: i for i, name in enumerate(names)}
-    vectors, valid, timings = encode_images(
+    vectors, valid, timings = encoded or encode_images(
         encoder, root, names, cache_dir=cache_dir, cache_tag=cache_tag, progress=progress
     )
     impostors = impostor_scores(vectors, valid, [identity(n) for n in names])
