@@ -1,4 +1,4 @@
-"""``ykt faces calibrate|enrol``, added to ``ykt`` by :func:`add_faces_commands`.
+"""``ykt faces calibrate|encode|enrol``, added to ``ykt`` by :func:`add_faces_commands`.
 
 Output goes through :func:`_say` (stdout) and :func:`_warn` (stderr): these talk to people.
 """
@@ -9,6 +9,15 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from drivers.camera.images import read_image
 from drivers.face.backends import EncoderSettings, RecognizerKind, build_encoder
@@ -33,6 +42,7 @@ from terminal.faces.calibrate import (
     read_pairs,
 )
 from terminal.faces.config import CALIBRATED, FacesSection
+from terminal.faces.encode import default_workers, encode_folder
 from terminal.faces.enrol import enrol_image
 from terminal.faces.robustness import Robustness, assess, format_robustness
 from terminal.store import Store
@@ -240,6 +250,50 @@ def _robustness(
     )
 
 
+def _encode(args: argparse.Namespace) -> int:
+    try:
+        (settings,) = settings_from_args(args, backends=(args.backend,))
+        gate = None
+        if args.gate:
+            section = FacesSection() if args.config is None else load_faces_config(args.config)[0]
+            gate = section.quality.gate(enrolment=True)
+    except ConfigError as exc:
+        _warn(exc)
+        return EXIT_USAGE
+    if not args.data.is_dir():
+        _warn(f"--data {args.data}: not a folder")
+        return EXIT_USAGE
+    # The bar goes to stderr, so stdout stays the summary alone.
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("encoding"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=not console.is_terminal,
+    ) as bar:
+        task = bar.add_task("photos", total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        result = encode_folder(
+            settings, args.data, gate=gate, workers=args.workers, progress=advance
+        )
+    result.save(args.out)
+    _say(
+        f"{len(result.names)} photos, {len(result.names) - len(result.rejected)} templates of "
+        f"model {result.model_id}, {len(result.rejected)} rejected, {result.seconds:g} s "
+        f"-> {args.out}"
+    )
+    for name, reason in result.rejected[:20]:
+        _say(f"  rejected {name}: {reason}")
+    if len(result.rejected) > 20:
+        _say(f"  ... and {len(result.rejected) - 20} more (key 'rejected' in the file)")
+    return EXIT_OK
+
+
 def _enrol(args: argparse.Namespace) -> int:
     try:
         section, database = load_faces_config(args.config)
@@ -292,6 +346,23 @@ def add_faces_commands(commands: "argparse._SubParsersAction[argparse.ArgumentPa
         help="also: split-half shift, open-set FPIR/TPIR and capacity from the impostor tail",
     )
     cal.set_defaults(handler=_calibrate)
+
+    enc = sub.add_parser(
+        "encode", help="templates of every JPEG under a folder into one .npz (all cores)"
+    )
+    enc.add_argument("--data", type=Path, required=True, help="folder of JPEG photos (any depth)")
+    enc.add_argument("--out", type=Path, required=True, help="the .npz file to write")
+    enc.add_argument("--backend", choices=("onnx", "dlib"), default="onnx")
+    add_recognizer_arguments(enc)
+    enc.add_argument(
+        "--gate",
+        action="store_true",
+        help="judge photos as registration photos (one face, enrolment quality gate)",
+    )
+    enc.add_argument(
+        "--workers", type=int, default=default_workers(), help="processes (default: every core)"
+    )
+    enc.set_defaults(handler=_encode)
 
     enrol = sub.add_parser("enrol", help="compute and store a holder's template from a photo")
     enrol.add_argument("--config", type=Path, required=True, help="terminal config file")
