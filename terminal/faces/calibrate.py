@@ -32,6 +32,7 @@ import numpy.typing as npt
 
 from drivers.camera.images import read_image
 from drivers.face.interface import Detection, FaceEncoder
+from drivers.face.yunet import RefineSettings
 from models.errors import DriverError, TerminalError
 
 logger = logging.getLogger(__name__)
@@ -106,6 +107,11 @@ def central(faces: Sequence[Detection], width: int, height: int) -> Detection | 
     if not faces:
         return None
     return min(faces, key=lambda f: math.hypot(f.centre[0] - width / 2, f.centre[1] - height / 2))
+
+
+def cache_tag(data_name: str, refine: RefineSettings | None) -> str:
+    """Refinement changes templates without changing the model id: it is part of the key."""
+    return data_name if refine is None else f"{data_name}-refine{refine.below:g}-{refine.size}"
 
 
 def cache_path(cache_dir: Path, encoder: FaceEncoder, names: Sequence[str], tag: str) -> Path:

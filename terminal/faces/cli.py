@@ -34,6 +34,7 @@ from models.errors import ConfigError, TerminalError
 from terminal import config
 from terminal.faces.calibrate import (
     Calibration,
+    cache_tag,
     calibrate,
     default_cache_dir,
     encode_images,
@@ -132,12 +133,6 @@ def settings_from_args(
     ]
 
 
-def _cache_tag(data: Path, settings: EncoderSettings) -> str:
-    # Refinement changes the templates without changing the model id: it is part of the key.
-    refine = settings.refine
-    return data.name if refine is None else f"{data.name}-refine{refine.below:g}-{refine.size}"
-
-
 def add_recognizer_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags that choose an encoder without a terminal config (``calibrate``, ``encode``)."""
     parser.add_argument("--config", type=Path, help="use the [faces] section of this config")
@@ -210,7 +205,7 @@ def _calibrate(args: argparse.Namespace) -> int:
             args.data,
             names,
             cache_dir=None if args.no_cache else default_cache_dir(),
-            cache_tag=_cache_tag(args.data, item),
+            cache_tag=cache_tag(args.data.name, item.refine),
             progress=_progress(encoder.name),
         )
         result = calibrate(encoder, args.data, encoded=encoded)
