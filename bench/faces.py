@@ -6,9 +6,13 @@
 Needs ../shared (lfw-dev photos and the YuNet model) beside the project.
 
 1. *pipeline*: detect + quality gate + template on 640 x 480 frames (lfw-dev photos at their own
-   pixel size on a grey frame), per backend: ``onnx`` (YuNet + dlib ResNet) and ``dlib`` (HOG on
-   the frame shrunk to 320 px + dlib ResNet). Ratio dlib ÷ onnx, same run. Detection alone is
-   reported too: both backends share the recognizer, so that is where they differ.
+   pixel size on a grey frame), per backend: ``onnx`` (YuNet + dlib ResNet), ``dlib`` (HOG on
+   the frame shrunk to 320 px + dlib ResNet) and, when MobileFaceNet is in ../shared, ``ncnn``
+   (YuNet + landmark refinement + MobileFaceNet on ncnn) and ``ncnn-flip`` (the same plus the
+   mirrored crop). Ratio dlib ÷ each, same run. Detection alone, the embedding alone (refine +
+   align + network, on the face already found) and alignment + network without the refinement
+   are reported too. LFW faces are small (eyes about 45 px apart), so the refinement runs on
+   every frame: the worst case for ``ncnn``.
 2. *1:N search* over 100,000 templates (seeded random unit vectors, 128 values: search time does
    not depend on what the vectors encode): ``Gallery.identify`` against face_recognition's own
    ``compare_faces`` + ``face_distance`` on the same gallery as one float64 array (the form its
@@ -23,6 +27,7 @@ import argparse
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,16 +42,28 @@ from drivers.face.backends import EncoderSettings, build_encoder
 from drivers.face.dlib_backend import DlibHogSettings, import_face_recognition
 from drivers.face.interface import Encoder
 from drivers.face.modelfile import ModelFile
+from drivers.face.ncnn_recognizer import (
+    MOBILEFACENET_BIN_SHA256,
+    MOBILEFACENET_PARAM_SHA256,
+    NcnnRecognizerSettings,
+)
 from drivers.face.pipeline import read_face
-from drivers.face.quality import QualitySettings
-from drivers.face.yunet import YUNET_2023MAR_SHA256, YuNetSettings
+from drivers.face.quality import QualitySettings, primary
+from drivers.face.yunet import YUNET_2023MAR_SHA256, RefineSettings, YuNetRefiner, YuNetSettings
 from models.matcher import Gallery, Template
-from terminal.faces.calibrate import cache_path, calibrate, default_cache_dir, list_images
+from terminal.faces.calibrate import (
+    cache_path,
+    cache_tag,
+    calibrate,
+    default_cache_dir,
+    list_images,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT / ".." / "shared"
 LFW = SHARED / "faces" / "lfw-dev"
 YUNET = SHARED / "models" / "yunet" / "face_detection_yunet_2023mar.onnx"
+MOBILEFACENET = SHARED / "models" / "mobilefacenet"
 GALLERY = 100_000
 DIM = 128
 
@@ -56,10 +73,24 @@ def encoders(*, calibration: bool = False) -> dict[str, Encoder]:
     # At the gate HOG runs on the frame shrunk to 320 px; for 250 px LFW photos one upsampling
     # pass is needed to find their ~100 px faces (what `ykt faces calibrate` uses).
     hog = DlibHogSettings(640, 1) if calibration else DlibHogSettings(320, 1)
-    return {
+    built = {
         "onnx": build_encoder(EncoderSettings("onnx", "dlib", yunet=yunet)),
         "dlib": build_encoder(EncoderSettings("dlib", dlib_hog=hog)),
     }
+    param, weights = MOBILEFACENET / "mobilefacenet.param", MOBILEFACENET / "mobilefacenet.bin"
+    if param.is_file() and weights.is_file():
+        ncnn = NcnnRecognizerSettings(
+            ModelFile(param, MOBILEFACENET_PARAM_SHA256),
+            ModelFile(weights, MOBILEFACENET_BIN_SHA256),
+        )
+        for name, flip in (("ncnn", False), ("ncnn-flip", True)):
+            settings = EncoderSettings(
+                "onnx", "ncnn", yunet=yunet, ncnn=replace(ncnn, flip=flip), refine=RefineSettings()
+            )
+            built[name] = build_encoder(settings)
+    else:
+        progress(f"MobileFaceNet not found at {MOBILEFACENET}: ncnn backend not measured")
+    return built
 
 
 def bench_pipeline(frames: int) -> dict[str, Any]:
@@ -70,11 +101,19 @@ def bench_pipeline(frames: int) -> dict[str, Any]:
     for name, encoder in encoders().items():
         progress(f"pipeline {name}: {len(images)} frames")
         read_face(encoder, images[0], gate)  # warm-up: first call allocates
-        total, detect, embedded = [], [], 0
+        total, detect, embed, network, embedded = [], [], [], [], 0
         for image in images:
             started = time.perf_counter_ns()
-            encoder.detect(image)
+            faces = encoder.detect(image)
             detect.append(time.perf_counter_ns() - started)
+            face = primary(faces, image)
+            if face is not None:
+                started = time.perf_counter_ns()
+                encoder.embed(image, face)
+                embed.append(time.perf_counter_ns() - started)
+                started = time.perf_counter_ns()
+                encoder.recognizer.embed(image, face)
+                network.append(time.perf_counter_ns() - started)
             started = time.perf_counter_ns()
             embedded += read_face(encoder, image, gate).ok
             total.append(time.perf_counter_ns() - started)
@@ -82,14 +121,17 @@ def bench_pipeline(frames: int) -> dict[str, Any]:
             "model": encoder.model_id,
             "pipeline": percentiles(total),
             "detect": percentiles(detect),
+            "embed": percentiles(embed),
+            "align_and_network": percentiles(network),
             "frames_with_template": embedded,
         }
-    out["ratio_dlib_over_onnx_pipeline_p50"] = round(
-        out["dlib"]["pipeline"]["p50_ms"] / out["onnx"]["pipeline"]["p50_ms"], 2
-    )
-    out["ratio_dlib_over_onnx_detect_p50"] = round(
-        out["dlib"]["detect"]["p50_ms"] / out["onnx"]["detect"]["p50_ms"], 2
-    )
+    backends = [name for name in out if isinstance(out[name], dict)]
+    for name in backends:
+        if name != "dlib":
+            for part in ("pipeline", "detect", "embed"):
+                out[f"ratio_dlib_over_{name}_{part}_p50"] = round(
+                    out["dlib"][part]["p50_ms"] / out[name][part]["p50_ms"], 2
+                )
     return out
 
 
@@ -177,11 +219,13 @@ def bench_calibration(quick: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, encoder in encoders(calibration=True).items():
         cache = default_cache_dir()
-        if quick and not cache_path(cache, encoder, list_images(LFW), LFW.name).is_file():
+        refiner = encoder.refiner
+        tag = cache_tag(LFW.name, refiner.settings if isinstance(refiner, YuNetRefiner) else None)
+        if quick and not cache_path(cache, encoder, list_images(LFW), tag).is_file():
             out[name] = "skipped in --quick: no cached encodings (run once without --quick)"
             continue
         progress(f"calibration {name} on lfw-dev (cached after the first run)")
-        result = calibrate(encoder, LFW, cache_dir=cache, cache_tag=LFW.name)
+        result = calibrate(encoder, LFW, cache_dir=cache, cache_tag=tag)
         out[name] = result.as_dict()
     return out
 
@@ -190,12 +234,19 @@ def table(result: dict[str, Any]) -> str:
     lines = []
     pipe = result["pipeline"]
     lines.append(f"pipeline per 640x480 frame ({pipe['frames']} frames), ms p50 / p99:")
-    for name in ("onnx", "dlib"):
-        p, d = pipe[name]["pipeline"], pipe[name]["detect"]
-        lines.append(f"  {name:5s} total {p['p50_ms']:8.1f} / {p['p99_ms']:8.1f}   "
-                     f"detect {d['p50_ms']:7.1f} / {d['p99_ms']:7.1f}")  # fmt: skip
-    lines.append(f"  ratio dlib ÷ onnx: pipeline {pipe['ratio_dlib_over_onnx_pipeline_p50']}x, "
-                 f"detection {pipe['ratio_dlib_over_onnx_detect_p50']}x")  # fmt: skip
+    names = [name for name in pipe if isinstance(pipe[name], dict)]
+    for name in names:
+        p, d, e = pipe[name]["pipeline"], pipe[name]["detect"], pipe[name]["embed"]
+        n = pipe[name]["align_and_network"]
+        lines.append(f"  {name:9s} total {p['p50_ms']:7.1f} / {p['p99_ms']:7.1f}   "
+                     f"detect {d['p50_ms']:6.1f} / {d['p99_ms']:6.1f}   "
+                     f"embed {e['p50_ms']:6.1f} / {e['p99_ms']:6.1f}   "
+                     f"align+network {n['p50_ms']:6.1f} / {n['p99_ms']:6.1f}")  # fmt: skip
+    for name in names:
+        if name != "dlib":
+            ratios = ", ".join(f"{part} {pipe[f'ratio_dlib_over_{name}_{part}_p50']}x"
+                               for part in ("pipeline", "detect", "embed"))  # fmt: skip
+            lines.append(f"  ratio dlib ÷ {name} (p50): {ratios}")
     s = result["search"]
     lines.append(f"1:N over {s['gallery']:,} templates, ms p50 / p99:")
     for key in ("ours_float32", "ours_float16", "face_recognition"):

@@ -121,7 +121,7 @@ def _import(args: argparse.Namespace) -> int:
         from devtools.hq.templates import photo_encoder  # noqa: PLC0415
 
         try:
-            encode_face = photo_encoder(args.templates, args.yunet)
+            encode_face = photo_encoder(args.templates, args.yunet, args.faces_config)
         except ValueError as exc:
             raise SystemExit(f"ykt hq import: {exc}") from None
     office = Office(_open(args))
@@ -405,12 +405,16 @@ def _office_commands(sub: Sub) -> None:
     imp.add_argument("--photos", type=Path, help="directory of 姓名+手机号.jpg photos")
     imp.add_argument(
         "--templates",
-        choices=["dlib", "onnx"],
+        choices=["dlib", "onnx", "config"],
         help="compute face templates from the photos here with this backend (the terminals' "
-        "model) instead of sending the photos; onnx needs --yunet",
+        "model) instead of sending the photos; onnx needs --yunet; config: the encoder of "
+        "--faces-config's [faces] section (ncnn, ONNX or SFace models)",
     )
     imp.add_argument(
         "--yunet", type=Path, help="face_detection_yunet_2023mar.onnx (--templates onnx)"
+    )
+    imp.add_argument(
+        "--faces-config", type=Path, help="a terminal's config file (--templates config)"
     )
 
     holder = _command(sub, "holder", _holder, "add or change a holder (holder.upsert JSON)")

@@ -2,6 +2,8 @@
 
 The template is the one the terminals compute themselves (same model id, same
 enrolment quality gate), so a terminal uses it as if it had enrolled the photo on the device.
+``--templates config`` takes backend, recognizer, model files and gate from a terminal's
+``[faces]`` section: the way to compute templates of an operator-supplied model (ncnn, ONNX).
 """
 
 from pathlib import Path
@@ -10,27 +12,39 @@ from devtools.hq.importer import FaceEncoding
 from drivers.face.backends import EncoderSettings, build_encoder
 from drivers.face.modelfile import ModelFile
 from drivers.face.yunet import YUNET_2023MAR_SHA256, YuNetSettings
-from models.errors import DriverError
+from models.errors import ConfigError, DriverError
 from sync.envelope import b64encode
 from terminal.config.faces import FacesSection
+from terminal.faces.cli import load_faces_config
 from terminal.faces.enrol import enrol_photo
 
 
-def photo_encoder(backend: str, yunet: Path | None) -> FaceEncoding:
+def photo_encoder(
+    backend: str, yunet: Path | None, faces_config: Path | None = None
+) -> FaceEncoding:
     """A function from JPEG bytes to a ``face.upsert`` body; ``ValueError`` says why a photo is
     refused. Fails at once (``DriverError``) when the backend or its model is missing."""
-    if backend not in ("onnx", "dlib"):
-        raise ValueError(f"unknown face backend {backend!r}: onnx or dlib")
+    if backend not in ("onnx", "dlib", "config"):
+        raise ValueError(f"unknown face backend {backend!r}: onnx, dlib or config")
     if backend == "onnx" and yunet is None:
         raise ValueError("--templates onnx needs --yunet (face_detection_yunet_2023mar.onnx)")
-    encoder = build_encoder(
-        EncoderSettings(
+    if backend == "config":
+        if faces_config is None:
+            raise ValueError("--templates config needs --faces-config (a terminal's config file)")
+        try:
+            section, _ = load_faces_config(faces_config)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        settings = section.encoder_settings()
+    else:
+        section = FacesSection()
+        settings = EncoderSettings(
             backend="onnx" if backend == "onnx" else "dlib",
             recognizer="dlib",
             yunet=None if yunet is None else YuNetSettings(ModelFile(yunet, YUNET_2023MAR_SHA256)),
         )
-    )
-    gate = FacesSection().quality.gate(enrolment=True)
+    encoder = build_encoder(settings)
+    gate = section.quality.gate(enrolment=True)
 
     def encode(photo: bytes) -> dict[str, str]:
         try:

@@ -3,9 +3,11 @@
 Backends:
 
 - ``onnx``: YuNet (OpenCV ``FaceDetectorYN``) for detection and landmarks, then the configured
-  recognizer: ``sface`` (OpenCV Zoo SFace through ``FaceRecognizerSF``), ``onnx`` (any
-  ArcFace-style embedding model through OpenCV DNN) or ``dlib`` (dlib's ResNet on the YuNet face;
-  the one recognizer whose weights come from a package rather than from the operator);
+  recognizer: ``ncnn`` (an ArcFace-style model in ncnn format, e.g. MobileFaceNet, with its
+  landmarks refined on small faces), ``sface`` (OpenCV Zoo SFace through ``FaceRecognizerSF``),
+  ``onnx`` (any ArcFace-style embedding model through OpenCV DNN) or ``dlib`` (dlib's ResNet on
+  the YuNet face; the one recognizer whose weights come from a package rather than from the
+  operator);
 - ``dlib``: dlib's HOG detector and ResNet, as the face-recognition package runs them.
 """
 
@@ -13,15 +15,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+import cv2
+
 from drivers.face.dlib_backend import DlibHogDetector, DlibHogSettings, DlibModels, DlibRecognizer
-from drivers.face.interface import Encoder, FaceRecognizer
+from drivers.face.interface import Encoder, FaceRecognizer, LandmarkRefiner
 from drivers.face.modelfile import ModelFile
+from drivers.face.ncnn_recognizer import NcnnRecognizer, NcnnRecognizerSettings
 from drivers.face.recognizers import OnnxRecognizer, OnnxRecognizerSettings, SFaceRecognizer
-from drivers.face.yunet import YuNetDetector, YuNetSettings
+from drivers.face.yunet import RefineSettings, YuNetDetector, YuNetRefiner, YuNetSettings
 from models.errors import DriverError
 
 Backend = Literal["onnx", "dlib"]
-RecognizerKind = Literal["sface", "onnx", "dlib"]
+RecognizerKind = Literal["ncnn", "sface", "onnx", "dlib"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +36,9 @@ class EncoderSettings:
     yunet: YuNetSettings | None = None
     sface: ModelFile | None = None
     onnx: OnnxRecognizerSettings | None = None
+    ncnn: NcnnRecognizerSettings | None = None
+    # Landmark refinement of small faces before alignment; None: none.
+    refine: RefineSettings | None = None
     dlib_hog: DlibHogSettings = field(default_factory=DlibHogSettings)
 
 
@@ -58,11 +66,18 @@ def _onnx(settings: EncoderSettings, shared: _Shared) -> FaceRecognizer:
     return OnnxRecognizer(settings.onnx)
 
 
+def _ncnn(settings: EncoderSettings, shared: _Shared) -> FaceRecognizer:
+    if settings.ncnn is None:
+        raise DriverError("recognizer 'ncnn' needs the .param and .bin files (paths and sha256)")
+    return NcnnRecognizer(settings.ncnn)
+
+
 def _dlib(settings: EncoderSettings, shared: _Shared) -> FaceRecognizer:
     return DlibRecognizer(shared.dlib())
 
 
 RECOGNIZERS: dict[str, Callable[[EncoderSettings, _Shared], FaceRecognizer]] = {
+    "ncnn": _ncnn,
     "sface": _sface,
     "onnx": _onnx,
     "dlib": _dlib,
@@ -78,4 +93,14 @@ def build_encoder(settings: EncoderSettings) -> Encoder:
     if settings.yunet is None:
         raise DriverError("backend 'onnx' needs the YuNet model file (path and sha256)")
     detector = YuNetDetector(settings.yunet)
-    return Encoder("onnx", detector, RECOGNIZERS[settings.recognizer](settings, shared))
+    recognizer = RECOGNIZERS[settings.recognizer](settings, shared)
+    refiner: LandmarkRefiner | None = None
+    if settings.refine is not None:
+        refiner = YuNetRefiner(settings.yunet, settings.refine)
+    return Encoder("onnx", detector, recognizer, refiner)
+
+
+def limit_threads(count: int) -> None:
+    """Cap OpenCV's own thread pool (YuNet), e.g. in worker processes that already fill every
+    core; ncnn's threads are set per recognizer."""
+    cv2.setNumThreads(count)

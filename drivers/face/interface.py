@@ -68,6 +68,14 @@ class FaceRecognizer(Protocol):
         ...
 
 
+class LandmarkRefiner(Protocol):
+    """Gives a detected face more precise landmarks before it is aligned and embedded."""
+
+    def refine(self, frame: Frame, face: Detection) -> Detection:
+        """``face`` with better landmarks, or ``face`` itself when there is nothing to gain."""
+        ...
+
+
 class FaceEncoder(FaceDetector, FaceRecognizer, Protocol):
     """A detector and a recognizer that work together (one backend)."""
 
@@ -79,11 +87,13 @@ class FaceEncoder(FaceDetector, FaceRecognizer, Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Encoder:
-    """The usual :class:`FaceEncoder`: any detector with any recognizer."""
+    """The usual :class:`FaceEncoder`: any detector with any recognizer, and optionally a
+    refiner run on the one face being embedded (not on every face found)."""
 
     name: str
     detector: FaceDetector
     recognizer: FaceRecognizer
+    refiner: LandmarkRefiner | None = None
 
     @property
     def model_id(self) -> str:
@@ -97,4 +107,6 @@ class Encoder:
         return self.detector.detect(frame)
 
     def embed(self, frame: Frame, face: Detection) -> Template:
+        if self.refiner is not None:
+            face = self.refiner.refine(frame, face)
         return self.recognizer.embed(frame, face)

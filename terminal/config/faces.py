@@ -17,18 +17,36 @@ from drivers.face.backends import EncoderSettings
 from drivers.face.dlib_backend import MODEL_ID as DLIB_MODEL_ID
 from drivers.face.dlib_backend import DlibHogSettings
 from drivers.face.modelfile import ModelFile
+from drivers.face.ncnn_recognizer import (
+    MOBILEFACENET_BIN_SHA256,
+    MOBILEFACENET_PARAM_SHA256,
+    NcnnRecognizerSettings,
+    ncnn_model_id,
+)
 from drivers.face.quality import QualitySettings
 from drivers.face.recognizers import OnnxRecognizerSettings
-from drivers.face.yunet import YuNetSettings
+from drivers.face.yunet import RefineSettings, YuNetSettings
 from models.settings import Section
 
 _SHA256 = r"^[0-9a-fA-F]{64}$"
+
+_MOBILEFACENET = ncnn_model_id(
+    ModelFile(Path("mobilefacenet.param"), MOBILEFACENET_PARAM_SHA256),
+    ModelFile(Path("mobilefacenet.bin"), MOBILEFACENET_BIN_SHA256),
+)
 
 # Calibrated on lfw-dev (docs/faces.md): cosine thresholds at FAR 1e-4 (1:1) and the per-comparison
 # FAR the default 1:N gallery limit needs. Only models listed here have defaults.
 CALIBRATED: dict[str, tuple[float, float]] = {
     DLIB_MODEL_ID: (0.94, 0.951),
+    # MobileFaceNet-ArcFace (development weights; a site's own model has its own id and needs its
+    # own calibration). Landmarks refined below 80 px between the eyes, no flip.
+    _MOBILEFACENET: (0.40, 0.50),
 }
+# Gallery size at which 1:N, at the calibrated identify threshold, keeps FPIR at about 1 %
+# (docs/faces.md, capacity); other models get the general default.
+CALIBRATED_GALLERY: dict[str, int] = {DLIB_MODEL_ID: 1000, _MOBILEFACENET: 2000}
+DEFAULT_GALLERY = 1000
 
 
 class ModelFileConfig(Section):
@@ -51,6 +69,50 @@ class OnnxRecognizerConfig(ModelFileConfig):
     mean: float = Field(127.5, description="Subtracted from every pixel value.")
     std: float = Field(127.5, gt=0, description="Pixel values are divided by this after.")
     rgb: bool = Field(True, description="Feed RGB (true) or BGR (false) channel order.")
+
+
+class NcnnRecognizerConfig(Section):
+    """An ArcFace-style embedding model in ncnn format (graph + weights), e.g. MobileFaceNet."""
+
+    param: Path = Field(description="Absolute path of the .param file (the graph).")
+    param_sha256: str = Field(pattern=_SHA256, description="sha256 of the .param file.")
+    bin: Path = Field(description="Absolute path of the .bin file (the weights).")
+    bin_sha256: str = Field(pattern=_SHA256, description="sha256 of the .bin file.")
+    input_blob: str = Field("data", min_length=1, description="Name of the input blob.")
+    output_blob: str = Field("fc1", min_length=1, description="Name of the embedding blob.")
+    input_size: int = Field(112, ge=32, le=512, description="Side of the aligned square crop.")
+    rgb: bool = Field(True, description="Feed RGB (true) or BGR (false) channel order.")
+    mean: float = Field(
+        0.0, description="Subtracted from every pixel (0: the graph normalises itself)."
+    )
+    std: float = Field(1.0, gt=0, description="Pixel values are divided by this after.")
+    flip: bool = Field(
+        False,
+        description="Add the mirrored crop's embedding (twice the time; its own model id).",
+    )
+    threads: int = Field(1, ge=1, le=8, description="ncnn threads per embedding.")
+    refine_below: float = Field(
+        80.0,
+        ge=0,
+        description="Faces with eyes closer than this (pixels) are detected again, enlarged, "
+        "for precise landmarks before alignment (0: never).",
+    )
+
+    def param_file(self) -> ModelFile:
+        return ModelFile(self.param, self.param_sha256.lower())
+
+    def bin_file(self) -> ModelFile:
+        return ModelFile(self.bin, self.bin_sha256.lower())
+
+    def model_id(self) -> str:
+        base = ncnn_model_id(self.param_file(), self.bin_file())
+        return f"{base}-flip" if self.flip else base
+
+    def settings(self) -> NcnnRecognizerSettings:
+        return NcnnRecognizerSettings(
+            self.param_file(), self.bin_file(), self.input_blob, self.output_blob,
+            self.input_size, self.rgb, self.mean, self.std, self.flip, self.threads,
+        )  # fmt: skip
 
 
 class DlibConfig(Section):
@@ -119,10 +181,11 @@ class FacesSection(Section):
         "onnx",
         description="onnx: YuNet detection + the recognizer below; dlib: HOG + dlib ResNet.",
     )
-    recognizer: Literal["dlib", "sface", "onnx"] = Field(
-        "dlib",
-        description="Recognizer of the onnx backend: dlib (ResNet, from a package), sface or "
-        "onnx (weights provided by the operator).",
+    recognizer: Literal["ncnn", "dlib", "sface", "onnx"] | None = Field(
+        None,
+        description="Recognizer of the onnx backend: ncnn, sface or onnx (weights provided by "
+        "the operator) or dlib (ResNet, from a package); empty: ncnn when faces.ncnn is set, "
+        "else dlib.",
     )
     yunet: ModelFileConfig | None = Field(
         None, description="YuNet detector (face_detection_yunet_2023mar.onnx) for backend onnx."
@@ -130,6 +193,9 @@ class FacesSection(Section):
     sface: ModelFileConfig | None = Field(None, description="SFace weights for recognizer sface.")
     onnx: OnnxRecognizerConfig | None = Field(
         None, description="Embedding model for recognizer onnx."
+    )
+    ncnn: NcnnRecognizerConfig | None = Field(
+        None, description="Embedding model for recognizer ncnn (the default when set)."
     )
     dlib: DlibConfig = Field(default_factory=DlibConfig, description="dlib HOG detector.")
     camera: CameraSettings = Field(default_factory=CameraSettings, description="The camera.")
@@ -168,8 +234,11 @@ class FacesSection(Section):
         description="Face-only: a holder still at the camera after passing is not admitted again "
         "until they leave or this long passes without them.",
     )
-    max_gallery: int = Field(
-        1000, ge=1, description="Refuse face-only passage above this many templates (capacity)."
+    max_gallery: int | None = Field(
+        None,
+        ge=1,
+        description="Refuse face-only passage above this many templates; empty: the capacity "
+        "calibrated for the model (1,000 for a model without one).",
     )
     store: Literal["float32", "float16"] = Field(
         "float32", description="In-memory template precision (float16 halves memory)."
@@ -188,8 +257,10 @@ class FacesSection(Section):
             raise ValueError("recognizer 'sface' needs faces.sface (path and sha256)")
         if self.backend == "onnx" and self.recognizer == "onnx" and self.onnx is None:
             raise ValueError("recognizer 'onnx' needs faces.onnx (path and sha256)")
-        uses_dlib = self.backend == "dlib" or self.recognizer == "dlib"
-        if not uses_dlib and (self.verify_threshold is None or self.identify_threshold is None):
+        if self.backend == "onnx" and self.recognizer == "ncnn" and self.ncnn is None:
+            raise ValueError("recognizer 'ncnn' needs faces.ncnn (param, bin and their sha256)")
+        known = self.expected_model_id() in CALIBRATED
+        if not known and (self.verify_threshold is None or self.identify_threshold is None):
             raise ValueError(
                 "this recognizer has no calibrated thresholds: set faces.verify_threshold and "
                 "faces.identify_threshold from 'ykt faces calibrate' (docs/faces.md)"
@@ -199,10 +270,29 @@ class FacesSection(Section):
             raise ValueError("faces.agreement is [k, n] with 1 <= k <= n <= 10")
         return self
 
+    @property
+    def recognizer_kind(self) -> Literal["ncnn", "dlib", "sface", "onnx"]:
+        """The recognizer used: as configured, else ncnn when its files are set, else dlib."""
+        if self.recognizer is not None:
+            return self.recognizer
+        return "ncnn" if self.ncnn is not None else "dlib"
+
+    def expected_model_id(self) -> str | None:
+        """The model id templates will carry, when it follows from the configuration alone."""
+        if self.backend == "dlib" or self.recognizer_kind == "dlib":
+            return DLIB_MODEL_ID
+        if self.recognizer_kind == "ncnn" and self.ncnn is not None:
+            return self.ncnn.model_id()
+        return None
+
     def encoder_settings(self) -> EncoderSettings:
+        ncnn = self.ncnn if self.recognizer_kind == "ncnn" else None
+        refine = None
+        if ncnn is not None and ncnn.refine_below > 0:
+            refine = RefineSettings(below=ncnn.refine_below)
         return EncoderSettings(
             backend=self.backend,
-            recognizer=self.recognizer,
+            recognizer=self.recognizer_kind,
             yunet=None if self.yunet is None else YuNetSettings(self.yunet.model_file()),
             sface=None if self.sface is None else self.sface.model_file(),
             onnx=None
@@ -211,6 +301,8 @@ class FacesSection(Section):
                 self.onnx.model_file(), self.onnx.input_size, self.onnx.mean, self.onnx.std,
                 self.onnx.rgb,
             ),
+            ncnn=None if ncnn is None else ncnn.settings(),
+            refine=refine,
             dlib_hog=DlibHogSettings(self.dlib.max_width, self.dlib.upsample),
         )  # fmt: skip
 
@@ -225,6 +317,12 @@ class FacesSection(Section):
             verify = calibrated[0] if verify is None else verify
             identify = calibrated[1] if identify is None else identify
         return verify, identify
+
+    def gallery_limit(self, model_id: str) -> int:
+        """``max_gallery`` for ``model_id``: configured, else calibrated, else the default."""
+        if self.max_gallery is not None:
+            return self.max_gallery
+        return CALIBRATED_GALLERY.get(model_id, DEFAULT_GALLERY)
 
     @property
     def still_retention(self) -> timedelta:

@@ -85,7 +85,7 @@ def build_face_parts(
             best_of=section.best_of,
             attempts=section.attempts,
             gate=quality.gate(),
-            max_gallery=section.max_gallery,
+            max_gallery=section.gallery_limit(encoder.model_id),
             liveness_face_only=section.liveness.face_only,
             liveness_card_and_face=section.liveness.card_and_face,
             store=section.store,

@@ -32,6 +32,7 @@ import numpy.typing as npt
 
 from drivers.camera.images import read_image
 from drivers.face.interface import Detection, FaceEncoder
+from drivers.face.yunet import RefineSettings
 from models.errors import DriverError, TerminalError
 
 logger = logging.getLogger(__name__)
@@ -106,6 +107,11 @@ def central(faces: Sequence[Detection], width: int, height: int) -> Detection | 
     if not faces:
         return None
     return min(faces, key=lambda f: math.hypot(f.centre[0] - width / 2, f.centre[1] - height / 2))
+
+
+def cache_tag(data_name: str, refine: RefineSettings | None) -> str:
+    """Refinement changes templates without changing the model id: it is part of the key."""
+    return data_name if refine is None else f"{data_name}-refine{refine.below:g}-{refine.size}"
 
 
 def cache_path(cache_dir: Path, encoder: FaceEncoder, names: Sequence[str], tag: str) -> Path:
@@ -183,14 +189,16 @@ def calibrate(
     cache_tag: str = "",
     progress: Callable[[int, int], None] | None = None,
     fars: Sequence[float] = FARS,
+    encoded: tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_], list[float]] | None = None,
 ) -> Calibration:
+    """``encoded``: the result of :func:`encode_images` for :func:`list_images`, if at hand."""
     started = time.monotonic()
     pairs = read_pairs(root / "pairs.tsv")
     names = list_images(root)
     if not names:
         raise CalibrationError(f"no photos under {root}")
     index = {name: i for i, name in enumerate(names)}
-    vectors, valid, timings = encode_images(
+    vectors, valid, timings = encoded or encode_images(
         encoder, root, names, cache_dir=cache_dir, cache_tag=cache_tag, progress=progress
     )
     impostors = impostor_scores(vectors, valid, [identity(n) for n in names])

@@ -1,4 +1,4 @@
-"""``ykt faces calibrate`` and ``ykt faces enrol``, added to ``ykt`` by :func:`add_faces_commands`.
+"""``ykt faces calibrate|encode|enrol``, added to ``ykt`` by :func:`add_faces_commands`.
 
 Output goes through :func:`_say` (stdout) and :func:`_warn` (stderr): these talk to people.
 """
@@ -10,22 +10,42 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
 from drivers.camera.images import read_image
-from drivers.face.backends import EncoderSettings, build_encoder
+from drivers.face.backends import EncoderSettings, RecognizerKind, build_encoder
 from drivers.face.dlib_backend import DlibHogSettings
 from drivers.face.modelfile import ModelFile
+from drivers.face.ncnn_recognizer import (
+    MOBILEFACENET_BIN_SHA256,
+    MOBILEFACENET_PARAM_SHA256,
+    NcnnRecognizerSettings,
+)
 from drivers.face.quality import message_en, message_zh
-from drivers.face.yunet import YUNET_2023MAR_SHA256, YuNetSettings
+from drivers.face.yunet import YUNET_2023MAR_SHA256, RefineSettings, YuNetSettings
 from models.errors import ConfigError, TerminalError
 from terminal import config
-from terminal.config.faces import FacesSection
+from terminal.config.faces import CALIBRATED, FacesSection
 from terminal.faces.calibrate import (
     Calibration,
+    cache_tag,
     calibrate,
     default_cache_dir,
+    encode_images,
     identification_threshold,
+    list_images,
+    read_pairs,
 )
+from terminal.faces.encode import default_workers, encode_folder
 from terminal.faces.enrol import enrol_image
+from terminal.faces.robustness import Robustness, assess, format_robustness
 from terminal.store import Store
 from terminal.store.faces import FaceStore
 
@@ -59,7 +79,30 @@ def _progress(label: str) -> Any:
     return report
 
 
-def _settings_from_args(args: argparse.Namespace) -> list[EncoderSettings]:
+def _model_pair(folder: Path) -> tuple[Path, Path]:
+    """The ``.param`` and ``.bin`` in ``folder``: MobileFaceNet's names, else the only pair."""
+    param, weights = folder / "mobilefacenet.param", folder / "mobilefacenet.bin"
+    if param.is_file() and weights.is_file():
+        return param, weights
+    params, bins = sorted(folder.glob("*.param")), sorted(folder.glob("*.bin"))
+    if len(params) == 1 and len(bins) == 1:
+        return params[0], bins[0]
+    raise ConfigError(f"--model {folder}: expected one .param and one .bin file in it")
+
+
+def _ncnn_from_args(args: argparse.Namespace) -> NcnnRecognizerSettings:
+    if args.model is None:
+        raise ConfigError("recognizer ncnn needs --model DIR (the folder of its .param/.bin)")
+    param, weights = _model_pair(args.model)
+    return NcnnRecognizerSettings(
+        ModelFile(param, args.param_sha256), ModelFile(weights, args.bin_sha256), flip=args.flip
+    )
+
+
+def settings_from_args(
+    args: argparse.Namespace, backends: tuple[str, ...] | None = None
+) -> list[EncoderSettings]:
+    """The encoders a command's flags (or ``--config``'s ``[faces]`` section) name."""
     if args.config is not None:
         section, _ = load_faces_config(args.config)
         return [section.encoder_settings()]
@@ -68,13 +111,56 @@ def _settings_from_args(args: argparse.Namespace) -> list[EncoderSettings]:
         yunet = YuNetSettings(ModelFile(args.yunet, args.yunet_sha256), score_threshold=0.6)
     # LFW photos are 250 x 250 with faces of about 100 px: one upsampling pass lets HOG find them.
     hog = DlibHogSettings(max_width=640, upsample=1)
-    wanted = ["onnx", "dlib"] if args.backend == "all" else [args.backend]
+    backend = getattr(args, "backend", "onnx")
+    wanted = backends or (("onnx", "dlib") if backend == "all" else (backend,))
     if "onnx" in wanted and yunet is None:
         raise ConfigError("backend onnx needs --yunet PATH (face_detection_yunet_2023mar.onnx)")
+    recognizer: RecognizerKind = args.recognizer or ("ncnn" if args.model is not None else "dlib")
+    ncnn = _ncnn_from_args(args) if recognizer == "ncnn" else None
+    refine = None
+    if ncnn is not None and args.refine_below > 0:
+        refine = RefineSettings(below=args.refine_below)
     return [
-        EncoderSettings(backend=b, recognizer=args.recognizer, yunet=yunet, dlib_hog=hog)  # type: ignore[arg-type]
+        EncoderSettings(
+            backend=b,  # type: ignore[arg-type]
+            recognizer=recognizer,
+            yunet=yunet,
+            ncnn=ncnn,
+            refine=refine if b == "onnx" else None,
+            dlib_hog=hog,
+        )
         for b in wanted
     ]
+
+
+def add_recognizer_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that choose an encoder without a terminal config (``calibrate``, ``encode``)."""
+    parser.add_argument("--config", type=Path, help="use the [faces] section of this config")
+    parser.add_argument(
+        "--recognizer",
+        choices=("ncnn", "dlib", "sface", "onnx"),
+        help="default: ncnn when --model is given, else dlib",
+    )
+    parser.add_argument("--yunet", type=Path, help="YuNet model file (backend onnx)")
+    parser.add_argument(
+        "--yunet-sha256", default=YUNET_2023MAR_SHA256, help="sha256 of the YuNet file"
+    )
+    parser.add_argument(
+        "--model", type=Path, help="folder with the ncnn recognizer's .param and .bin"
+    )
+    parser.add_argument(
+        "--param-sha256", default=MOBILEFACENET_PARAM_SHA256, help="sha256 of the .param"
+    )
+    parser.add_argument("--bin-sha256", default=MOBILEFACENET_BIN_SHA256, help="sha256 of the .bin")
+    parser.add_argument(
+        "--flip", action="store_true", help="ncnn: add the mirrored crop's embedding"
+    )
+    parser.add_argument(
+        "--refine-below",
+        type=float,
+        default=RefineSettings().below,
+        help="ncnn: refine landmarks of faces with eyes closer than this many px (0: never)",
+    )
 
 
 def format_calibration(result: Calibration, fpir: float) -> str:
@@ -105,7 +191,7 @@ def format_calibration(result: Calibration, fpir: float) -> str:
 
 def _calibrate(args: argparse.Namespace) -> int:
     try:
-        settings = _settings_from_args(args)
+        settings = settings_from_args(args)
     except ConfigError as exc:
         _warn(exc)
         return EXIT_USAGE
@@ -113,20 +199,93 @@ def _calibrate(args: argparse.Namespace) -> int:
     for item in settings:
         encoder = build_encoder(item)
         _warn(f"calibrating {encoder.name} ({encoder.model_id})")
-        result = calibrate(
+        names = list_images(args.data)
+        encoded = encode_images(
             encoder,
             args.data,
+            names,
             cache_dir=None if args.no_cache else default_cache_dir(),
-            cache_tag=args.data.name,
+            cache_tag=cache_tag(args.data.name, item.refine),
             progress=_progress(encoder.name),
         )
+        result = calibrate(encoder, args.data, encoded=encoded)
         results.append(result)
         _say(format_calibration(result, args.fpir))
+        if args.robustness:
+            _say(format_robustness(_robustness(args, encoder.model_id, result, names, encoded)))
     if args.json is not None:
         args.json.write_text(
             json.dumps([r.as_dict() for r in results], indent=2, ensure_ascii=False) + "\n",
             encoding="utf-8",
         )
+    return EXIT_OK
+
+
+def _robustness(
+    args: argparse.Namespace,
+    model_id: str,
+    result: Calibration,
+    names: list[str],
+    encoded: tuple[Any, Any, Any],
+) -> Robustness:
+    # Open set at the strictest calibrated point and at the model's default 1:N threshold.
+    thresholds = [result.points[-1].threshold]
+    if model_id in CALIBRATED:
+        thresholds.append(CALIBRATED[model_id][1])
+    vectors, valid, _ = encoded
+    return assess(
+        vectors,
+        valid,
+        names,
+        read_pairs(args.data / "pairs.tsv"),
+        fars=[p.far_target for p in result.points],
+        thresholds=sorted(set(thresholds)),
+        margin=FacesSection().identify_margin,
+        fpir=args.fpir,
+    )
+
+
+def _encode(args: argparse.Namespace) -> int:
+    try:
+        (settings,) = settings_from_args(args, backends=(args.backend,))
+        gate = None
+        if args.gate:
+            section = FacesSection() if args.config is None else load_faces_config(args.config)[0]
+            gate = section.quality.gate(enrolment=True)
+    except ConfigError as exc:
+        _warn(exc)
+        return EXIT_USAGE
+    if not args.data.is_dir():
+        _warn(f"--data {args.data}: not a folder")
+        return EXIT_USAGE
+    # The bar goes to stderr, so stdout stays the summary alone.
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("encoding"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=not console.is_terminal,
+    ) as bar:
+        task = bar.add_task("photos", total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        result = encode_folder(
+            settings, args.data, gate=gate, workers=args.workers, progress=advance
+        )
+    result.save(args.out)
+    _say(
+        f"{len(result.names)} photos, {len(result.names) - len(result.rejected)} templates of "
+        f"model {result.model_id}, {len(result.rejected)} rejected, {result.seconds:g} s "
+        f"-> {args.out}"
+    )
+    for name, reason in result.rejected[:20]:
+        _say(f"  rejected {name}: {reason}")
+    if len(result.rejected) > 20:
+        _say(f"  ... and {len(result.rejected) - 20} more (key 'rejected' in the file)")
     return EXIT_OK
 
 
@@ -171,17 +330,34 @@ def add_faces_commands(commands: "argparse._SubParsersAction[argparse.ArgumentPa
         "calibrate", help="TAR at FAR 1e-3/1e-4/1e-5 per backend on labelled photos"
     )
     cal.add_argument("--data", type=Path, required=True, help="folder with pairs.tsv and photos")
-    cal.add_argument("--config", type=Path, help="use the [faces] section of this config")
     cal.add_argument("--backend", choices=("onnx", "dlib", "all"), default="all")
-    cal.add_argument("--recognizer", choices=("dlib", "sface", "onnx"), default="dlib")
-    cal.add_argument("--yunet", type=Path, help="YuNet model file (backend onnx)")
-    cal.add_argument(
-        "--yunet-sha256", default=YUNET_2023MAR_SHA256, help="sha256 of the YuNet file"
-    )
+    add_recognizer_arguments(cal)
     cal.add_argument("--fpir", type=float, default=0.01, help="1:N false-positive target")
     cal.add_argument("--json", type=Path, help="also write the results as JSON here")
     cal.add_argument("--no-cache", action="store_true", help="re-encode every photo")
+    cal.add_argument(
+        "--robustness",
+        action="store_true",
+        help="also: split-half shift, open-set FPIR/TPIR and capacity from the impostor tail",
+    )
     cal.set_defaults(handler=_calibrate)
+
+    enc = sub.add_parser(
+        "encode", help="templates of every JPEG under a folder into one .npz (all cores)"
+    )
+    enc.add_argument("--data", type=Path, required=True, help="folder of JPEG photos (any depth)")
+    enc.add_argument("--out", type=Path, required=True, help="the .npz file to write")
+    enc.add_argument("--backend", choices=("onnx", "dlib"), default="onnx")
+    add_recognizer_arguments(enc)
+    enc.add_argument(
+        "--gate",
+        action="store_true",
+        help="judge photos as registration photos (one face, enrolment quality gate)",
+    )
+    enc.add_argument(
+        "--workers", type=int, default=default_workers(), help="processes (default: every core)"
+    )
+    enc.set_defaults(handler=_encode)
 
     enrol = sub.add_parser("enrol", help="compute and store a holder's template from a photo")
     enrol.add_argument("--config", type=Path, required=True, help="terminal config file")

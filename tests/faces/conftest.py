@@ -16,7 +16,12 @@ from drivers.face.backends import EncoderSettings, build_encoder
 from drivers.face.dlib_backend import DlibHogSettings
 from drivers.face.interface import Encoder
 from drivers.face.modelfile import ModelFile
-from drivers.face.yunet import YUNET_2023MAR_SHA256, YuNetSettings
+from drivers.face.ncnn_recognizer import (
+    MOBILEFACENET_BIN_SHA256,
+    MOBILEFACENET_PARAM_SHA256,
+    NcnnRecognizerSettings,
+)
+from drivers.face.yunet import YUNET_2023MAR_SHA256, RefineSettings, YuNetSettings
 from terminal.store import Store
 from terminal.store.faces import FaceStore
 
@@ -24,6 +29,7 @@ SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 LFW = SHARED / "faces" / "lfw-dev"
 YUNET = SHARED / "models" / "yunet" / "face_detection_yunet_2023mar.onnx"
 MINIFASNET = SHARED / "models" / "minifasnet"
+MOBILEFACENET = SHARED / "models" / "mobilefacenet"
 
 # Photos used across the tests: identities with several photos, one face each at YuNet 0.9.
 # Each tuple: the enrolment photo first, then other photos of the same person that the encoders
@@ -46,6 +52,18 @@ def need_yunet() -> ModelFile:
     if not YUNET.is_file():
         pytest.skip(f"YuNet model not found at {YUNET} (shared test data)")
     return ModelFile(YUNET, YUNET_2023MAR_SHA256)
+
+
+def need_mobilefacenet() -> NcnnRecognizerSettings:
+    """MobileFaceNet-ArcFace in ncnn format (development data, never shipped)."""
+    param, weights = MOBILEFACENET / "mobilefacenet.param", MOBILEFACENET / "mobilefacenet.bin"
+    if not (param.is_file() and weights.is_file()):
+        pytest.skip(f"MobileFaceNet (ncnn) not found at {MOBILEFACENET} (shared test data)")
+    if importlib.util.find_spec("ncnn") is None:
+        pytest.skip("ncnn is not installed (pip install ncnn)")
+    return NcnnRecognizerSettings(
+        ModelFile(param, MOBILEFACENET_PARAM_SHA256), ModelFile(weights, MOBILEFACENET_BIN_SHA256)
+    )
 
 
 def need_dlib() -> None:
@@ -71,6 +89,19 @@ def onnx_encoder() -> Encoder:
 
 
 @pytest.fixture(scope="session")
+def ncnn_encoder() -> Encoder:
+    return build_encoder(
+        EncoderSettings(
+            backend="onnx",
+            recognizer="ncnn",
+            yunet=YuNetSettings(need_yunet()),
+            ncnn=need_mobilefacenet(),
+            refine=RefineSettings(),
+        )
+    )
+
+
+@pytest.fixture(scope="session")
 def dlib_encoder() -> Encoder:
     need_dlib()
     return build_encoder(
@@ -78,7 +109,7 @@ def dlib_encoder() -> Encoder:
     )
 
 
-@pytest.fixture(params=["onnx", "dlib"])
+@pytest.fixture(params=["onnx", "dlib", "ncnn"])
 def encoder(request: pytest.FixtureRequest) -> Encoder:
     """Every backend, for the encoder contract."""
     fixture: Encoder = request.getfixturevalue(f"{request.param}_encoder")

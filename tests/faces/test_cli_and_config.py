@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from terminal.config.faces import FacesSection, ModelFileConfig, OnnxRecognizerConfig
+from drivers.face.ncnn_recognizer import MOBILEFACENET_BIN_SHA256, MOBILEFACENET_PARAM_SHA256
+from terminal.config.faces import (
+    CALIBRATED,
+    CALIBRATED_GALLERY,
+    FacesSection,
+    ModelFileConfig,
+    NcnnRecognizerConfig,
+    OnnxRecognizerConfig,
+)
 from terminal.faces.calibrate import (
     RocPoint,
     identification_threshold,
@@ -91,7 +99,63 @@ def test_faces_config_is_strict_and_safe_by_default(tmp_path: Path) -> None:
     assert ok.encoder_settings().sface is not None
     sections = [FacesSection, *(type(getattr(section, n)) for n in
                                 ("camera", "dlib", "quality", "liveness"))]  # fmt: skip
-    sections += [OnnxRecognizerConfig, ModelFileConfig]
+    sections += [OnnxRecognizerConfig, ModelFileConfig, NcnnRecognizerConfig]
     for model_class in sections:
         for name, field in model_class.model_fields.items():
             assert field.description, f"{model_class.__name__}.{name}"
+
+
+def _ncnn(tmp_path: Path, **extra: object) -> dict[str, object]:
+    files = {"param": str(tmp_path / "m.param"), "param_sha256": MOBILEFACENET_PARAM_SHA256,
+             "bin": str(tmp_path / "m.bin"), "bin_sha256": MOBILEFACENET_BIN_SHA256}  # fmt: skip
+    return {**files, **extra}
+
+
+def test_ncnn_is_the_default_recognizer_once_its_files_are_configured(tmp_path: Path) -> None:
+    yunet = {"path": str(tmp_path / "y.onnx"), "sha256": "a" * 64}
+    plain = FacesSection.model_validate({"enabled": True, "yunet": yunet})
+    assert plain.recognizer_kind == "dlib" and plain.encoder_settings().ncnn is None
+    section = FacesSection.model_validate(
+        {"enabled": True, "yunet": yunet, "ncnn": _ncnn(tmp_path)}
+    )
+    assert section.recognizer_kind == "ncnn"
+    settings = section.encoder_settings()
+    assert settings.recognizer == "ncnn" and settings.ncnn is not None
+    assert settings.ncnn.rgb and settings.ncnn.input_blob == "data"
+    assert settings.refine is not None and settings.refine.below == 80
+    model = section.expected_model_id()
+    assert model is not None and model.startswith("ncnn-")
+    # The development model is calibrated: thresholds and capacity come without configuring.
+    assert section.thresholds(model) == CALIBRATED[model]
+    assert section.gallery_limit(model) == CALIBRATED_GALLERY[model] > 1000
+    assert section.gallery_limit("sface-0123456789ab") == 1000
+    # dlib stays available next to a configured ncnn model.
+    chosen = FacesSection.model_validate(
+        {"enabled": True, "yunet": yunet, "ncnn": _ncnn(tmp_path), "recognizer": "dlib"}
+    )
+    assert chosen.recognizer_kind == "dlib" and chosen.encoder_settings().ncnn is None
+    no_refine = _ncnn(tmp_path, refine_below=0)
+    assert (
+        FacesSection.model_validate({"enabled": True, "yunet": yunet, "ncnn": no_refine})
+        .encoder_settings()
+        .refine
+        is None
+    )
+
+
+def test_ncnn_models_other_than_the_calibrated_one_need_thresholds(tmp_path: Path) -> None:
+    yunet = {"path": str(tmp_path / "y.onnx"), "sha256": "a" * 64}
+    own = _ncnn(tmp_path, bin_sha256="b" * 64)
+    with pytest.raises(ValidationError, match="no calibrated thresholds"):
+        FacesSection.model_validate({"enabled": True, "yunet": yunet, "ncnn": own})
+    flipped = _ncnn(tmp_path, flip=True)  # another template space: not the calibrated id
+    with pytest.raises(ValidationError, match="no calibrated thresholds"):
+        FacesSection.model_validate({"enabled": True, "yunet": yunet, "ncnn": flipped})
+    FacesSection.model_validate({"enabled": True, "yunet": yunet, "ncnn": own,
+                                 "verify_threshold": 0.4, "identify_threshold": 0.5})  # fmt: skip
+    with pytest.raises(ValidationError, match=r"needs faces\.ncnn"):
+        FacesSection.model_validate({"enabled": True, "yunet": yunet, "recognizer": "ncnn"})
+    with pytest.raises(ValidationError, match="String should match pattern"):
+        FacesSection.model_validate(
+            {"enabled": True, "yunet": yunet, "ncnn": _ncnn(tmp_path, param_sha256="xyz")}
+        )

@@ -42,7 +42,7 @@ def test_templates_are_unit_vectors_of_the_models_size_and_repeatable(encoder: E
     image, face = only_face(encoder, PERSON_A[0])
     first = encoder.embed(image, face)
     again = encoder.embed(image, face)
-    assert first.model == encoder.model_id == "dlib-resnet-v1"
+    assert first.model == encoder.model_id and encoder.model_id in CALIBRATED
     assert first.dim == encoder.dim == 128
     assert np.isclose(np.linalg.norm(first.vector), 1.0, atol=1e-5)
     assert np.allclose(first.vector, again.vector, atol=1e-6)
@@ -73,7 +73,10 @@ def test_a_face_in_a_640x480_camera_frame_matches_its_photo(encoder: Encoder) ->
     # The face moved by the letterbox offset and kept its size.
     assert abs(framed.centre[0] - (face.centre[0] + 195)) < 12
     assert abs(framed.eye_distance - face.eye_distance) < 6
-    assert similarity(encoder.embed(frame, framed), encoder.embed(image, face)) > 0.97
+    # Far above the 1:N threshold, on the model's own scale (dlib's scores crowd near 1).
+    identify = CALIBRATED[encoder.model_id][1]
+    score = similarity(encoder.embed(frame, framed), encoder.embed(image, face))
+    assert score > (1 + identify) / 2, score
 
 
 def test_yunet_scales_boxes_back_after_downscaling() -> None:

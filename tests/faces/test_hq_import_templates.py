@@ -9,12 +9,20 @@ import pytest
 from devtools.hq.db import HqDb
 from drivers.camera.images import encode_jpeg
 from drivers.face.interface import Encoder
+from drivers.face.yunet import YUNET_2023MAR_SHA256
 from models.matcher import Template, similarity
 from sync.changes import parse_change
 from terminal.cli import main
 from terminal.config.faces import FacesSection
 from terminal.faces.enrol import enrol_photo
-from tests.faces.conftest import PERSON_B, YUNET, need_dlib, need_yunet, photo_path
+from tests.faces.conftest import (
+    PERSON_B,
+    YUNET,
+    need_dlib,
+    need_mobilefacenet,
+    need_yunet,
+    photo_path,
+)
 
 COLUMNS = ["序号", "姓名", "性别", "部门", "职务", "办公楼栋", "身份证号", "手机", "办公电话",
            "有效期", "备注"]  # fmt: skip
@@ -76,3 +84,60 @@ def test_onnx_templates_need_the_detector_model(
     with pytest.raises(SystemExit, match="needs --yunet"):
         main([*hq, "import", str(sheet), "--unit", "市政府", "--photos", str(photos),
               "--templates", "onnx"])  # fmt: skip
+
+
+def test_templates_of_the_model_a_terminal_config_names(
+    tmp_path: Path, ncnn_encoder: Encoder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--templates config: HQ computes with the backend and model files of a terminal's
+    [faces] section, so an operator-supplied ncnn model's templates carry the terminals' id."""
+    settings = need_mobilefacenet()
+    config = tmp_path / "gate.toml"
+    config.write_text(
+        f"""
+[terminal]
+id = "gate-01"
+site = "demo"
+state_dir = "{tmp_path}"
+[reader]
+driver = "sim"
+[door]
+id = "east-gate"
+[gate]
+driver = "sim"
+[faces]
+enabled = true
+camera = {{ driver = "sim" }}
+yunet = {{ path = "{YUNET}", sha256 = "{YUNET_2023MAR_SHA256}" }}
+[faces.ncnn]
+param = "{settings.param.path}"
+param_sha256 = "{settings.param.sha256}"
+bin = "{settings.weights.path}"
+bin_sha256 = "{settings.weights.sha256}"
+"""
+    )
+    sheet, photos = sheet_with_photos(tmp_path)
+    hq = ["hq", "--dir", str(tmp_path / "hq")]
+    assert main([*hq, "init", "--site", "centre"]) == 0
+    code = main([*hq, "import", str(sheet), "--unit", "市政府", "--photos", str(photos),
+                 "--templates", "config", "--faces-config", str(config)])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 1 and "2 holders imported, 1 face templates" in out
+    db = HqDb(tmp_path / "hq")
+    faces = db.changes_after(0, 100, kind="face.upsert")
+    db.close()
+    change = parse_change(faces[0])
+    assert change.model == ncnn_encoder.model_id and change.template is not None
+    on_device = enrol_photo(
+        ncnn_encoder,
+        photo_path(PERSON_B[0]).read_bytes(),
+        FacesSection().quality.gate(enrolment=True),
+    ).template
+    assert on_device is not None
+    assert (
+        similarity(on_device, Template.of(change.model, np.frombuffer(change.template, "<f4")))
+        > 0.999
+    )
+    with pytest.raises(SystemExit, match="needs --faces-config"):
+        main([*hq, "import", str(sheet), "--unit", "市政府", "--photos", str(photos),
+              "--templates", "config"])  # fmt: skip
