@@ -6,9 +6,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from terminal.config.faces import FacesSection
 
 from drivers.face.interface import Encoder
+from terminal.config.faces import FacesSection
 from terminal.faces.calibrate import central
 from terminal.faces.cli import run
 from terminal.faces.encode import list_jpegs

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from terminal.config.faces import CALIBRATED
 
 from drivers.camera.images import read_image
 from drivers.face.align import align
@@ -19,6 +18,7 @@ from drivers.face.ncnn_recognizer import NcnnRecognizer, NcnnRecognizerSettings,
 from drivers.face.yunet import RefineSettings, YuNetDetector, YuNetRefiner, YuNetSettings
 from models.errors import DriverError
 from models.matcher import similarity
+from terminal.config.faces import CALIBRATED
 from terminal.faces.calibrate import central
 from tests.faces.conftest import (
     PERSON_A,
