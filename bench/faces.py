@@ -27,7 +27,6 @@ import argparse
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,18 +37,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, percentiles, progress, write_result
 
 from drivers.camera.images import place, read_image
-from drivers.face.backends import EncoderSettings, build_encoder
-from drivers.face.dlib_backend import DlibHogSettings, import_face_recognition
+from drivers.face.backends import build_encoder
+from drivers.face.dlib_backend import import_face_recognition
 from drivers.face.interface import Encoder
-from drivers.face.modelfile import ModelFile
-from drivers.face.ncnn_recognizer import (
+from drivers.face.pipeline import read_face
+from drivers.face.quality import primary
+from drivers.face.settings import (
     MOBILEFACENET_BIN_SHA256,
     MOBILEFACENET_PARAM_SHA256,
+    DlibHogSettings,
+    EncoderSettings,
     NcnnRecognizerSettings,
+    QualitySettings,
+    RefineSettings,
+    YuNetSettings,
 )
-from drivers.face.pipeline import read_face
-from drivers.face.quality import QualitySettings, primary
-from drivers.face.yunet import YUNET_2023MAR_SHA256, RefineSettings, YuNetRefiner, YuNetSettings
+from drivers.face.yunet import YUNET_2023MAR_SHA256, YuNetRefiner
 from models.matcher import Gallery, Template
 from terminal.faces.calibrate import (
     cache_path,
@@ -69,10 +72,10 @@ DIM = 128
 
 
 def encoders(*, calibration: bool = False) -> dict[str, Encoder]:
-    yunet = YuNetSettings(ModelFile(YUNET, YUNET_2023MAR_SHA256), score_threshold=0.6)
+    yunet = YuNetSettings(path=YUNET, sha256=YUNET_2023MAR_SHA256, score_threshold=0.6)
     # At the gate HOG runs on the frame shrunk to 320 px; for 250 px LFW photos one upsampling
     # pass is needed to find their ~100 px faces (what `ykt faces calibrate` uses).
-    hog = DlibHogSettings(640, 1) if calibration else DlibHogSettings(320, 1)
+    hog = DlibHogSettings(max_width=640 if calibration else 320, upsample=1)
     built = {
         "onnx": build_encoder(EncoderSettings("onnx", "dlib", yunet=yunet)),
         "dlib": build_encoder(EncoderSettings("dlib", dlib_hog=hog)),
@@ -80,12 +83,18 @@ def encoders(*, calibration: bool = False) -> dict[str, Encoder]:
     param, weights = MOBILEFACENET / "mobilefacenet.param", MOBILEFACENET / "mobilefacenet.bin"
     if param.is_file() and weights.is_file():
         ncnn = NcnnRecognizerSettings(
-            ModelFile(param, MOBILEFACENET_PARAM_SHA256),
-            ModelFile(weights, MOBILEFACENET_BIN_SHA256),
+            param=param,
+            param_sha256=MOBILEFACENET_PARAM_SHA256,
+            bin=weights,
+            bin_sha256=MOBILEFACENET_BIN_SHA256,
         )
         for name, flip in (("ncnn", False), ("ncnn-flip", True)):
             settings = EncoderSettings(
-                "onnx", "ncnn", yunet=yunet, ncnn=replace(ncnn, flip=flip), refine=RefineSettings()
+                "onnx",
+                "ncnn",
+                yunet=yunet,
+                ncnn=ncnn.model_copy(update={"flip": flip}),
+                refine=RefineSettings(),
             )
             built[name] = build_encoder(settings)
     else:

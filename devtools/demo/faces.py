@@ -109,7 +109,7 @@ class FacesAct:
             result = enrol_photo(
                 parts.encoder,
                 (self.lfw / registration).read_bytes(),
-                self.app.config.faces.quality.gate(enrolment=True),
+                self.app.config.faces.quality.for_enrolment(),
             )
             if result.template is None:
                 self.say(f"[red]{holder_name(holder_id)}: photo rejected ({result.rejection})[/]")

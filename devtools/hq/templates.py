@@ -9,9 +9,9 @@ enrolment quality gate), so a terminal uses it as if it had enrolled the photo o
 from pathlib import Path
 
 from devtools.hq.importer import FaceEncoding
-from drivers.face.backends import EncoderSettings, build_encoder
-from drivers.face.modelfile import ModelFile
-from drivers.face.yunet import YUNET_2023MAR_SHA256, YuNetSettings
+from drivers.face.backends import build_encoder
+from drivers.face.settings import EncoderSettings, YuNetSettings
+from drivers.face.yunet import YUNET_2023MAR_SHA256
 from models.errors import ConfigError, DriverError
 from sync.envelope import b64encode
 from terminal.config.faces import FacesSection
@@ -41,10 +41,10 @@ def photo_encoder(
         settings = EncoderSettings(
             backend="onnx" if backend == "onnx" else "dlib",
             recognizer="dlib",
-            yunet=None if yunet is None else YuNetSettings(ModelFile(yunet, YUNET_2023MAR_SHA256)),
+            yunet=None if yunet is None else YuNetSettings(path=yunet, sha256=YUNET_2023MAR_SHA256),
         )
     encoder = build_encoder(settings)
-    gate = section.quality.gate(enrolment=True)
+    gate = section.quality.for_enrolment()
 
     def encode(photo: bytes) -> dict[str, str]:
         try:

@@ -12,34 +12,16 @@ Backends:
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Literal
 
 import cv2
 
-from drivers.face.dlib_backend import DlibHogDetector, DlibHogSettings, DlibModels, DlibRecognizer
+from drivers.face.dlib_backend import DlibHogDetector, DlibModels, DlibRecognizer
 from drivers.face.interface import Encoder, FaceRecognizer, LandmarkRefiner
-from drivers.face.modelfile import ModelFile
-from drivers.face.ncnn_recognizer import NcnnRecognizer, NcnnRecognizerSettings
-from drivers.face.recognizers import OnnxRecognizer, OnnxRecognizerSettings, SFaceRecognizer
-from drivers.face.yunet import RefineSettings, YuNetDetector, YuNetRefiner, YuNetSettings
+from drivers.face.ncnn_recognizer import NcnnRecognizer
+from drivers.face.recognizers import OnnxRecognizer, SFaceRecognizer
+from drivers.face.settings import EncoderSettings
+from drivers.face.yunet import YuNetDetector, YuNetRefiner
 from models.errors import DriverError
-
-Backend = Literal["onnx", "dlib"]
-RecognizerKind = Literal["ncnn", "sface", "onnx", "dlib"]
-
-
-@dataclass(frozen=True, slots=True)
-class EncoderSettings:
-    backend: Backend = "onnx"
-    recognizer: RecognizerKind = "dlib"
-    yunet: YuNetSettings | None = None
-    sface: ModelFile | None = None
-    onnx: OnnxRecognizerSettings | None = None
-    ncnn: NcnnRecognizerSettings | None = None
-    # Landmark refinement of small faces before alignment; None: none.
-    refine: RefineSettings | None = None
-    dlib_hog: DlibHogSettings = field(default_factory=DlibHogSettings)
 
 
 class _Shared:

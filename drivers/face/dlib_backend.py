@@ -16,7 +16,6 @@ import importlib.util
 import math
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Protocol, cast
@@ -26,10 +25,11 @@ import numpy as np
 
 from drivers.camera.interface import Frame
 from drivers.face.interface import Detection, Landmarks
+from drivers.face.settings import DLIB_MODEL_ID, DlibHogSettings
 from models.errors import DriverError
 from models.matcher import Template
 
-MODEL_ID = "dlib-resnet-v1"
+MODEL_ID = DLIB_MODEL_ID
 _SHAPE_5 = "shape_predictor_5_face_landmarks.dat"
 _RESNET = "dlib_face_recognition_resnet_model_v1.dat"
 # dlib's shape predictor was trained on HOG boxes: square, about 2.4 eye distances wide and
@@ -144,16 +144,6 @@ def _landmarks(shape: _Shape) -> Landmarks:
 
     nose = shape.part(4)
     return Landmarks(mean(2, 3), mean(0, 1), (float(nose.x), float(nose.y)))
-
-
-@dataclass(frozen=True, slots=True)
-class DlibHogSettings:
-    """HOG finds faces from about 80 px wide; frames are shrunk to ``max_width`` first (speed)
-    and upsampled ``upsample`` times inside dlib (reach: each step halves the smallest face)."""
-
-    max_width: int = 320
-    upsample: int = 0
-    adjust_threshold: float = 0.0
 
 
 class DlibHogDetector:

@@ -13,10 +13,8 @@ ncnn has no type information; it is loaded through :mod:`importlib` and used thr
 Protocols below (only the calls made here).
 """
 
-import hashlib
 import importlib
 import threading
-from dataclasses import dataclass
 from typing import Protocol, cast
 
 import numpy as np
@@ -25,15 +23,9 @@ import numpy.typing as npt
 from drivers.camera.interface import Frame
 from drivers.face.align import align
 from drivers.face.interface import Detection
-from drivers.face.modelfile import ModelFile
+from drivers.face.settings import NcnnRecognizerSettings
 from models.errors import DriverError
 from models.matcher import Template, TemplateError
-
-# MobileFaceNet trained with the ArcFace loss, as published for ncnn (BSD-3 repository; InsightFace
-# training data for non-commercial research). The project develops and tests with it and ships
-# neither file: a site supplies a model licensed for its use (docs/faces.md).
-MOBILEFACENET_PARAM_SHA256 = "dfea20c1a5c2adef2126296f42771ecf33bfa9a50cbe0f7ca8864c7bd1a4bbeb"
-MOBILEFACENET_BIN_SHA256 = "9638dcfee63785b87a5ab0b0ed9f9dffe93e4b3718e5ea1b537dd5243a661b87"
 
 
 class _Mat(Protocol):
@@ -84,33 +76,6 @@ def _import_ncnn() -> _Ncnn:
         raise DriverError("the ncnn recognizer needs the ncnn package: pip install ncnn") from exc
 
 
-def ncnn_model_id(param: ModelFile, weights: ModelFile) -> str:
-    """``ncnn-`` and 12 hex digits of a hash over both files' hashes (graph and weights)."""
-    joined = f"{param.sha256.lower()}:{weights.sha256.lower()}".encode()
-    return f"ncnn-{hashlib.sha256(joined).hexdigest()[:12]}"
-
-
-@dataclass(frozen=True, slots=True)
-class NcnnRecognizerSettings:
-    """An ArcFace-style model: aligned ``input_size`` square crop in, one vector out.
-
-    The defaults fit MobileFaceNet-ArcFace as published for ncnn: input blob ``data``, output
-    ``fc1``, RGB, raw 0-255 pixels (its graph normalises them itself, so ``mean`` 0, ``std`` 1).
-    ``flip`` adds the embedding of the mirrored crop before normalising (twice the time).
-    """
-
-    param: ModelFile
-    weights: ModelFile
-    input_blob: str = "data"
-    output_blob: str = "fc1"
-    input_size: int = 112
-    rgb: bool = True
-    mean: float = 0.0
-    std: float = 1.0
-    flip: bool = False
-    threads: int = 1
-
-
 class NcnnRecognizer:
     """One ncnn network; extractions are serialised (one frame at a time per terminal is what
     the verifier does anyway, and it keeps ncnn's per-net workspace single-user)."""
@@ -118,8 +83,7 @@ class NcnnRecognizer:
     def __init__(self, settings: NcnnRecognizerSettings) -> None:
         self.settings = settings
         ncnn = _import_ncnn()
-        param = settings.param.verified()
-        weights = settings.weights.verified()
+        param, weights = settings.verified()
         self._ncnn = ncnn
         net = ncnn.Net()
         net.opt.use_vulkan_compute = False
@@ -133,9 +97,7 @@ class NcnnRecognizer:
             if blob not in names:
                 raise DriverError(f"ncnn model {param.name} has no blob {blob!r} (has {names})")
         self._net = net
-        self._model_id = ncnn_model_id(settings.param, settings.weights)
-        if settings.flip:
-            self._model_id += "-flip"
+        self._model_id = settings.model_id()
         self._lock = threading.Lock()
         probe = np.zeros((settings.input_size, settings.input_size, 3), np.uint8)
         self.dim = int(self._forward(probe).size)

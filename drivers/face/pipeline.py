@@ -4,7 +4,8 @@ from dataclasses import dataclass
 
 from drivers.camera.interface import Frame
 from drivers.face.interface import Detection, FaceEncoder
-from drivers.face.quality import Quality, QualitySettings, Rejection, assess, primary
+from drivers.face.quality import Quality, Rejection, assess, primary
+from drivers.face.settings import QualitySettings
 from models.matcher import Template
 
 # A second face at least this large (eye distance relative to the main face) is another person

@@ -27,6 +27,7 @@ import numpy as np
 
 from drivers.camera.interface import Frame
 from drivers.face.interface import Detection
+from drivers.face.settings import QualitySettings
 
 _BLUR_SIZE = 112
 T = TypeVar("T")
@@ -62,20 +63,6 @@ def message_zh(rejection: Rejection) -> str:
 
 def message_en(rejection: Rejection) -> str:
     return _MESSAGES[rejection][1]
-
-
-@dataclass(frozen=True, slots=True)
-class QualitySettings:
-    """Limits a face must meet. Defaults from the lfw-dev photos as YuNet sees them (docs/faces.md):
-    eye distance 1st percentile 32 px; sharpness 1st/5th percentile 19/38; |yaw| 95th/99th
-    percentile 0.27/0.39; pitch 1st-99th percentile 0.47-0.67."""
-
-    min_eye_distance: float = 28.0
-    min_sharpness: float = 25.0
-    max_roll_degrees: float = 25.0
-    max_yaw: float = 0.3
-    pitch_range: tuple[float, float] = (0.25, 0.75)
-    min_score: float = 0.6
 
 
 @dataclass(frozen=True, slots=True)

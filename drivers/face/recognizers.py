@@ -7,7 +7,6 @@ compared even if both are called "SFace".
 """
 
 import threading
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -16,6 +15,7 @@ from drivers.camera.interface import Frame
 from drivers.face.align import align
 from drivers.face.interface import Detection
 from drivers.face.modelfile import ModelFile
+from drivers.face.settings import OnnxRecognizerSettings
 from models.errors import DriverError
 from models.matcher import Template, TemplateError
 
@@ -49,30 +49,15 @@ class SFaceRecognizer:
         return _template(self._model_id, feature)
 
 
-@dataclass(frozen=True, slots=True)
-class OnnxRecognizerSettings:
-    """An ArcFace-style model: aligned ``input_size`` square crop in, one vector out.
-
-    ``(pixel - mean) / std`` per channel; ``rgb`` when the model was trained on RGB input.
-    The defaults are those of InsightFace's ArcFace/MobileFaceNet exports.
-    """
-
-    model: ModelFile
-    input_size: int = 112
-    mean: float = 127.5
-    std: float = 127.5
-    rgb: bool = True
-
-
 class OnnxRecognizer:
     def __init__(self, settings: OnnxRecognizerSettings) -> None:
         self.settings = settings
-        path = settings.model.verified()
+        path = settings.verified()
         try:
             self._net = cv2.dnn.readNetFromONNX(str(path))
         except cv2.error as exc:
             raise DriverError(f"ONNX recognizer {path.name} does not load: {exc}") from exc
-        self._model_id = f"onnx-{settings.model.short_id()}"
+        self._model_id = f"onnx-{settings.short_id()}"
         self._lock = threading.Lock()
         probe = np.zeros((settings.input_size, settings.input_size, 3), np.uint8)
         self.dim = int(self._forward(probe).size)

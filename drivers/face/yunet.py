@@ -5,7 +5,6 @@ frames wider than ``max_width`` are downscaled first and the results scaled back
 """
 
 import threading
-from dataclasses import dataclass
 from typing import cast
 
 import cv2
@@ -13,26 +12,17 @@ import numpy as np
 
 from drivers.camera.interface import Frame
 from drivers.face.interface import Detection, Landmarks
-from drivers.face.modelfile import ModelFile
+from drivers.face.settings import RefineSettings, YuNetSettings
 from models.errors import DriverError
 
 # OpenCV Zoo's face_detection_yunet_2023mar.onnx (MIT); the file itself is not shipped.
 YUNET_2023MAR_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
 
 
-@dataclass(frozen=True, slots=True)
-class YuNetSettings:
-    model: ModelFile
-    score_threshold: float = 0.6
-    nms_threshold: float = 0.3
-    top_k: int = 50
-    max_width: int = 640
-
-
 class YuNetDetector:
     def __init__(self, settings: YuNetSettings) -> None:
         self.settings = settings
-        path = settings.model.verified()
+        path = settings.verified()
         try:
             self._net = cv2.FaceDetectorYN.create(
                 str(path),
@@ -79,22 +69,6 @@ def _detection(row: np.ndarray, score: float) -> Detection:
     return Detection((values[0], values[1], values[2], values[3]), landmarks, score)
 
 
-@dataclass(frozen=True, slots=True)
-class RefineSettings:
-    """When a face's eyes are less than ``below`` pixels apart, YuNet runs again on the face
-    region enlarged to ``size`` x ``size`` (``context`` face boxes wide).
-
-    YuNet's landmarks are coarse on small faces, and a five-point ArcFace alignment is only as
-    good as they are: on lfw-dev (eyes about 45 px apart) this second look raised the ncnn
-    recognizer's TAR at FAR 1e-5 by about a point (docs/faces.md). A face already that large is
-    left as it is, so a person close to the camera costs nothing extra.
-    """
-
-    below: float = 80.0
-    size: int = 400
-    context: float = 2.5
-
-
 class YuNetRefiner:
     """A :class:`~drivers.face.interface.LandmarkRefiner` with its own YuNet instance, so its
     fixed input size does not make the frame detector resize its buffers every frame."""
@@ -102,15 +76,7 @@ class YuNetRefiner:
     def __init__(self, model: YuNetSettings, settings: RefineSettings | None = None) -> None:
         self.settings = settings or RefineSettings()
         size = self.settings.size
-        self._detector = YuNetDetector(
-            YuNetSettings(
-                model.model,
-                score_threshold=model.score_threshold,
-                nms_threshold=model.nms_threshold,
-                top_k=5,
-                max_width=size,
-            )
-        )
+        self._detector = YuNetDetector(model.model_copy(update={"top_k": 5, "max_width": size}))
 
     def refine(self, frame: Frame, face: Detection) -> Detection:
         s = self.settings

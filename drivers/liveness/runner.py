@@ -15,7 +15,6 @@ import importlib.util
 import math
 import re
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -26,6 +25,7 @@ from drivers.camera.interface import Frame
 from drivers.face.interface import Detection
 from drivers.face.modelfile import ModelFile
 from drivers.liveness.interface import LivenessResult
+from drivers.liveness.settings import MiniFASNetSettings
 from models.errors import DriverError
 
 _INPUT = 80
@@ -62,13 +62,6 @@ def has_area_in(box: tuple[float, float, float, float], frame: Frame) -> bool:
     if not all(math.isfinite(v) for v in box) or w <= 0 or h <= 0:
         return False
     return x < width and y < height and x + w > 0 and y + h > 0
-
-
-@dataclass(frozen=True, slots=True)
-class MiniFASNetSettings:
-    models: tuple[ModelFile, ...]
-    cache_dir: Path
-    threshold: float = 0.8
 
 
 def _exported(model: ModelFile, cache_dir: Path) -> Path:

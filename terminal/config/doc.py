@@ -4,6 +4,7 @@ The committed copies in docs/ are compared with these by the tests, so the refer
 from the code: change a field, run ``ykt config schema`` / ``ykt config reference``, commit both.
 """
 
+import inspect
 import json
 import types
 import typing
@@ -78,7 +79,7 @@ def _section(lines: list[str], key: str, model: type[BaseModel]) -> None:
     lines += [
         title,
         "",
-        (model.__doc__ or "").strip(),
+        inspect.cleandoc(model.__doc__ or ""),
         "",
         "| key | type | default | meaning |",
         "|---|---|---|---|",

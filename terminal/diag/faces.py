@@ -19,7 +19,8 @@ from typing import Any
 
 from drivers.camera.interface import CapturedFrame, Frame
 from drivers.face.pipeline import FaceReading, read_face
-from drivers.face.quality import QualitySettings, message_en, message_zh
+from drivers.face.quality import message_en, message_zh
+from drivers.face.settings import QualitySettings
 from drivers.interfaces import Health
 from models.errors import DriverError
 from models.matcher import Identification, Template
@@ -218,7 +219,7 @@ def face_report(
     frames = min(max(frames, 1), FACE_MAX_FRAMES)
     verifier = parts.verifier
     settings = verifier.settings
-    gate = parts.section.quality.gate()
+    gate = parts.section.quality
     result: dict[str, Any] = {
         "enabled": True,
         "backend": parts.encoder.name,

@@ -15,7 +15,7 @@ from drivers.camera.sim import SimCamera, SimCameraControl
 from drivers.face.backends import build_encoder
 from drivers.face.interface import Encoder
 from drivers.liveness.interface import LivenessCheck
-from drivers.liveness.runner import MiniFASNetLiveness, MiniFASNetSettings
+from drivers.liveness.runner import MiniFASNetLiveness
 from terminal.config.faces import FacesSection
 from terminal.faces.enrol import PendingResult, enrol_pending
 from terminal.faces.verifier import FaceVerifier, VerifierSettings
@@ -37,7 +37,7 @@ class FaceParts:
     def enrol_pending(self, now: datetime) -> PendingResult:
         """Enrol registration photos HQ sent, then bring the gallery up to date."""
         result = enrol_pending(
-            self.faces, self.encoder, self.section.quality.gate(enrolment=True), now=now
+            self.faces, self.encoder, self.section.quality.for_enrolment(), now=now
         )
         for holder_id in result.enrolled:
             self.verifier.refresh(holder_id)
@@ -67,13 +67,7 @@ def build_face_parts(
         encoder = build_encoder(section.encoder_settings())
         liveness: LivenessCheck | None = None
         if section.liveness.models:
-            liveness = MiniFASNetLiveness(
-                MiniFASNetSettings(
-                    tuple(m.model_file() for m in section.liveness.models),
-                    section.liveness.cache_dir,
-                    section.liveness.threshold,
-                )
-            )
+            liveness = MiniFASNetLiveness(section.liveness)
         verify, identify = section.thresholds(encoder.model_id)
         quality = section.quality
         faces = FaceStore(store)
@@ -84,7 +78,7 @@ def build_face_parts(
             agreement=section.agreement,
             best_of=section.best_of,
             attempts=section.attempts,
-            gate=quality.gate(),
+            gate=quality,
             max_gallery=section.gallery_limit(encoder.model_id),
             liveness_face_only=section.liveness.face_only,
             liveness_card_and_face=section.liveness.card_and_face,

@@ -32,7 +32,7 @@ import numpy.typing as npt
 
 from drivers.camera.images import read_image
 from drivers.face.interface import Detection, FaceEncoder
-from drivers.face.yunet import RefineSettings
+from drivers.face.settings import RefineSettings
 from models.errors import DriverError, TerminalError
 
 logger = logging.getLogger(__name__)

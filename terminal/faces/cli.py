@@ -20,16 +20,19 @@ from rich.progress import (
 )
 
 from drivers.camera.images import read_image
-from drivers.face.backends import EncoderSettings, RecognizerKind, build_encoder
-from drivers.face.dlib_backend import DlibHogSettings
-from drivers.face.modelfile import ModelFile
-from drivers.face.ncnn_recognizer import (
+from drivers.face.backends import build_encoder
+from drivers.face.quality import message_en, message_zh
+from drivers.face.settings import (
     MOBILEFACENET_BIN_SHA256,
     MOBILEFACENET_PARAM_SHA256,
+    DlibHogSettings,
+    EncoderSettings,
     NcnnRecognizerSettings,
+    RecognizerKind,
+    RefineSettings,
+    YuNetSettings,
 )
-from drivers.face.quality import message_en, message_zh
-from drivers.face.yunet import YUNET_2023MAR_SHA256, RefineSettings, YuNetSettings
+from drivers.face.yunet import YUNET_2023MAR_SHA256
 from models.errors import ConfigError, TerminalError
 from terminal import config
 from terminal.config.faces import CALIBRATED, FacesSection
@@ -95,7 +98,11 @@ def _ncnn_from_args(args: argparse.Namespace) -> NcnnRecognizerSettings:
         raise ConfigError("recognizer ncnn needs --model DIR (the folder of its .param/.bin)")
     param, weights = _model_pair(args.model)
     return NcnnRecognizerSettings(
-        ModelFile(param, args.param_sha256), ModelFile(weights, args.bin_sha256), flip=args.flip
+        param=param,
+        param_sha256=args.param_sha256,
+        bin=weights,
+        bin_sha256=args.bin_sha256,
+        flip=args.flip,
     )
 
 
@@ -108,7 +115,7 @@ def settings_from_args(
         return [section.encoder_settings()]
     yunet = None
     if args.yunet is not None:
-        yunet = YuNetSettings(ModelFile(args.yunet, args.yunet_sha256), score_threshold=0.6)
+        yunet = YuNetSettings(path=args.yunet, sha256=args.yunet_sha256, score_threshold=0.6)
     # LFW photos are 250 x 250 with faces of about 100 px: one upsampling pass lets HOG find them.
     hog = DlibHogSettings(max_width=640, upsample=1)
     backend = getattr(args, "backend", "onnx")
@@ -251,7 +258,7 @@ def _encode(args: argparse.Namespace) -> int:
         gate = None
         if args.gate:
             section = FacesSection() if args.config is None else load_faces_config(args.config)[0]
-            gate = section.quality.gate(enrolment=True)
+            gate = section.quality.for_enrolment()
     except ConfigError as exc:
         _warn(exc)
         return EXIT_USAGE
@@ -300,7 +307,7 @@ def _enrol(args: argparse.Namespace) -> int:
         _warn(f"{args.config}: [faces] enabled = false, so this terminal keeps no templates")
         return EXIT_USAGE
     encoder = build_encoder(section.encoder_settings())
-    result = enrol_image(encoder, read_image(args.photo), section.quality.gate(enrolment=True))
+    result = enrol_image(encoder, read_image(args.photo), section.quality.for_enrolment())
     if result.template is None or result.rejection is not None:
         reason = result.rejection
         text = f"{message_zh(reason)} / {message_en(reason)}" if reason else "rejected"

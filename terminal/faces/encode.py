@@ -25,10 +25,11 @@ import numpy as np
 import numpy.typing as npt
 
 from drivers.camera.images import read_image
-from drivers.face.backends import EncoderSettings, build_encoder, limit_threads
+from drivers.face.backends import build_encoder, limit_threads
 from drivers.face.interface import Encoder
 from drivers.face.pipeline import read_face
-from drivers.face.quality import QualitySettings, Rejection
+from drivers.face.quality import Rejection
+from drivers.face.settings import EncoderSettings, QualitySettings
 from models.errors import DriverError, TerminalError
 from terminal.faces.calibrate import central
 

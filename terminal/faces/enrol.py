@@ -15,7 +15,8 @@ from drivers.camera.images import decode_image
 from drivers.camera.interface import Frame
 from drivers.face.interface import FaceEncoder
 from drivers.face.pipeline import read_face
-from drivers.face.quality import Quality, QualitySettings, Rejection
+from drivers.face.quality import Quality, Rejection
+from drivers.face.settings import QualitySettings
 from models.errors import DriverError
 from models.matcher import Template
 from terminal.store.faces import FaceStore

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from drivers.camera.interface import Camera, Frame
 from drivers.face.interface import FaceEncoder
 from drivers.face.pipeline import FaceReading, read_face
-from drivers.face.quality import Quality, QualitySettings, Rejection, best_of
+from drivers.face.quality import Quality, Rejection, best_of
+from drivers.face.settings import QualitySettings
 from drivers.liveness.interface import AlwaysLive, LivenessCheck
 from models.face import FaceOutcome
 from models.matcher import (

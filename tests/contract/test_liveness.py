@@ -16,9 +16,10 @@ from drivers.camera.images import fill
 from drivers.camera.interface import Frame
 from drivers.face.interface import Detection
 from drivers.face.quality import primary
-from drivers.face.yunet import YuNetDetector, YuNetSettings
+from drivers.face.yunet import YuNetDetector
 from drivers.liveness.interface import AlwaysLive, LivenessCheck
-from drivers.liveness.runner import MiniFASNetLiveness, MiniFASNetSettings
+from drivers.liveness.runner import MiniFASNetLiveness
+from drivers.liveness.settings import MiniFASNetSettings
 from tests.contract.liveness_contract import CENTRE, LivenessContract, LivenessHarness, detection
 from tests.faces.conftest import PERSON_A, need_yunet, photo
 from tests.faces.test_liveness import need_weights
@@ -58,14 +59,14 @@ def minifasnet(tmp_path_factory: pytest.TempPathFactory) -> MiniFASNetLiveness:
     if importlib.util.find_spec("torch") is None:
         pytest.skip("torch is not installed: the ONNX export needs it (pip install torch==2.13.0)")
     cache: Path = tmp_path_factory.mktemp("liveness-cache")
-    return MiniFASNetLiveness(MiniFASNetSettings(models, cache))
+    return MiniFASNetLiveness(MiniFASNetSettings(models=models, cache_dir=cache))
 
 
 @pytest.fixture(scope="module")
 def a_face() -> tuple[Frame, Detection]:
     # The photo covering a 640 x 480 frame, as a camera sees a person: no border around it.
     frame = fill(photo(PERSON_A[0]), 640, 480)
-    face = primary(YuNetDetector(YuNetSettings(need_yunet())).detect(frame), frame)
+    face = primary(YuNetDetector(need_yunet()).detect(frame), frame)
     assert face is not None, "YuNet finds no face in the test photo"
     return frame, face
 

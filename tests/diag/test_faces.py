@@ -100,7 +100,7 @@ def terminal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaceTerminal]
             enrolled = enrol_photo(
                 parts.encoder,
                 photo_path(relative).read_bytes(),
-                config.faces.quality.gate(enrolment=True),
+                config.faces.quality.for_enrolment(),
             )
             assert enrolled.template is not None, enrolled.rejection
             parts.faces.put_template(

@@ -12,16 +12,18 @@ import pytest
 
 from drivers.camera.images import read_image
 from drivers.camera.interface import Frame
-from drivers.face.backends import EncoderSettings, build_encoder
-from drivers.face.dlib_backend import DlibHogSettings
+from drivers.face.backends import build_encoder
 from drivers.face.interface import Encoder
-from drivers.face.modelfile import ModelFile
-from drivers.face.ncnn_recognizer import (
+from drivers.face.settings import (
     MOBILEFACENET_BIN_SHA256,
     MOBILEFACENET_PARAM_SHA256,
+    DlibHogSettings,
+    EncoderSettings,
     NcnnRecognizerSettings,
+    RefineSettings,
+    YuNetSettings,
 )
-from drivers.face.yunet import YUNET_2023MAR_SHA256, RefineSettings, YuNetSettings
+from drivers.face.yunet import YUNET_2023MAR_SHA256
 from terminal.store import Store
 from terminal.store.faces import FaceStore
 
@@ -48,10 +50,10 @@ def need_lfw() -> Path:
     return LFW
 
 
-def need_yunet() -> ModelFile:
+def need_yunet() -> YuNetSettings:
     if not YUNET.is_file():
         pytest.skip(f"YuNet model not found at {YUNET} (shared test data)")
-    return ModelFile(YUNET, YUNET_2023MAR_SHA256)
+    return YuNetSettings(path=YUNET, sha256=YUNET_2023MAR_SHA256)
 
 
 def need_mobilefacenet() -> NcnnRecognizerSettings:
@@ -62,7 +64,10 @@ def need_mobilefacenet() -> NcnnRecognizerSettings:
     if importlib.util.find_spec("ncnn") is None:
         pytest.skip("ncnn is not installed (pip install ncnn)")
     return NcnnRecognizerSettings(
-        ModelFile(param, MOBILEFACENET_PARAM_SHA256), ModelFile(weights, MOBILEFACENET_BIN_SHA256)
+        param=param,
+        param_sha256=MOBILEFACENET_PARAM_SHA256,
+        bin=weights,
+        bin_sha256=MOBILEFACENET_BIN_SHA256,
     )
 
 
@@ -83,9 +88,7 @@ def photo(relative: str) -> Frame:
 @pytest.fixture(scope="session")
 def onnx_encoder() -> Encoder:
     need_dlib()
-    return build_encoder(
-        EncoderSettings(backend="onnx", recognizer="dlib", yunet=YuNetSettings(need_yunet()))
-    )
+    return build_encoder(EncoderSettings(backend="onnx", recognizer="dlib", yunet=need_yunet()))
 
 
 @pytest.fixture(scope="session")
@@ -94,7 +97,7 @@ def ncnn_encoder() -> Encoder:
         EncoderSettings(
             backend="onnx",
             recognizer="ncnn",
-            yunet=YuNetSettings(need_yunet()),
+            yunet=need_yunet(),
             ncnn=need_mobilefacenet(),
             refine=RefineSettings(),
         )

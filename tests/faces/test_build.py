@@ -59,4 +59,4 @@ def test_a_wrong_model_hash_fails_at_start(store: Store, tmp_path: Path) -> None
     bad = section(yunet={"path": str(YUNET), "sha256": "0" * 64})
     with pytest.raises(DriverError, match="sha256"):
         build_face_parts(bad, store, SimCameraControl())
-    assert ModelFile(YUNET, YUNET_2023MAR_SHA256).verified() == YUNET
+    assert ModelFile(path=YUNET, sha256=YUNET_2023MAR_SHA256).verified() == YUNET

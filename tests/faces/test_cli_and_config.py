@@ -7,14 +7,19 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from drivers.face.ncnn_recognizer import MOBILEFACENET_BIN_SHA256, MOBILEFACENET_PARAM_SHA256
+from drivers.face.modelfile import ModelFile
+from drivers.face.settings import (
+    MOBILEFACENET_BIN_SHA256,
+    MOBILEFACENET_PARAM_SHA256,
+    NcnnRecognizerSettings,
+    OnnxRecognizerSettings,
+    QualitySettings,
+    YuNetSettings,
+)
 from terminal.config.faces import (
     CALIBRATED,
     CALIBRATED_GALLERY,
     FacesSection,
-    ModelFileConfig,
-    NcnnRecognizerConfig,
-    OnnxRecognizerConfig,
 )
 from terminal.faces.calibrate import (
     RocPoint,
@@ -99,7 +104,7 @@ def test_faces_config_is_strict_and_safe_by_default(tmp_path: Path) -> None:
     assert ok.encoder_settings().sface is not None
     sections = [FacesSection, *(type(getattr(section, n)) for n in
                                 ("camera", "dlib", "quality", "liveness"))]  # fmt: skip
-    sections += [OnnxRecognizerConfig, ModelFileConfig, NcnnRecognizerConfig]
+    sections += [OnnxRecognizerSettings, ModelFile, NcnnRecognizerSettings, YuNetSettings]
     for model_class in sections:
         for name, field in model_class.model_fields.items():
             assert field.description, f"{model_class.__name__}.{name}"
@@ -159,3 +164,29 @@ def test_ncnn_models_other_than_the_calibrated_one_need_thresholds(tmp_path: Pat
         FacesSection.model_validate(
             {"enabled": True, "yunet": yunet, "ncnn": _ncnn(tmp_path, param_sha256="xyz")}
         )
+
+
+def test_the_drivers_get_the_config_sections_themselves(tmp_path: Path) -> None:
+    """One definition per setting: what the file says reaches the driver unchanged, defaults and
+    limits included, with no second class in between to drift from it."""
+    yunet = {"path": str(tmp_path / "y.onnx"), "sha256": "a" * 64, "max_width": 320}
+    section = FacesSection.model_validate(
+        {
+            "enabled": True,
+            "yunet": yunet,
+            "ncnn": _ncnn(tmp_path, threads=2),
+            "dlib": {"upsample": 1},
+            "quality": {"min_score": 0.7, "enrol_min_sharpness": 50},
+        }
+    )
+    settings = section.encoder_settings()
+    assert settings.yunet is section.yunet and settings.yunet is not None
+    assert settings.yunet.max_width == 320
+    assert settings.ncnn is section.ncnn and settings.dlib_hog is section.dlib
+    enrol = section.quality.for_enrolment()
+    assert (enrol.min_score, enrol.min_sharpness) == (0.7, 50)
+    assert section.quality.min_sharpness == QualitySettings().min_sharpness
+    with pytest.raises(ValidationError, match="pitch_range"):
+        FacesSection.model_validate({"quality": {"pitch_range": [0.8, 0.2]}})
+    with pytest.raises(ValidationError, match="top_k"):
+        FacesSection.model_validate({"yunet": {**yunet, "top_k": 0}})

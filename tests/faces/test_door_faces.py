@@ -28,7 +28,7 @@ class Door:
         seed(store)
         self.store = store
         self.faces = FaceStore(store)
-        enrolled = enrol_image(encoder, photo(PERSON_A[0]), FacesSection().quality.gate())
+        enrolled = enrol_image(encoder, photo(PERSON_A[0]), FacesSection().quality)
         assert enrolled.template is not None
         self.faces.put_template("H001", enrolled.template, source="device", at=MONDAY_9)
         self.camera = SimCameraControl(640, 480)

@@ -10,7 +10,8 @@ from drivers.camera.images import place
 from drivers.face.dlib_backend import import_face_recognition
 from drivers.face.interface import Encoder
 from drivers.face.modelfile import ModelFile
-from drivers.face.yunet import YuNetDetector, YuNetSettings
+from drivers.face.settings import YuNetSettings
+from drivers.face.yunet import YuNetDetector
 from models.errors import DriverError
 from models.matcher import similarity
 from terminal.config.faces import CALIBRATED
@@ -81,8 +82,8 @@ def test_a_face_in_a_640x480_camera_frame_matches_its_photo(encoder: Encoder) ->
 
 def test_yunet_scales_boxes_back_after_downscaling() -> None:
     model = need_yunet()
-    full = YuNetDetector(YuNetSettings(model, max_width=1280))
-    small = YuNetDetector(YuNetSettings(model, max_width=320))
+    full = YuNetDetector(model.model_copy(update={"max_width": 1280}))
+    small = YuNetDetector(model.model_copy(update={"max_width": 320}))
     frame = place(photo(PERSON_C[0]), 640, 480)
     a = max(full.detect(frame), key=lambda f: f.eye_distance)
     b = max(small.detect(frame), key=lambda f: f.eye_distance)
@@ -92,9 +93,9 @@ def test_yunet_scales_boxes_back_after_downscaling() -> None:
 def test_a_model_file_with_the_wrong_hash_is_refused() -> None:
     need_yunet()
     with pytest.raises(DriverError, match="sha256"):
-        YuNetDetector(YuNetSettings(ModelFile(YUNET, "0" * 64)))
+        YuNetDetector(YuNetSettings(path=YUNET, sha256="0" * 64))
     with pytest.raises(DriverError, match="does not exist"):
-        ModelFile(YUNET.with_name("missing.onnx"), "0" * 64).verified()
+        ModelFile(path=YUNET.with_name("missing.onnx"), sha256="0" * 64).verified()
 
 
 def test_face_recognition_quitting_on_import_becomes_an_error(

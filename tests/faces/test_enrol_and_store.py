@@ -8,18 +8,18 @@ import pytest
 
 from drivers.camera.images import encode_jpeg
 from drivers.face.interface import Encoder
-from drivers.face.quality import QualitySettings, Rejection
+from drivers.face.quality import Rejection
+from drivers.face.settings import QualitySettings
 from models.errors import DriverError
 from models.journal import TransactionDraft
 from models.matcher import Template
 from models.reasons import Reason
-from terminal.config.faces import QualityConfig
 from terminal.faces.enrol import enrol_image, enrol_pending, enrol_photo
 from terminal.store import SecurityEvent, Store
 from terminal.store.faces import FaceStore
 from tests.faces.conftest import PERSON_A, PERSON_B, photo
 
-ENROL = QualityConfig().gate(enrolment=True)
+ENROL = QualitySettings().for_enrolment()
 NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 
 
@@ -148,7 +148,7 @@ def test_deleting_the_holder_row_purges_face_data_in_the_same_transaction(
 
 
 def test_quality_settings_from_config_are_stricter_for_enrolment() -> None:
-    gate, enrol = QualityConfig().gate(), QualityConfig().gate(enrolment=True)
+    gate, enrol = QualitySettings(), QualitySettings().for_enrolment()
     assert isinstance(gate, QualitySettings)
     assert enrol.min_eye_distance > gate.min_eye_distance
     assert enrol.min_sharpness > gate.min_sharpness

@@ -91,9 +91,7 @@ def test_with_the_gate_photos_are_judged_as_registration_photos(
     with np.load(out) as data:
         reasons = {str(name): str(reason) for name, reason in data["rejected"]}
     # Encoded without the gate (previous test), refused with it, for the reason enrolment gives.
-    verdict = enrol_image(
-        ncnn_encoder, photo(TURNED_AWAY), FacesSection().quality.gate(enrolment=True)
-    )
+    verdict = enrol_image(ncnn_encoder, photo(TURNED_AWAY), FacesSection().quality.for_enrolment())
     assert verdict.rejection is not None
     assert reasons[TURNED_AWAY] == str(verdict.rejection)
     assert PERSON_A[0] not in reasons and PERSON_B[0] not in reasons

@@ -69,7 +69,7 @@ def test_templates_are_computed_at_hq_and_match_on_device_enrolment(
     on_device = enrol_photo(
         onnx_encoder,
         photo_path(PERSON_B[0]).read_bytes(),
-        FacesSection().quality.gate(enrolment=True),
+        FacesSection().quality.for_enrolment(),
     ).template
     assert on_device is not None
     assert similarity(on_device, Template.of(change.model, from_hq)) > 0.999
@@ -110,10 +110,10 @@ enabled = true
 camera = {{ driver = "sim" }}
 yunet = {{ path = "{YUNET}", sha256 = "{YUNET_2023MAR_SHA256}" }}
 [faces.ncnn]
-param = "{settings.param.path}"
-param_sha256 = "{settings.param.sha256}"
-bin = "{settings.weights.path}"
-bin_sha256 = "{settings.weights.sha256}"
+param = "{settings.param}"
+param_sha256 = "{settings.param_sha256}"
+bin = "{settings.bin}"
+bin_sha256 = "{settings.bin_sha256}"
 """
     )
     sheet, photos = sheet_with_photos(tmp_path)
@@ -131,7 +131,7 @@ bin_sha256 = "{settings.weights.sha256}"
     on_device = enrol_photo(
         ncnn_encoder,
         photo_path(PERSON_B[0]).read_bytes(),
-        FacesSection().quality.gate(enrolment=True),
+        FacesSection().quality.for_enrolment(),
     ).template
     assert on_device is not None
     assert (

@@ -19,13 +19,9 @@ import pytest
 
 from drivers.face.modelfile import ModelFile
 from drivers.face.quality import primary
-from drivers.face.yunet import YuNetDetector, YuNetSettings
-from drivers.liveness.runner import (
-    MiniFASNetLiveness,
-    MiniFASNetSettings,
-    crop_box,
-    scale_from_name,
-)
+from drivers.face.yunet import YuNetDetector
+from drivers.liveness.runner import MiniFASNetLiveness, crop_box, scale_from_name
+from drivers.liveness.settings import MiniFASNetSettings
 from models.errors import DriverError
 from tests.faces.conftest import MINIFASNET, need_lfw, need_yunet, photo
 
@@ -39,7 +35,7 @@ SHA256 = {
 def need_weights() -> tuple[ModelFile, ...]:
     if not all((MINIFASNET / name).is_file() for name in WEIGHTS):
         pytest.skip(f"MiniFASNet weights not found at {MINIFASNET} (shared test data)")
-    return tuple(ModelFile(MINIFASNET / name, SHA256[name]) for name in WEIGHTS)
+    return tuple(ModelFile(path=MINIFASNET / name, sha256=SHA256[name]) for name in WEIGHTS)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +48,7 @@ def liveness(export_dir: Path) -> MiniFASNetLiveness:
     models = need_weights()
     if importlib.util.find_spec("torch") is None:
         pytest.skip("torch is not installed: the ONNX export needs it (pip install torch==2.13.0)")
-    return MiniFASNetLiveness(MiniFASNetSettings(models, export_dir))
+    return MiniFASNetLiveness(MiniFASNetSettings(models=models, cache_dir=export_dir))
 
 
 def test_the_written_network_takes_every_published_tensor() -> None:
@@ -97,7 +93,7 @@ def test_a_missing_export_without_torch_says_how_to_make_it(
         importlib.util, "find_spec", lambda n, *a: None if n == "torch" else real(n, *a)
     )
     with pytest.raises(DriverError, match=r"python -m drivers\.liveness\.minifasnet"):
-        MiniFASNetLiveness(MiniFASNetSettings(models, tmp_path))
+        MiniFASNetLiveness(MiniFASNetSettings(models=models, cache_dir=tmp_path))
 
 
 def _photos(count: int) -> list[str]:
@@ -113,7 +109,7 @@ def _held_up(image: np.ndarray) -> np.ndarray:
 
 
 def test_real_faces_pass_and_photos_held_up_fail(liveness: MiniFASNetLiveness) -> None:
-    detector = YuNetDetector(YuNetSettings(need_yunet()))
+    detector = YuNetDetector(need_yunet())
     live, attacks_passed, judged = 0, 0, 0
     for relative in _photos(20):
         image = photo(relative)

@@ -4,7 +4,6 @@ import hashlib
 import itertools
 import shutil
 import threading
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +12,13 @@ import pytest
 from drivers.camera.images import read_image
 from drivers.face.align import align
 from drivers.face.interface import Detection, Encoder
-from drivers.face.modelfile import ModelFile
-from drivers.face.ncnn_recognizer import NcnnRecognizer, NcnnRecognizerSettings, ncnn_model_id
-from drivers.face.yunet import RefineSettings, YuNetDetector, YuNetRefiner, YuNetSettings
+from drivers.face.ncnn_recognizer import NcnnRecognizer
+from drivers.face.settings import (
+    NcnnRecognizerSettings,
+    RefineSettings,
+    ncnn_model_id,
+)
+from drivers.face.yunet import YuNetDetector, YuNetRefiner
 from models.errors import DriverError
 from models.matcher import similarity
 from terminal.config.faces import CALIBRATED
@@ -45,7 +48,7 @@ def recognizer(settings: NcnnRecognizerSettings) -> NcnnRecognizer:
 
 @pytest.fixture(scope="module")
 def detector() -> YuNetDetector:
-    return YuNetDetector(YuNetSettings(need_yunet()))
+    return YuNetDetector(need_yunet())
 
 
 def _face(detector: YuNetDetector, relative: str) -> tuple[np.ndarray, Detection]:
@@ -59,7 +62,7 @@ def test_template_is_a_unit_vector_tagged_with_the_hash_derived_model_id(
     recognizer: NcnnRecognizer, settings: NcnnRecognizerSettings, detector: YuNetDetector
 ) -> None:
     template = recognizer.embed(*_face(detector, PERSON_A[0]))
-    joined = f"{settings.param.sha256}:{settings.weights.sha256}".encode()
+    joined = f"{settings.param_sha256}:{settings.bin_sha256}".encode()
     assert recognizer.model_id == f"ncnn-{hashlib.sha256(joined).hexdigest()[:12]}"
     assert template.model == recognizer.model_id and recognizer.dim == template.dim == 128
     assert np.linalg.norm(template.vector) == pytest.approx(1.0, abs=1e-5)
@@ -68,10 +71,11 @@ def test_template_is_a_unit_vector_tagged_with_the_hash_derived_model_id(
 
 
 def test_model_id_changes_with_either_file() -> None:
-    a, b, c = (ModelFile(Path(f"/m/{n}"), n * 64) for n in "abc")
+    a, b, c = (n * 64 for n in "abc")
     ids = {ncnn_model_id(a, b), ncnn_model_id(a, c), ncnn_model_id(c, b), ncnn_model_id(b, a)}
     assert len(ids) == 4
-    assert ncnn_model_id(a, b) == ncnn_model_id(ModelFile(Path("/elsewhere"), "A" * 64), b)
+    # Only the contents count: the same files elsewhere, or the hash in capitals, are one model.
+    assert ncnn_model_id(a, b) == ncnn_model_id("A" * 64, b)
 
 
 def test_same_person_scores_above_the_threshold_and_others_below(
@@ -91,7 +95,7 @@ def test_same_person_scores_above_the_threshold_and_others_below(
 def test_channel_order_is_rgb_and_bgr_would_change_the_template(
     settings: NcnnRecognizerSettings, recognizer: NcnnRecognizer, detector: YuNetDetector
 ) -> None:
-    bgr = NcnnRecognizer(replace(settings, rgb=False))
+    bgr = NcnnRecognizer(settings.model_copy(update={"rgb": False}))
     image, face = _face(detector, PERSON_B[0])
     crop = align(image, face)
     as_rgb = recognizer.embed_crop(crop).vector
@@ -113,7 +117,7 @@ def test_channel_order_is_rgb_and_bgr_would_change_the_template(
 def test_flip_adds_the_mirrored_crop_under_its_own_model_id(
     settings: NcnnRecognizerSettings, recognizer: NcnnRecognizer, detector: YuNetDetector
 ) -> None:
-    flipped = NcnnRecognizer(replace(settings, flip=True))
+    flipped = NcnnRecognizer(settings.model_copy(update={"flip": True}))
     assert flipped.model_id == f"{recognizer.model_id}-flip"
     crop = align(*_face(detector, PERSON_C[0]))
     plain = recognizer.embed_crop(crop).vector
@@ -125,16 +129,16 @@ def test_flip_adds_the_mirrored_crop_under_its_own_model_id(
 
 
 def test_a_wrong_sha256_is_refused_with_the_reason(settings: NcnnRecognizerSettings) -> None:
-    wrong = replace(settings, weights=ModelFile(settings.weights.path, "0" * 64))
+    wrong = settings.model_copy(update={"bin_sha256": "0" * 64})
     with pytest.raises(DriverError, match=r"mobilefacenet\.bin has sha256 .* wrong or damaged"):
         NcnnRecognizer(wrong)
-    wrong = replace(settings, param=ModelFile(settings.param.path, "0" * 64))
+    wrong = settings.model_copy(update={"param_sha256": "0" * 64})
     with pytest.raises(DriverError, match=r"mobilefacenet\.param has sha256"):
         NcnnRecognizer(wrong)
 
 
 def test_a_missing_file_is_refused(settings: NcnnRecognizerSettings, tmp_path: Path) -> None:
-    missing = replace(settings, weights=ModelFile(tmp_path / "gone.bin", settings.weights.sha256))
+    missing = settings.model_copy(update={"bin": tmp_path / "gone.bin"})
     with pytest.raises(DriverError, match=r"gone\.bin does not exist"):
         NcnnRecognizer(missing)
 
@@ -142,17 +146,18 @@ def test_a_missing_file_is_refused(settings: NcnnRecognizerSettings, tmp_path: P
 def test_files_that_are_not_this_model_are_refused(
     settings: NcnnRecognizerSettings, tmp_path: Path
 ) -> None:
-    def own(path: Path, data: bytes) -> ModelFile:
+    def own(kind: str, path: Path, data: bytes) -> NcnnRecognizerSettings:
         path.write_bytes(data)
-        return ModelFile(path, hashlib.sha256(data).hexdigest())
+        digest = hashlib.sha256(data).hexdigest()
+        return settings.model_copy(update={kind: path, f"{kind}_sha256": digest})
 
     with pytest.raises(DriverError, match="does not load"):
-        NcnnRecognizer(replace(settings, param=own(tmp_path / "junk.param", b"not a graph\n")))
-    short = settings.weights.path.read_bytes()[:1000]
+        NcnnRecognizer(own("param", tmp_path / "junk.param", b"not a graph\n"))
+    short = settings.bin.read_bytes()[:1000]
     with pytest.raises(DriverError, match="do not load"):
-        NcnnRecognizer(replace(settings, weights=own(tmp_path / "short.bin", short)))
+        NcnnRecognizer(own("bin", tmp_path / "short.bin", short))
     with pytest.raises(DriverError, match="no blob 'embedding'"):
-        NcnnRecognizer(replace(settings, output_blob="embedding"))
+        NcnnRecognizer(settings.model_copy(update={"output_blob": "embedding"}))
 
 
 def test_concurrent_embeddings_equal_sequential_ones(
@@ -182,8 +187,8 @@ def test_refinement_brings_small_face_landmarks_closer_to_a_sharper_look(
     """Landmarks from YuNet on the photo enlarged 2x are the reference; the refiner, which looks
     again at an enlarged crop, must land closer to them than the first detection did."""
     model = need_yunet()
-    refiner = YuNetRefiner(YuNetSettings(model), RefineSettings(below=80))
-    big = YuNetDetector(YuNetSettings(model, max_width=1000))
+    refiner = YuNetRefiner(model, RefineSettings(below=80))
+    big = YuNetDetector(model.model_copy(update={"max_width": 1000}))
     before, after = [], []
     for rel in (*PERSON_A, *PERSON_B, *PERSON_C):
         image, face = _face(detector, rel)
@@ -205,7 +210,7 @@ def test_refinement_brings_small_face_landmarks_closer_to_a_sharper_look(
 
 
 def test_refinement_leaves_large_faces_alone(detector: YuNetDetector) -> None:
-    refiner = YuNetRefiner(YuNetSettings(need_yunet()), RefineSettings(below=10))
+    refiner = YuNetRefiner(need_yunet(), RefineSettings(below=10))
     _, face = _face(detector, PERSON_A[0])
     assert refiner.refine(photo(PERSON_A[0]), face) is face
 

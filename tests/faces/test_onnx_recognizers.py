@@ -12,7 +12,8 @@ import pytest
 
 from drivers.face.interface import Detection, Landmarks
 from drivers.face.modelfile import ModelFile
-from drivers.face.recognizers import OnnxRecognizer, OnnxRecognizerSettings, SFaceRecognizer
+from drivers.face.recognizers import OnnxRecognizer, SFaceRecognizer
+from drivers.face.settings import OnnxRecognizerSettings
 from models.errors import DriverError
 from tests.faces.conftest import PERSON_A, photo
 
@@ -33,7 +34,7 @@ def tiny_model(path: Path) -> ModelFile:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
     model.ir_version = 7
     path.write_bytes(model.SerializeToString())
-    return ModelFile(path, hashlib.sha256(path.read_bytes()).hexdigest())
+    return OnnxRecognizerSettings(path=path, sha256=hashlib.sha256(path.read_bytes()).hexdigest())
 
 
 FACE = Detection(
@@ -45,14 +46,14 @@ FACE = Detection(
 
 def test_generic_onnx_recognizer_contract(tmp_path: Path) -> None:
     model = tiny_model(tmp_path / "tiny.onnx")
-    recognizer = OnnxRecognizer(OnnxRecognizerSettings(model))
+    recognizer = OnnxRecognizer(model)
     assert recognizer.dim == 3
     assert recognizer.model_id == f"onnx-{model.sha256[:12]}"
     template = recognizer.embed(photo(PERSON_A[0]), FACE)
     assert template.model == recognizer.model_id
     assert np.isclose(np.linalg.norm(template.vector), 1.0)
     with pytest.raises(DriverError, match="sha256"):
-        OnnxRecognizer(OnnxRecognizerSettings(ModelFile(model.path, "f" * 64)))
+        OnnxRecognizer(model.model_copy(update={"sha256": "f" * 64}))
 
 
 def test_sface_recognizer_loads_by_hash_and_tags_its_templates(tmp_path: Path) -> None:

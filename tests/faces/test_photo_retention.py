@@ -14,8 +14,8 @@ import pytest
 
 from drivers.camera.images import encode_jpeg
 from drivers.face.interface import Encoder
+from drivers.face.settings import QualitySettings
 from sync.changes import parse_batch
-from terminal.config.faces import QualityConfig
 from terminal.faces.cli import EXIT_USAGE, run
 from terminal.faces.enrol import enrol_pending
 from terminal.store import Store
@@ -25,7 +25,7 @@ from tests.faces.conftest import PERSON_A, photo
 from tests.sync.messages import TID, batch, change
 
 NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
-ENROL = QualityConfig().gate(enrolment=True)
+ENROL = QualitySettings().for_enrolment()
 
 
 @pytest.fixture

@@ -5,16 +5,8 @@ import numpy as np
 import pytest
 
 from drivers.face.interface import Detection, Encoder, Landmarks
-from drivers.face.quality import (
-    QualitySettings,
-    Rejection,
-    assess,
-    best_of,
-    message_en,
-    message_zh,
-    pose,
-    primary,
-)
+from drivers.face.quality import Rejection, assess, best_of, message_en, message_zh, pose, primary
+from drivers.face.settings import QualitySettings
 from tests.faces.conftest import PERSON_A, photo
 
 GATE = QualitySettings()

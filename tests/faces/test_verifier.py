@@ -40,7 +40,7 @@ class FakeLiveness:
 
 
 def enrol(faces: FaceStore, encoder: Encoder, holder: str, relative: str) -> None:
-    result = enrol_image(encoder, photo(relative), FacesSection().quality.gate(enrolment=True))
+    result = enrol_image(encoder, photo(relative), FacesSection().quality.for_enrolment())
     assert result.template is not None, result.rejection
     faces.put_template(holder, result.template, source="device", at=NOW)
 
@@ -144,7 +144,7 @@ def test_gallery_follows_the_store_one_holder_at_a_time(rig, faces: FaceStore) -
 
 
 def faces_template(verifier: FaceVerifier, relative: str):  # type: ignore[no-untyped-def]
-    result = enrol_image(verifier.encoder, photo(relative), FacesSection().quality.gate())
+    result = enrol_image(verifier.encoder, photo(relative), FacesSection().quality)
     assert result.template is not None
     return result.template
 
