@@ -3,30 +3,78 @@ real mosquitto, the terminal executes them on its tap loop and replies."""
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from devtools.demo.door import demo_config
-from devtools.demo.sync import PEOPLE, build_hq, sync_config
 from devtools.hq.cli import main as hq_main
 from devtools.hq.db import HqDb
+from devtools.hq.keyadmin import make_root
 from devtools.hq.office import Office
 from devtools.hq.server import HqServer, ServeOptions
 from models.cards import Genuineness, PresentedCard
 from sync.envelope import public_key_b64
-from terminal.app import App
+from sync.service import SyncService
+from terminal import config as config_module
+from terminal.app import App, BundleFactory
 from terminal.clock import SystemClock
+from terminal.config import Config
 from terminal.devices import SimControls
-from terminal.flows.door import MODE_STATE, DoorMode, FlowNotice, TapOutcome
-from tests.fixtures import SITE_TZ
+from terminal.flows.door import MODE_STATE, DoorMode, TapOutcome
+from terminal.loop import LoopHooks
 from tests.sync.broker import Broker, wait_for
+from tests.sync.messages import SITE, TID, card_number, holder
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
+HOLDERS = ("H1", "H2")
+# On the real clock (HQ signs its head in real time): a group whose window never closes.
+ALWAYS = {
+    "id": "always",
+    "doors": ["east-gate"],
+    "windows": [{"days": list(range(1, 9)), "from": "00:00", "to": "24:00"}],
+    "calendar": "",
+}
+
+
+def build_hq(root: Path, port: int) -> None:
+    HqDb.create(root, SITE, "ykt/v1", f"127.0.0.1:{port}").close()
+    db = HqDb(root)
+    try:
+        make_root(db, root / "hq-root.key")
+        office = Office(db)
+        office.upsert_group(ALWAYS)
+        for n, holder_id in enumerate(HOLDERS, start=1):
+            office.upsert_holder(holder(holder_id, groups=["always"]))
+            office.issue_card(holder_id, card_number(n))
+    finally:
+        db.close()
+
+
+def gate_config(state_dir: Path, port: int, db: HqDb) -> Config:
+    signer = db.signer()
+    return config_module.parse(
+        {
+            "terminal": {"id": TID, "site": SITE, "timezone": "Asia/Shanghai",
+                         "state_dir": str(state_dir)},
+            "door": {"id": "east-gate", "direction": "in", "open_seconds": 1.5},
+            "reader": {"driver": "sim"},
+            "gate": {"driver": "sim", "passage": "pass", "passage_delay_seconds": 0.2},
+            "sync": {
+                "enabled": True,
+                "broker_host": "127.0.0.1",
+                "broker_port": port,
+                "hq_keys": {signer.kid: public_key_b64(signer.public_key)},
+                "hq_root_key": db.meta("root_pub"),
+                "reconnect_max_seconds": 1,
+                "resend_seconds": 2,
+                "resync_after_seconds": 1,
+            },
+        }
+    )  # fmt: skip
 
 
 @dataclass
@@ -34,7 +82,7 @@ class Running:
     app: App
     hq: list[str]
     next_config: Path
-    told: list[TapOutcome | FlowNotice]
+    told: list[object]
 
     @property
     def tid(self) -> str:
@@ -49,8 +97,7 @@ class Running:
 
     def tap(self) -> TapOutcome:
         before = len(self.told)
-        person = PEOPLE[0]
-        self.app.sim.reader.present(PresentedCard(person.number, Genuineness.GENUINE, 1))
+        self.app.sim.reader.present(PresentedCard(card_number(1), Genuineness.GENUINE, 1))
         assert wait_for(
             lambda: any(isinstance(t, TapOutcome) for t in self.told[before:]), timeout=10
         )
@@ -58,45 +105,59 @@ class Running:
         return next(t for t in self.told[before:] if isinstance(t, TapOutcome))
 
 
+Start = Callable[..., Running]
+
+
 @pytest.fixture
-def running(tmp_path: Path) -> Iterator[Running]:
-    (tmp_path / "broker").mkdir()
-    broker = Broker(tmp_path / "broker")
-    broker.start()
-    base = demo_config(tmp_path / "state")
-    build_hq(tmp_path / "hq", base.terminal.site, broker.port, datetime.now(SITE_TZ))
-    db = HqDb(tmp_path / "hq")
-    signer = db.signer()
-    config = sync_config(
-        base,
-        tmp_path / "terminal",
-        broker.port,
-        {signer.kid: public_key_b64(signer.public_key)},
-        db.meta("root_pub"),
-    )
-    next_config = tmp_path / "next.toml"
-    app = App(config, clock=SystemClock(), sim=SimControls(), config_path=next_config)
-    assert app.sync is not None and app.door_flow is not None
-    Office(db).enroll(config.terminal.id, app.sync.public_key)
-    server = HqServer(HqDb(tmp_path / "hq"), ServeOptions(port=broker.port))
-    server.start()
-    told: list[TapOutcome | FlowNotice] = []
-    app.door_flow.listeners.append(told.append)
-    stop = threading.Event()
-    app.start_sync()
-    loop = threading.Thread(target=app.run, args=(stop,), name="door-loop")
-    loop.start()
+def start(tmp_path: Path) -> Iterator[Start]:
+    """Starts the gate (once per test) with what the daemon would give it at build time."""
+    stack: list[Callable[[], None]] = []
+
+    def started(bundle: BundleFactory | None = None) -> Running:
+        (tmp_path / "broker").mkdir()
+        broker = Broker(tmp_path / "broker")
+        broker.start()
+        stack.append(broker.stop)
+        build_hq(tmp_path / "hq", broker.port)
+        db = HqDb(tmp_path / "hq")
+        stack.append(db.close)
+        config = gate_config(tmp_path / "terminal", broker.port, db)
+        next_config = tmp_path / "next.toml"
+        told: list[object] = []
+        app = App(
+            config,
+            clock=SystemClock(),
+            sim=SimControls(),
+            config_path=next_config,
+            bundle=bundle,
+            hooks=LoopHooks(told=told.append),
+        )
+        stack.append(app.close)
+        assert app.sync is not None
+        Office(db).enroll(config.terminal.id, app.sync.public_key)
+        server = HqServer(HqDb(tmp_path / "hq"), ServeOptions(port=broker.port))
+        server.start()
+        stack.append(server.db.close)
+        stack.append(server.stop)
+        stop = threading.Event()
+        app.start_sync()
+        loop = threading.Thread(target=app.run, args=(stop,), name="door-loop")
+        loop.start()
+        stack.append(lambda: loop.join(10))
+        stack.append(stop.set)
+        assert wait_for(lambda: app.store.counts()["cards"] == len(HOLDERS), timeout=20)
+        return Running(app, ["--dir", str(tmp_path / "hq")], next_config, told)
+
     try:
-        assert wait_for(lambda: app.store.counts()["cards"] == len(PEOPLE), timeout=20)
-        yield Running(app, ["--dir", str(tmp_path / "hq")], next_config, told)
+        yield started
     finally:
-        stop.set()
-        loop.join(10)
-        app.close()
-        server.stop()
-        server.db.close()
-        db.close()
-        broker.stop()
+        while stack:
+            stack.pop()()
+
+
+@pytest.fixture
+def running(start: Start) -> Running:
+    return start()
 
 
 def test_lockdown_and_evacuation_ordered_by_hq(
@@ -143,11 +204,23 @@ def test_reload_config_refuses_an_invalid_file_and_accepts_a_valid_one(
     assert wait_for(lambda: running.app.remote.reload_due, timeout=5)
 
 
-def test_diag_bundle_is_refused_without_a_provider_and_answered_with_one(
+def test_diag_bundle_is_refused_without_a_provider(
     running: Running, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, reply = running.cmd("diag_bundle", capsys=capsys)
     assert code == 1 and "not available" in reply["error"]
-    running.app.remote.bundle = lambda: {"level": "ok"}
+
+
+def test_diag_bundle_is_answered_by_the_provider_given_at_build(
+    start: Start, capsys: pytest.CaptureFixture[str]
+) -> None:
+    asked: list[tuple[str, bool]] = []
+
+    def bundle(config: Config, sync: SyncService | None) -> Mapping[str, Any]:
+        asked.append((config.terminal.id, sync is not None))
+        return {"level": "ok"}
+
+    running = start(bundle)
     code, reply = running.cmd("diag_bundle", capsys=capsys)
     assert code == 0 and reply["result"] == {"bundle": {"level": "ok"}}
+    assert asked == [(TID, True)]
