@@ -47,6 +47,7 @@ from terminal.devices import DISPLAYS, GATES, KEYPADS, READERS, SimControls
 from terminal.door_mode import DoorModes
 from terminal.faces.build import FaceParts, build_face_parts
 from terminal.faces.evidence import FaceUse
+from terminal.faces.switch import note_model_in_use
 from terminal.faces.watch import FaceWatch
 from terminal.flows.door import DoorFlow, DoorSettings
 from terminal.flows.pos import PosFlow, PosSettings
@@ -104,6 +105,7 @@ class App:
         self.door_modes: DoorModes | None = None
         self._pin_keys: PinKeys | None = None
         self._faces: FaceUse | None = None  # the loop's face checks, if this role uses faces
+        self._face_switch_due = False  # seen by housekeeping, acted on by the daemon (a reload)
         self._bundle = bundle
         self._built = Steps("build", "close")
         self._link = Steps("start", "stop")
@@ -190,6 +192,7 @@ class App:
             return None
         self.face_parts = parts = build_face_parts(self.config.faces, self.store, self.sim.camera)
         try:
+            note_model_in_use(self.store, parts.faces, parts.encoder.model_id, self.clock.now())
             parts.enrol_pending(self.clock.now())
         except BaseException:
             parts.close()  # the step failed, so nothing undoes it for us
@@ -384,13 +387,25 @@ class App:
                 return
             parts.enrol_pending(now)
             parts.housekeeping(now)
+            if not self._face_switch_due and parts.switch_due:
+                logger.warning("face model %s has enough templates: restarting into it",
+                               parts.choice.target_model)  # fmt: skip
+                self._face_switch_due = True
         except TerminalError as exc:
             logger.warning("face housekeeping: %s", exc)
 
     @property
+    def reload_due(self) -> bool:
+        """Start again from the config file: a valid new one is waiting, or the face model
+        being switched to has enough templates now (terminal/faces/switch.py)."""
+        if self.remote.reload_due:
+            return True
+        return self.face_parts is not None and self._face_switch_due
+
+    @property
     def restart_due(self) -> bool:
-        """A valid new config is waiting, or the database was found damaged."""
-        return self.remote.reload_due or self.store.damaged is not None
+        """A reload is due, or the database was found damaged."""
+        return self.reload_due or self.store.damaged is not None
 
     # --- start and stop ------------------------------------------------------------------------
 

@@ -95,6 +95,6 @@ def _serve(
             app.run(stop, notifier)
         if app.store.damaged is not None:
             return "damaged"
-        return "reload" if app.remote.reload_due else None
+        return "reload" if app.reload_due else None
     finally:
         app.close()

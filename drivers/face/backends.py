@@ -11,6 +11,7 @@ Backends:
 - ``dlib``: dlib's HOG detector and ResNet, as the face-recognition package runs them.
 """
 
+import hashlib
 from collections.abc import Callable
 
 import cv2
@@ -66,12 +67,24 @@ RECOGNIZERS: dict[str, Callable[[EncoderSettings, _Shared], FaceRecognizer]] = {
 }
 
 
+# Raised whenever a change to detection, alignment or preprocessing alters templates without
+# changing any setting or model file, so that cached encodings of the old code are not reused.
+PIPELINE_REVISION = 2
+
+
+def recipe(settings: EncoderSettings) -> str:
+    """16 hex digits over everything that shapes the templates (see :attr:`Encoder.recipe`)."""
+    text = f"{PIPELINE_REVISION}:{settings!r}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def build_encoder(settings: EncoderSettings) -> Encoder:
     """The configured encoder; ``DriverError`` naming what is missing when it cannot be built."""
     shared = _Shared()
     if settings.backend == "dlib":
         models = shared.dlib()
-        return Encoder("dlib", DlibHogDetector(models, settings.dlib_hog), DlibRecognizer(models))
+        hog = DlibHogDetector(models, settings.dlib_hog)
+        return Encoder("dlib", hog, DlibRecognizer(models), recipe=recipe(settings))
     if settings.yunet is None:
         raise DriverError("backend 'onnx' needs the YuNet model file (path and sha256)")
     detector = YuNetDetector(settings.yunet)
@@ -79,7 +92,7 @@ def build_encoder(settings: EncoderSettings) -> Encoder:
     refiner: LandmarkRefiner | None = None
     if settings.refine is not None:
         refiner = YuNetRefiner(settings.yunet, settings.refine)
-    return Encoder("onnx", detector, recognizer, refiner)
+    return Encoder("onnx", detector, recognizer, refiner, recipe(settings))
 
 
 def limit_threads(count: int) -> None:

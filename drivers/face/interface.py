@@ -94,6 +94,9 @@ class Encoder:
     detector: FaceDetector
     recognizer: FaceRecognizer
     refiner: LandmarkRefiner | None = None
+    # What shapes the templates besides the model: detector, refinement and preprocessing
+    # settings and the pipeline's revision, as a digest; a cache of encodings is keyed by it.
+    recipe: str = ""
 
     @property
     def model_id(self) -> str:

@@ -22,6 +22,7 @@ from drivers.face.settings import (
     NcnnRecognizerSettings,
     OnnxRecognizerSettings,
     QualitySettings,
+    RecognizerKind,
     YuNetSettings,
     ncnn_model_id,
 )
@@ -67,6 +68,24 @@ class FacesSection(Section):
         description="Recognizer of the onnx backend: ncnn, sface or onnx (weights provided by "
         "the operator) or dlib (ResNet, from a package); empty: ncnn when faces.ncnn is set, "
         "else dlib.",
+    )
+    switch_to: Literal["ncnn", "dlib", "sface", "onnx"] | None = Field(
+        None,
+        description="A second recognizer (configured in its own section) taken into use once HQ "
+        "has sent templates of its model for switch_share of the enrolled holders; until then "
+        "the recognizer above decides. Empty: no model change under way.",
+    )
+    switch_share: float = Field(
+        0.95,
+        gt=0,
+        le=1,
+        description="Share of the holders with a template who must have one of switch_to's "
+        "model before the terminal changes to it (it restarts to do so).",
+    )
+    switch_thresholds: tuple[float, float] | None = Field(
+        None,
+        description="[verify, identify] cosine thresholds of switch_to's model; empty: its "
+        "calibrated values.",
     )
     yunet: YuNetSettings | None = Field(
         None, description="YuNet detector (face_detection_yunet_2023mar.onnx) for backend onnx."
@@ -134,12 +153,22 @@ class FacesSection(Section):
             return self
         if self.backend == "onnx" and self.yunet is None:
             raise ValueError("backend 'onnx' needs faces.yunet (path and sha256)")
-        if self.backend == "onnx" and self.recognizer == "sface" and self.sface is None:
-            raise ValueError("recognizer 'sface' needs faces.sface (path and sha256)")
-        if self.backend == "onnx" and self.recognizer == "onnx" and self.onnx is None:
-            raise ValueError("recognizer 'onnx' needs faces.onnx (path and sha256)")
-        if self.backend == "onnx" and self.recognizer == "ncnn" and self.ncnn is None:
-            raise ValueError("recognizer 'ncnn' needs faces.ncnn (param, bin and their sha256)")
+        for kind in (self.recognizer, self.switch_to):
+            if self.backend == "onnx" and kind is not None:
+                self._check_section(kind)
+        if self.switch_to is not None:
+            if self.backend != "onnx":
+                raise ValueError("faces.switch_to needs backend 'onnx' (YuNet detection)")
+            if self.switch_to == self.recognizer_kind:
+                raise ValueError("faces.switch_to names the recognizer already in use")
+            if self.switch_thresholds and not all(-1 <= t <= 1 for t in self.switch_thresholds):
+                raise ValueError("faces.switch_thresholds are cosines, -1 to 1")
+            target = self.model_id_of(self.switch_to)
+            if target not in CALIBRATED and self.switch_thresholds is None:
+                raise ValueError(
+                    "faces.switch_to: its model has no calibrated thresholds: set "
+                    "faces.switch_thresholds = [verify, identify] from 'ykt faces calibrate'"
+                )
         known = self.expected_model_id() in CALIBRATED
         if not known and (self.verify_threshold is None or self.identify_threshold is None):
             raise ValueError(
@@ -151,6 +180,16 @@ class FacesSection(Section):
             raise ValueError("faces.agreement is [k, n] with 1 <= k <= n <= 10")
         return self
 
+    def _check_section(self, kind: str) -> None:
+        missing = {
+            "sface": self.sface is None,
+            "onnx": self.onnx is None,
+            "ncnn": self.ncnn is None,
+        }.get(kind, False)
+        if missing:
+            what = "param, bin and their sha256" if kind == "ncnn" else "path and sha256"
+            raise ValueError(f"recognizer {kind!r} needs faces.{kind} ({what})")
+
     @property
     def recognizer_kind(self) -> Literal["ncnn", "dlib", "sface", "onnx"]:
         """The recognizer used: as configured, else ncnn when its files are set, else dlib."""
@@ -159,18 +198,31 @@ class FacesSection(Section):
         return "ncnn" if self.ncnn is not None else "dlib"
 
     def expected_model_id(self) -> str | None:
-        """The model id templates will carry, when it follows from the configuration alone."""
-        if self.backend == "dlib" or self.recognizer_kind == "dlib":
+        """The model id templates of the recognizer in use carry (when faces are set up)."""
+        if self.backend == "dlib":
             return DLIB_MODEL_ID
-        if self.recognizer_kind == "ncnn" and self.ncnn is not None:
+        return self.model_id_of(self.recognizer_kind)
+
+    def model_id_of(self, kind: RecognizerKind) -> str | None:
+        """The model id a recognizer's templates carry, from its section alone (the drivers
+        derive the same from the files they verified)."""
+        if kind == "dlib":
+            return DLIB_MODEL_ID
+        if kind == "ncnn" and self.ncnn is not None:
             return self.ncnn.model_id()
+        if kind == "sface" and self.sface is not None:
+            return f"sface-{self.sface.short_id()}"
+        if kind == "onnx" and self.onnx is not None:
+            return f"onnx-{self.onnx.short_id()}"
         return None
 
-    def encoder_settings(self) -> EncoderSettings:
-        ncnn = self.ncnn if self.recognizer_kind == "ncnn" else None
+    def encoder_settings(self, kind: RecognizerKind | None = None) -> EncoderSettings:
+        """The encoder of the recognizer in use, or of ``kind`` (the one being switched to)."""
+        kind = kind or self.recognizer_kind
+        ncnn = self.ncnn if kind == "ncnn" else None
         return EncoderSettings(
             backend=self.backend,
-            recognizer=self.recognizer_kind,
+            recognizer=kind,
             yunet=self.yunet,
             sface=self.sface,
             onnx=self.onnx,
@@ -182,8 +234,9 @@ class FacesSection(Section):
     def thresholds(self, model_id: str) -> tuple[float, float]:
         """``(verify, identify)`` for ``model_id``: configured, else calibrated."""
         calibrated = CALIBRATED.get(model_id)
-        verify = self.verify_threshold
-        identify = self.identify_threshold
+        verify, identify = self.verify_threshold, self.identify_threshold
+        if self.switch_to is not None and model_id == self.model_id_of(self.switch_to):
+            verify, identify = self.switch_thresholds or (None, None)
         if verify is None or identify is None:
             if calibrated is None:
                 raise ValueError(f"no calibrated thresholds for model {model_id!r}")

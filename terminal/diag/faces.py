@@ -27,6 +27,7 @@ from models.matcher import Identification, Template
 from terminal.diag.protocol import FACE_MAX_FRAMES, Level
 from terminal.diag.redact import mask_digits
 from terminal.faces.build import FaceParts
+from terminal.faces.switch import SINCE_STATE
 from terminal.faces.verifier import FaceVerifier
 
 logger = logging.getLogger(__name__)
@@ -205,6 +206,26 @@ def _summary(frames: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def model_facts(parts: FaceParts) -> dict[str, Any]:
+    """The model decisions are made with and since when, the templates of each model, and the
+    change under way (terminal/faces/switch.py): a decision at time t used the model in use
+    since the newest ``face_model`` event before t."""
+    choice = parts.choice
+    store = parts.faces.store
+    facts: dict[str, Any] = {
+        "in_use": parts.verifier.model_id,
+        "since": store.state(SINCE_STATE),
+        "templates": parts.faces.models(),
+    }
+    if choice.target_model is not None:
+        facts["switch"] = {
+            "to": choice.target_model,
+            "share_needed": choice.share_needed,
+            "share_now": round(parts.faces.coverage(choice.target_model), 4),
+        }
+    return facts
+
+
 def face_report(
     parts: FaceParts | None,
     *,
@@ -224,6 +245,7 @@ def face_report(
         "enabled": True,
         "backend": parts.encoder.name,
         "model_id": verifier.model_id,
+        "model": model_facts(parts),
         "gallery_size": verifier.gallery_size(),
         "thresholds": {
             "verify": settings.verify_threshold,

@@ -170,6 +170,7 @@ def face(result: Mapping[str, Any]) -> RenderableType:
         ),
         ("camera", health_text(result.get("camera"))),
     ]
+    rows[1:1] = _model_rows(result.get("model") or {})
     parts: list[RenderableType] = [headline(result.get("level"), title)]
     if len(frames) == 1:
         rows += _frame_rows(result, frames[0])
@@ -195,3 +196,20 @@ RENDERERS: dict[str, Callable[[Mapping[str, Any]], RenderableType]] = {
     "camera": camera,
     "face": face,
 }
+
+
+def _model_rows(model: dict[str, Any]) -> list[tuple[str, Any]]:
+    rows: list[tuple[str, Any]] = []
+    if model.get("since"):
+        rows.append(("in use since", model["since"]))
+    templates = model.get("templates") or {}
+    if len(templates) > 1:
+        rows.append(("templates", ", ".join(f"{m} {n}" for m, n in templates.items())))
+    switch = model.get("switch")
+    if switch:
+        rows.append((
+            "switching to",
+            f"{switch['to']} at {switch['share_needed']:.0%} of holders "
+            f"(now {switch['share_now']:.1%})",
+        ))  # fmt: skip
+    return rows

@@ -18,6 +18,7 @@ from drivers.liveness.interface import LivenessCheck
 from drivers.liveness.runner import MiniFASNetLiveness
 from terminal.config.faces import FacesSection
 from terminal.faces.enrol import PendingResult, enrol_pending
+from terminal.faces.switch import ModelChoice, choose
 from terminal.faces.verifier import FaceVerifier, VerifierSettings
 from terminal.store import Store
 from terminal.store.faces import FaceStore
@@ -33,6 +34,12 @@ class FaceParts:
     faces: FaceStore
     verifier: FaceVerifier
     section: FacesSection
+    choice: ModelChoice
+
+    @property
+    def switch_due(self) -> bool:
+        """Templates of the model being switched to now cover enough holders: restart into it."""
+        return self.choice.due(self.faces)
 
     def enrol_pending(self, now: datetime) -> PendingResult:
         """Enrol registration photos HQ sent, then bring the gallery up to date."""
@@ -64,13 +71,14 @@ def build_face_parts(
     else:
         camera = OpenCVCamera(section.camera)
     try:
-        encoder = build_encoder(section.encoder_settings())
+        faces = FaceStore(store)
+        choice = choose(section, faces)
+        encoder = build_encoder(section.encoder_settings(choice.kind))  # type: ignore[arg-type]
         liveness: LivenessCheck | None = None
         if section.liveness.models:
             liveness = MiniFASNetLiveness(section.liveness)
         verify, identify = section.thresholds(encoder.model_id)
         quality = section.quality
-        faces = FaceStore(store)
         settings = VerifierSettings(
             verify_threshold=verify,
             identify_threshold=identify,
@@ -90,4 +98,11 @@ def build_face_parts(
     except BaseException:
         camera.close()
         raise
-    return FaceParts(camera, encoder, liveness, faces, verifier, section)
+    if choice.target_model is not None:
+        covered = faces.coverage(choice.target_model)
+        logger.info(
+            "face model %s in use; switching to %s once %.0f %% of holders have its templates "
+            "(now %.1f %%)",
+            encoder.model_id, choice.target_model, 100 * section.switch_share, 100 * covered,
+        )  # fmt: skip
+    return FaceParts(camera, encoder, liveness, faces, verifier, section, choice)

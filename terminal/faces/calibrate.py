@@ -116,7 +116,10 @@ def cache_tag(data_name: str, refine: RefineSettings | None) -> str:
 
 def cache_path(cache_dir: Path, encoder: FaceEncoder, names: Sequence[str], tag: str) -> Path:
     digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
-    return cache_dir / f"{encoder.name}-{encoder.model_id}-{tag}-{digest}.npz"
+    # The recipe: settings that change templates without changing the model id (refinement,
+    # detector thresholds, preprocessing) must not find the encodings made without them.
+    recipe = getattr(encoder, "recipe", "") or "plain"
+    return cache_dir / f"{encoder.name}-{encoder.model_id}-{recipe}-{tag}-{digest}.npz"
 
 
 def encode_images(

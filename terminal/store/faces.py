@@ -128,6 +128,17 @@ class FaceStore:
             ).fetchall()
         return {str(model): int(count) for model, count in rows}
 
+    def coverage(self, model: str) -> float:
+        """Share of the holders with any template who have one of ``model`` (0 with none): how
+        far HQ has come in sending a new model's templates."""
+        with self.store.read() as conn:
+            have, everyone = conn.execute(
+                "SELECT count(DISTINCT CASE WHEN model = ? THEN holder_id END), "
+                "count(DISTINCT holder_id) FROM face_templates",
+                (model,),
+            ).fetchone()
+        return int(have) / int(everyone) if everyone else 0.0
+
     def remove_template(self, holder_id: str, model: str | None = None) -> int:
         with self._write() as conn:
             if model is None:
