@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import segno
 
 from models.errors import ConfigError
 from terminal import config as config_module
@@ -133,7 +134,6 @@ def test_diag_judges_a_code_without_spending_it(tmp_path: Path) -> None:
 
 
 def test_a_photo_of_a_code_is_read_for_diag(tmp_path: Path) -> None:
-    segno = pytest.importorskip("segno")
     token = PHONE.token(NOW, NOW + 30)
     segno.make(token, error="m", mode="byte").save(tmp_path / "code.png", scale=6)
     assert text_from_image(tmp_path / "code.png") == token
