@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
+from models.qr import QrCredential, QrFault
 from models.reasons import Reason
 
 
@@ -115,8 +116,9 @@ class FaceCredential:
 
 # What a card reader produces: a card it read, or a card it could not turn into a credential.
 CardCredential = PresentedCard | CardFault
-# Everything the rules accept as a credential.
-Credential = PresentedCard | CardFault | FaceCredential
+# Everything the rules accept as a credential: a code shown to the terminal is verified first
+# (models.qr), into a credential naming its holder or a fault saying why not.
+Credential = PresentedCard | CardFault | FaceCredential | QrCredential | QrFault
 
 
 def held_key(credential: Credential) -> str:
@@ -124,6 +126,10 @@ def held_key(credential: Credential) -> str:
     same person still standing at the camera, is not a second tap."""
     if isinstance(credential, FaceCredential):
         return f"face:{credential.holder_id}"
+    if isinstance(credential, QrCredential):
+        return f"qr:{credential.holder_id}:{credential.nonce}"
+    if isinstance(credential, QrFault):
+        return f"qr-fault:{credential.reason}:{credential.detail}"
     if isinstance(credential, CardFault):
         return f"fault:{credential.number or credential.reason}"
     return credential.number

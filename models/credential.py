@@ -6,9 +6,12 @@ payments by face but not doors.
 
 A card is judged as the piece of plastic it is: what its chip says (issuer, class, sequence,
 validity) must agree with the registry, and its own status counts. A face
-(:class:`~models.cards.FaceCredential`) is judged on its holder's standing (RULES.md "Credentials
+(:class:`~models.cards.FaceCredential`) and a verified electronic-card code
+(:class:`~models.qr.QrCredential`) are judged on their holder's standing (RULES.md "Credentials
 and standing"): the holder's current card counts only for what is the holder's (expiry, validity,
-cancellation, spend-only, a frozen balance); a lost or replaced card voids itself, not the face.
+cancellation, spend-only, a frozen balance); a lost or replaced card voids itself, not the face
+or the phone. A code that failed its verification (:class:`~models.qr.QrFault`) is refused with
+the reason it failed.
 """
 
 from dataclasses import dataclass, field
@@ -26,6 +29,7 @@ from models.cards import (
     PresentedCard,
 )
 from models.decision import Alert, Decision
+from models.qr import QrCredential, QrFault
 from models.reasons import Reason
 
 # docs/card-profile.md: the class byte of the public file, as most sites number their classes.
@@ -87,6 +91,16 @@ def credential_by_uid(credential: Credential) -> bool:
     return isinstance(credential, PresentedCard) and credential.genuine is Genuineness.UID_ONLY
 
 
+def credential_kind(credential: Credential) -> str:
+    """What the journal's ``credential`` field says of it (before a card + face check)."""
+    if isinstance(credential, FaceCredential):
+        return "face"
+    if isinstance(credential, QrCredential | QrFault):
+        return "qr"
+    # Nothing proved a UID-mode read genuine: the journal must not say a card was checked.
+    return "uid" if credential_by_uid(credential) else "card"
+
+
 def check_credential(
     credential: Credential,
     card: Card | None,
@@ -101,6 +115,16 @@ def check_credential(
     if isinstance(credential, FaceCredential):
         return _check_face(
             credential, card, holder, newest_issue_seq, today, for_payment=for_payment
+        )
+    if isinstance(credential, QrCredential):
+        return _check_standing(
+            credential.holder_id, card, holder, newest_issue_seq, today, for_payment=for_payment
+        )
+    if isinstance(credential, QrFault):
+        # No security event: a code that fails is mostly a stale screenshot or a phone whose key
+        # was revoked, and a forged one names nobody it could be raised for (docs/qr.md).
+        return Decision.deny(
+            credential.reason, holder_id=credential.holder_id, detail=credential.detail
         )
     if isinstance(credential, CardFault):
         return Decision.deny(
@@ -235,7 +259,6 @@ def _check_face(
     No card security event here: nobody presented a lost or replaced card, its holder stood at
     the camera. A face that failed liveness is the security event (a photo held up).
     """
-    holder_id = credential.holder_id
     if not credential.live:
         detail = "face not_live"
         if credential.threshold_milli is not None:
@@ -243,11 +266,27 @@ def _check_face(
             detail += f", score {score:.3f} >= {threshold:.3f}"
         return Decision.deny(
             Reason.FACE_NOT_LIVE,
-            holder_id=holder_id,
+            holder_id=credential.holder_id,
             card_number=None if card is None else card.number,
             alert=Alert.FACE_SPOOF,
             detail=detail,
         )
+    return _check_standing(
+        credential.holder_id, card, holder, newest_issue_seq, today, for_payment=for_payment
+    )
+
+
+def _check_standing(
+    holder_id: str,
+    card: Card | None,
+    holder: Holder | None,
+    newest_issue_seq: int | None,
+    today: date,
+    *,
+    for_payment: bool,
+) -> Checked | Decision:
+    """A credential that names a holder (a face, a code): the holder's standing, and of their
+    newest card (``card``) only what is the holder's."""
     if holder is None or holder.id != holder_id:
         return Decision.deny(Reason.HOLDER_UNKNOWN, holder_id=holder_id)
     standing = card

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from models.cards import Card, Credential, FaceCredential, Holder
-from models.credential import Checked, SiteCards, check_credential, credential_by_uid
+from models.credential import Checked, SiteCards, check_credential, credential_kind
 from models.decision import Alert, Decision, GateAction, Need
 from models.face import FACE_DENIALS, FaceEvidence
 from models.reasons import Reason
@@ -112,18 +112,11 @@ class DoorView:
     last_passage: Passage | None = None
 
 
-def _credential_kind(credential: Credential) -> str:
-    if isinstance(credential, FaceCredential):
-        return "face"
-    # Nothing proved a UID-mode read genuine: the journal must not say a card was checked.
-    return "uid" if credential_by_uid(credential) else "card"
-
-
 def decide_door(request: DoorRequest, view: DoorView, now: datetime) -> Decision:
     """Decide a door request. ``now`` is the site-local wall time (timezone-aware)."""
     if now.tzinfo is None:
         raise ValueError("decide needs a timezone-aware site-local time")
-    kind = _credential_kind(request.credential)
+    kind = credential_kind(request.credential)
     checked = check_credential(
         request.credential,
         view.card,
@@ -187,7 +180,10 @@ def _permitted(
         return Decision.asking(
             Need.FACE, Reason.FACE_REQUIRED, holder_id=holder_id, card_number=number
         )
-    score = replace(allowed, credential="card+face", face_score=face.score_milli)
+    # Protocol v1 has no "qr+face": a code checked with its holder's face stays "qr", and the
+    # record's face score says the face was checked too.
+    checked_kind = "qr" if kind == "qr" else "card+face"
+    score = replace(allowed, credential=checked_kind, face_score=face.score_milli)
     if face.matched:
         return score
     reason, face_alert = FACE_DENIALS.get(face.outcome, (Reason.FACE_UNAVAILABLE, None))

@@ -14,6 +14,7 @@ from models.correction import CorrectionRequest, CorrectionView
 from models.credential import SiteCards
 from models.door import DoorRequest, DoorView
 from models.pos import PosRequest, PosView, amount_needed
+from models.qr import QrCredential, QrFault
 from models.schedule import HOLIDAY, NO_CALENDAR, AccessGroup, Calendar, TimeWindow
 from models.wallet import MONEY_PURSES
 
@@ -50,6 +51,21 @@ def _credential(
             facts.append(
                 f"the holder's newest card is {card.status} (issue {card.issue_seq}); "
                 "a lost or replaced card does not stop the face"
+            )
+        else:
+            facts.append("the holder has no card on record: judged on standing alone")
+        return facts
+    if isinstance(credential, QrFault):
+        return [f"electronic-card code refused: {credential.reason} ({credential.detail})"]
+    if isinstance(credential, QrCredential):
+        facts = [
+            f"electronic-card code of holder {credential.holder_id}, key {credential.key_id}, "
+            f"signature verified, valid {credential.iat}..{credential.exp} (unix s), nonce new"
+        ]
+        if card is not None:
+            facts.append(
+                f"the holder's newest card is {card.status} (issue {card.issue_seq}); "
+                "a lost or replaced card does not stop the code"
             )
         else:
             facts.append("the holder has no card on record: judged on standing alone")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from models.cards import Card, Credential, FaceCredential, Holder
-from models.credential import Checked, SiteCards, check_credential, credential_by_uid
+from models.credential import Checked, SiteCards, check_credential, credential_kind
 from models.decision import Alert, Decision, Need
 from models.reasons import Reason
 from models.schedule import TimeWindow, since
@@ -241,7 +241,7 @@ def decide_pos(request: PosRequest, view: PosView, now: datetime) -> Decision:
             decision = _confirm_face_pay(_Sale(request, view, checked, now), decision)
     if isinstance(credential, FaceCredential):
         return replace(decision, credential="face", face_score=credential.score_milli)
-    return replace(decision, credential="uid") if credential_by_uid(credential) else decision
+    return replace(decision, credential=credential_kind(credential))
 
 
 def _confirm_face_pay(sale: _Sale, decision: Decision) -> Decision:

@@ -64,6 +64,10 @@ class Reason(StrEnum):
     FACE_NOT_ENROLLED = "face_not_enrolled"
     FACE_UNKNOWN = "face_unknown"
     FACE_UNAVAILABLE = "face_unavailable"
+    QR_INVALID = "qr_invalid"  # not a genuine v1 code: malformed, bad signature, from the future
+    QR_EXPIRED = "qr_expired"
+    QR_REPLAYED = "qr_replayed"  # a code already accepted here, shown again
+    QR_UNKNOWN_KEY = "qr_unknown_key"  # no such holder or key id (a revoked phone, most often)
 
 
 _MESSAGES: dict[Reason, tuple[str, str]] = {
@@ -127,6 +131,10 @@ _MESSAGES: dict[Reason, tuple[str, str]] = {
     Reason.FACE_NOT_ENROLLED: ("未登记人脸，请到卡务中心", "No face enrolled: see the card office"),
     Reason.FACE_UNKNOWN: ("未识别到登记人员", "Face not recognised"),
     Reason.FACE_UNAVAILABLE: ("人脸识别暂不可用，请刷卡", "Face check unavailable: use your card"),
+    Reason.QR_INVALID: ("无效二维码", "Code not valid"),
+    Reason.QR_EXPIRED: ("二维码已过期，请刷新", "Code expired: refresh it"),
+    Reason.QR_REPLAYED: ("二维码已使用，请刷新", "Code already used: refresh it"),
+    Reason.QR_UNKNOWN_KEY: ("电子卡未登记或已停用", "Electronic card not registered or revoked"),
 }
 
 

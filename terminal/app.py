@@ -33,6 +33,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from drivers.interfaces import CardReader, Display, Gate, Keypad
+from drivers.qr.interface import QrReader
 from models.door import AntiPassback
 from models.errors import StoreError, TerminalError
 from models.pin import PinKey
@@ -43,7 +44,7 @@ from terminal import __version__, restart
 from terminal.clock import CLOCK_STEP_TOLERANCE_S, Clock, SystemClock
 from terminal.config import Config
 from terminal.config.sync import sync_settings
-from terminal.devices import DISPLAYS, GATES, KEYPADS, READERS, SimControls
+from terminal.devices import DISPLAYS, GATES, KEYPADS, QR_READERS, READERS, SimControls
 from terminal.door_mode import DoorModes
 from terminal.faces.build import FaceParts, build_face_parts
 from terminal.faces.evidence import FaceUse
@@ -97,6 +98,7 @@ class App:
         self.sync: SyncService | None = None
         self.face_parts: FaceParts | None = None
         self.gate: Gate | None = None
+        self.qr_reader: QrReader | None = None
         self.keypad: Keypad | None = None
         self.display: Display | None = None
         self.face_watch: FaceWatch | None = None
@@ -200,8 +202,25 @@ class App:
         return parts.close
 
     def _build_reader(self) -> Undo:
+        """The card reader, and the QR reader beside it when codes are taken ([qr])."""
         self.reader = reader = READERS[self.config.reader.driver](self.config.reader, self.sim)
-        return reader.close
+        section = self.config.qr
+        if not section.enabled:
+            return reader.close
+        camera = None if self.face_parts is None else self.face_parts.camera
+        try:
+            self.qr_reader = codes = QR_READERS[section.driver](section, camera, self.sim)
+        except BaseException:
+            reader.close()  # the step failed, so nothing undoes it for us
+            raise
+
+        def close() -> None:
+            try:
+                codes.close()
+            finally:
+                reader.close()
+
+        return close
 
     def _build_pin_keys(self) -> None:
         keystore = getattr(self.reader, "key_store", None)
@@ -262,6 +281,7 @@ class App:
                 face=door.face,
                 face_seconds=section.card_face_seconds,
                 site=self.config.cards.site_cards(),
+                qr_skew_seconds=self.config.qr.skew_seconds,
             ),
             store=self.store,
             face_checks=faces is not None and door.face != "off",
@@ -291,6 +311,7 @@ class App:
                 prompt_timeout_s=pos.prompt_timeout_seconds,
                 face_seconds=section.identify_seconds,
                 site=self.config.cards.site_cards(),
+                qr_skew_seconds=self.config.qr.skew_seconds,
             ),
             store=self.store,
             degraded=self._degraded,
@@ -305,6 +326,7 @@ class App:
             clock=self.clock,
             timezone=self.timezone,
             reader=self.reader,
+            qr_reader=self.qr_reader,
             gate=self.gate,
             keypad=self.keypad,
             display=self.display,
@@ -356,6 +378,8 @@ class App:
     def _health(self) -> Mapping[str, str]:
         """For the status HQ sees (terminal/health.py); on the sync thread, every status."""
         devices = {"reader": self.reader.health()}
+        if self.qr_reader is not None:
+            devices["qr_reader"] = self.qr_reader.health()
         if self.gate is not None:
             devices["gate"] = self.gate.health()
         if self.face_parts is not None:

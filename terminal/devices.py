@@ -9,9 +9,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from drivers.camera.interface import Camera
 from drivers.camera.sim import SimCameraControl
 from drivers.interfaces import CardReader, Display, Gate, Keypad, PassageOutcome, Screen
 from drivers.pcsc import PcscCardReader, PcscSettings
+from drivers.qr.interface import QrReader
 from drivers.sim import (
     ScriptError,
     ScriptStep,
@@ -28,7 +30,13 @@ from drivers.sim import (
 )
 from drivers.turnstile.board import SerialGate, SerialGateSettings
 from models.errors import ConfigError
-from terminal.config import SimDisplaySection, SimGateSection, SimKeypadSection, SimReaderSection
+from terminal.config import (
+    QrSection,
+    SimDisplaySection,
+    SimGateSection,
+    SimKeypadSection,
+    SimReaderSection,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +50,7 @@ class SimControls:
     keypad: SimKeypadControl = field(default_factory=SimKeypadControl)
     display: SimDisplay = field(default_factory=SimDisplay)
     camera: SimCameraControl | None = None  # a camera.driver = "sim" terminal plays these frames
+    qr: QrReader | None = None  # what a qr.driver = "sim" terminal reads codes from
 
 
 def _play_stdin(sim: "SimControls") -> None:
@@ -114,3 +123,21 @@ def _display(section: SimDisplaySection, sim: SimControls) -> Display:
 
 KEYPADS: dict[str, Callable[..., Keypad]] = {"sim": _keypad}
 DISPLAYS: dict[str, Callable[..., Display]] = {"sim": _display}
+
+
+def _sim_qr_reader(section: QrSection, camera: Camera | None, sim: SimControls) -> QrReader:
+    if sim.qr is None:
+        raise ConfigError("qr.driver = 'sim': no simulated QR reader was given to this terminal")
+    return sim.qr
+
+
+def _no_qr_driver(section: QrSection, camera: Camera | None, sim: SimControls) -> QrReader:
+    raise ConfigError(f"qr.driver = {section.driver!r}: the QR reader drivers are not installed")
+
+
+# The camera and scanner drivers come with drivers.qr's reader drivers (drivers.qr.open_reader).
+QR_READERS: dict[str, Callable[[QrSection, Camera | None, SimControls], QrReader]] = {
+    "sim": _sim_qr_reader,
+    "camera": _no_qr_driver,
+    "serial": _no_qr_driver,
+}

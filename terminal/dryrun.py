@@ -14,7 +14,8 @@ from datetime import tzinfo
 from typing import Any
 
 from drivers.interfaces import AmountEntered, CardPresented, Screen
-from models.cards import Credential, FaceCredential
+from drivers.qr.interface import QrPresented
+from models.cards import CardFault, Credential, FaceCredential, PresentedCard
 from models.correction import CorrectionRequest, CorrectionView
 from models.decision import Decision
 from models.door import DoorRequest, DoorView
@@ -50,6 +51,7 @@ class DryRun:
     """What a presentation would have done."""
 
     decision: Decision | None = None
+    credential: Credential | None = None  # as judged: a code's is what its verification made
     facts: list[str] = field(default_factory=list)
     records: list[TransactionDraft] = field(default_factory=list)
     events: list[SecurityEvent] = field(default_factory=list)
@@ -87,21 +89,28 @@ class DryRunner:
     def _now(self) -> Moment:
         return Moment(self.clock.now().astimezone(self.timezone), self.clock.monotonic_ns() / 1e9)
 
-    def run(self, credential: Credential, amount: int | None = None) -> DryRun:
+    def run(self, presented: Credential | QrPresented, amount: int | None = None) -> DryRun:
+        """``presented``: a card or face credential, or a code's text as a reader hands it over
+        (verified here as the flow verifies a real one: keys, time, whether already used)."""
         flow = _copy(self.flow)
         result = DryRun()
         events: list[FlowEvent] = []
         if amount is not None and isinstance(flow, PosFlow):
             events.append(AmountEntered(amount))
-        if isinstance(credential, FaceCredential):
-            events.append(FaceSeen(credential))
+        if isinstance(presented, QrPresented):
+            events.append(presented)
+        elif isinstance(presented, FaceCredential):
+            events.append(FaceSeen(presented))
+        elif isinstance(presented, PresentedCard | CardFault):
+            events.append(CardPresented(presented))
         else:
-            events.append(CardPresented(credential))
+            raise TypeError("a code is dry-run as its text (QrPresented), to be verified as shown")
         for event in events:
             self._feed(flow, event, result)
         judged = flow.last
         if judged is not None:
             result.decision = judged.decision
+            result.credential = getattr(judged.request, "credential", None)
             result.facts = _explain(judged.request, judged.view, judged.at)
             view = judged.view
             result.view_seq = None if view is None else view.view_seq

@@ -39,6 +39,7 @@ from drivers.interfaces import (
     PassageOutcome,
     Screen,
 )
+from drivers.qr.interface import QrPresented, QrReader
 from models.door import PassageReport
 from models.errors import DriverError, StoreError
 from sync.engine import CommandRefused
@@ -73,7 +74,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Flow = DoorFlow | PosFlow
-Intercept = Callable[[CardPresented], bool]
+Intercept = Callable[[CardPresented | QrPresented], bool]
 TURN_SECONDS = 0.2  # the longest a turn waits for something to happen
 KEY_SECONDS = 0.05  # how long a key may wait while the reader is asked for a card
 # At a stop, how long the presentation in progress may take to finish: a usual open window and
@@ -85,11 +86,11 @@ FINISH_SECONDS = 25.0
 class LoopHooks:
     """What an observer of the loop (diag) is given when the loop is built, never later.
 
-    ``intercept`` sees each card before the flow does and may take it (True: the flow never
-    sees it); ``screen`` sees each screen before the display shows it; ``told`` hears what the
-    flow tells its listeners. They run on the loop, so they must be quick; one that fails is
-    logged and the tap goes on. An observer that stops watching turns its own hooks off: the
-    loop keeps the ones it was built with.
+    ``intercept`` sees each card (and each code shown) before the flow does and may take it
+    (True: the flow never sees it); ``screen`` sees each screen before the display shows it;
+    ``told`` hears what the flow tells its listeners. They run on the loop, so they must be
+    quick; one that fails is logged and the tap goes on. An observer that stops watching turns
+    its own hooks off: the loop keeps the ones it was built with.
     """
 
     intercept: Intercept | None = None
@@ -179,6 +180,7 @@ class TapLoop:
         clock: Clock,
         timezone: tzinfo,
         reader: CardReader,
+        qr_reader: QrReader | None = None,
         gate: Gate | None = None,
         keypad: Keypad | None = None,
         display: Display | None = None,
@@ -192,6 +194,7 @@ class TapLoop:
         self.clock = clock
         self.timezone = timezone
         self.reader = reader
+        self.qr_reader = qr_reader
         self.gate = gate
         self.keypad = keypad
         self.display = display
@@ -287,14 +290,22 @@ class TapLoop:
     def _read_devices(self, wait: float) -> None:
         """Keys first, then at most one reader event; and the keys pressed while that card was
         being read ahead of it: keys pressed with a tap belong to it (an amount is what this
-        card pays, a correction makes it the supervisor's)."""
+        card pays, a correction makes it the supervisor's). Then what the QR reader has, without
+        waiting: its codes come at the card reader's pace, within a turn."""
         self._read_keys()
         event = self.reader.next_event(wait)
-        if event is None:
+        if event is not None:
+            if isinstance(event, CardPresented):
+                self._read_keys()
+            self.post(event)
+        self._read_codes()
+
+    def _read_codes(self) -> None:
+        if self.qr_reader is None:
             return
-        if isinstance(event, CardPresented):
-            self._read_keys()
-        self.post(event)
+        while (code := self.qr_reader.next_event(0)) is not None:
+            self._read_keys()  # an amount typed before the code was shown is what it pays
+            self.post(code)
 
     def _read_keys(self) -> None:
         if self.keypad is None:
@@ -350,7 +361,7 @@ class TapLoop:
                 item.run()
             except Exception:
                 logger.exception("job on the tap loop failed")
-        elif isinstance(item, CardPresented):
+        elif isinstance(item, CardPresented | QrPresented):
             for key in self._inbox.keys_waiting():
                 self.feed(key)
             if not self._intercepted(item):
@@ -360,7 +371,7 @@ class TapLoop:
         self.feed(Tick())
         self._journal_alarms()
 
-    def _intercepted(self, presented: CardPresented) -> bool:
+    def _intercepted(self, presented: CardPresented | QrPresented) -> bool:
         intercept = self.hooks.intercept
         if intercept is None:
             return False

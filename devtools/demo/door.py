@@ -1,4 +1,4 @@
-"""The door part of ``ykt demo``, and the demo's whole run (door, tills, faces, sync).
+"""The door part of ``ykt demo``, and the demo's whole run (door, tills, faces, QR, sync).
 
 The scenario sets the terminal's clock before each tap (Monday morning, a late evening, New Year's
 Day), presents a card on the simulated reader, waits for the door flow to finish, and prints what
@@ -19,6 +19,7 @@ from rich.console import Console
 
 from devtools.demo import faces as demo_faces
 from devtools.demo import pos as demo_pos
+from devtools.demo import qr as demo_qr
 from devtools.demo import sync as demo_sync
 from devtools.demo.site import SITE_TZ, card_number, holder_name, seed
 from drivers.interfaces import PassageOutcome
@@ -235,5 +236,7 @@ def main(*, interactive: bool = False, state_dir: Path | None = None, pace: floa
         pos_ok = demo_pos.main(console, config, config.terminal.state_dir, len(SCENARIO) + 1)
         first = len(SCENARIO) + 1 + len(demo_pos.canteen_steps()) + len(demo_pos.shop_steps())
         faces_ok = demo_faces.main(console, config, config.terminal.state_dir, first)
-        sync_ok = demo_sync.main(console, config, pace, first + demo_faces.STEPS)
-        return result if pos_ok and faces_ok and sync_ok else 1
+        first += demo_faces.STEPS
+        qr_ok = demo_qr.main(console, config, config.terminal.state_dir, first)
+        sync_ok = demo_sync.main(console, config, pace, first + demo_qr.STEPS)
+        return result if pos_ok and faces_ok and qr_ok and sync_ok else 1

@@ -30,6 +30,7 @@ from devtools.hq.db import HqDb
 from devtools.hq.importer import import_sheet, read_rows
 from devtools.hq.keyadmin import ROOT_KEY_NAME, add_key_commands, config_lines, make_root
 from devtools.hq.office import Office
+from devtools.hq.qr import add_qr_commands
 from devtools.hq.server import HqServer, ServeOptions
 from models.errors import TerminalError
 from models.timefmt import rfc3339
@@ -494,6 +495,7 @@ def add_hq_commands(subparsers: Sub) -> argparse.ArgumentParser:
     _money_commands(sub)
     _link_commands(sub)
     add_key_commands(sub)
+    add_qr_commands(sub)
     return hq
 
 

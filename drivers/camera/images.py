@@ -62,3 +62,14 @@ def encode_jpeg(frame: Frame, quality: int = 85) -> bytes:
     if not ok:
         raise DriverError("could not encode a JPEG still")
     return bytes(data.tobytes())
+
+
+def qr_texts(image: Frame) -> list[str]:
+    """The texts of the QR codes OpenCV finds in ``image`` (none: ``[]``); for diag's check of a
+    photo of a code. The QR reader drivers decode the camera's frames themselves."""
+    detector = cv2.QRCodeDetector()
+    try:
+        found, texts, _, _ = detector.detectAndDecodeMulti(image)
+    except cv2.error as exc:
+        raise DriverError(f"QR decoding failed: {exc}") from None
+    return [str(text) for text in texts if text] if found else []

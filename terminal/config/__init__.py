@@ -1,6 +1,6 @@
-"""The terminal's configuration: the schema (``model``, with the ``diag``, ``faces`` and ``privacy``
-sections), reading it (``load``), the sync settings built from it (``sync``) and the generated
-reference (``doc``).
+"""The terminal's configuration: the schema (``model``, with the ``diag``, ``faces``,
+``privacy`` and ``qr`` sections), reading it (``load``), the sync settings built from it
+(``sync``) and the generated reference (``doc``).
 
 The sections of the devices and of sync are defined where their code is (the drivers' settings,
 :mod:`sync.settings`) on the one base model and secret type of :mod:`models.settings`; they are
@@ -33,6 +33,7 @@ from terminal.config.model import (
     TerminalSection,
 )
 from terminal.config.privacy import PrivacySection
+from terminal.config.qr import QrSection
 from terminal.config.sync import sync_settings
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "PrivacySection",
     "PsamKeyStoreSection",
     "PsamKeyStoreSettings",
+    "QrSection",
     "SerialGateSection",
     "SerialGateSettings",
     "SimDisplaySection",

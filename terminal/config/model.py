@@ -26,6 +26,7 @@ from sync.settings import SyncSection
 from terminal.config.diag import DiagSection
 from terminal.config.faces import FacesSection
 from terminal.config.privacy import PrivacySection
+from terminal.config.qr import QrSection
 
 _ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -276,6 +277,11 @@ class Config(Section):
     sync: SyncSection = Field(
         default_factory=SyncSection,
         description="The link to HQ over MQTT (docs/protocol.md); off by default.",
+    )
+    qr: QrSection = Field(
+        default_factory=QrSection,
+        description="Electronic-card QR codes shown instead of a card (docs/qr.md); off by "
+        "default.",
     )
     privacy: PrivacySection = Field(
         default_factory=PrivacySection,

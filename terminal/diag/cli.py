@@ -21,6 +21,7 @@ from terminal import config as config_module
 from terminal.config import Config
 from terminal.config.diag import DEFAULT_SOCKET, DiagSection
 from terminal.diag import bundle as bundle_module
+from terminal.diag import qr as qr_diag
 from terminal.diag import render, render_faces, watch
 from terminal.diag.client import DiagClient, UnreachableError
 from terminal.diag.commands import OFFLINE, Commands
@@ -155,7 +156,7 @@ def _print(args: argparse.Namespace, command: str, result: dict[str, Any]) -> in
     if args.json:
         _out(_json(result, indent=2))
     else:
-        render.show(_console(), command, result, render_faces.RENDERERS)
+        render.show(_console(), command, result, render_faces.RENDERERS | qr_diag.RENDERERS)
     return int(exit_for(result))
 
 
@@ -177,6 +178,37 @@ def _simple(
         return _guarded(args, work)
 
     return handler
+
+
+def _qr_request(args: argparse.Namespace) -> dict[str, Any]:
+    request: dict[str, Any] = {"timeout": args.timeout}
+    if args.amount:
+        request["amount"] = args.amount
+    if args.text is not None:
+        request["text"] = args.text
+    elif args.image is not None:
+        # Decoded here, where the file is: the daemon is given the text, as a reader gives it.
+        request["text"] = qr_diag.text_from_image(args.image)
+    return request
+
+
+QR_HELP = (
+    "judge an electronic-card code as if shown now: decision, holder, key, time left, whether "
+    "already used (nothing recorded)"
+)
+
+
+def _add_qr(qr: argparse.ArgumentParser) -> None:
+    source = qr.add_mutually_exclusive_group(required=True)
+    source.add_argument("--text", help="the code's text (YKT1....)")
+    source.add_argument("--image", type=Path, help="a photo or screenshot of the code")
+    source.add_argument(
+        "--camera",
+        action="store_true",
+        help="wait for the next code shown to this terminal's QR reader (camera or scanner)",
+    )
+    qr.add_argument("--timeout", type=float, default=30.0, help="--camera: seconds to wait")
+    qr.add_argument("--amount", type=int, default=None, help="POS: amount in fen to try")
 
 
 def _sync(args: argparse.Namespace) -> int:
@@ -327,6 +359,7 @@ def add_diag_commands(subparsers: "argparse._SubParsersAction[argparse.ArgumentP
         default=None,
         help="judge the card with this number without a tap (no chip is read or authenticated)",
     )
+    _add_qr(add("qr", QR_HELP, _simple("qr", _qr_request, lambda a: a.timeout + 10)))
     gate = commands.add_parser("gate", help="the turnstile or door gate")
     gate_commands = gate.add_subparsers(dest="gate_command", required=True, metavar="SUBCOMMAND")
     test = add(

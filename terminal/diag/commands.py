@@ -37,6 +37,7 @@ from terminal.diag.protocol import (
     Level,
     worst,
 )
+from terminal.diag.qr import MAX_TEXT as QR_MAX_TEXT
 from terminal.diag.redact import mask_digits, name_candidates, redact_config, scrub_names
 
 if TYPE_CHECKING:  # the offline fallback must not need the daemon's composition root
@@ -240,6 +241,7 @@ class Commands:
             "status": lambda a, u: self.status(),
             "readers": lambda a, u: self.readers(),
             "card": self.card,
+            "qr": self.qr,
             "gate_test": self.gate_test,
             "camera": self.camera,
             "face": self.face,
@@ -384,6 +386,22 @@ class Commands:
         if number is not None:
             return self._live().judge_number(number, amount)
         return self._live().dry_run(timeout, amount)
+
+    def qr(self, args: Mapping[str, Any], peer_uid: int) -> dict[str, Any]:
+        amount = args.get("amount")
+        if amount is not None:
+            amount = _int(args, "amount", 0, 1, 100_000_000)
+        text = args.get("text")
+        logger.info("diag: code dry run requested by uid %d", peer_uid)
+        if text is None:
+            timeout = _float(args, "timeout", self.diag.card_timeout_seconds, 1, 300)
+            return self._live().code_dry_run(timeout, amount)
+        if not isinstance(text, str) or not 0 < len(text) <= QR_MAX_TEXT:
+            raise DiagError(ErrorCode.BAD_REQUEST, f"text: a code of 1..{QR_MAX_TEXT} characters")
+        result = self._live().judge_code(text, amount)
+        if not self.config.qr.enabled:
+            result["note"] = "this terminal takes no codes ([qr] enabled = false): judged as if on"
+        return result
 
     def gate_test(self, args: Mapping[str, Any], peer_uid: int) -> dict[str, Any]:
         seconds = _float(args, "seconds", 3.0, 0.5, GATE_TEST_MAX_SECONDS)

@@ -22,14 +22,17 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from drivers.interfaces import CardPresented, Gate, Health, PassageOutcome, Screen
+from drivers.qr.interface import QrPresented
 from models.cards import CardFault, Credential, FaceCredential, Genuineness, PresentedCard
 from models.decision import Decision
 from models.door import DoorMode
 from models.errors import DriverError, StoreError
 from models.pin import mask_name
+from models.qr import QrCredential, QrFault
 from models.reasons import message_en, message_zh
 from terminal.clock import rfc3339
 from terminal.diag import faces as face_diag
+from terminal.diag import qr as qr_diag
 from terminal.diag.facts import mask_card
 from terminal.diag.protocol import GATE_TEST_MAX_SECONDS, DiagError, ErrorCode, Level
 from terminal.diag.redact import mask_digits
@@ -58,6 +61,8 @@ def describe_credential(credential: Credential) -> dict[str, Any]:
     """What the reader decoded, with the number masked."""
     if isinstance(credential, FaceCredential):
         return {"face": True, "score_milli": credential.score_milli, "live": credential.live}
+    if isinstance(credential, QrCredential | QrFault):
+        return qr_diag.describe_credential(credential)
     if isinstance(credential, CardFault):
         return {
             "fault": str(credential.reason),
@@ -110,6 +115,7 @@ class LiveTerminal:
         self._app: App | None = None
         self._on = threading.Event()  # bound and not detached: the hooks act
         self._dry_run: Future[Credential] | None = None
+        self._code_run: Future[QrPresented] | None = None
         self._gate_tests: deque[float] = deque()  # monotonic times of the recent gate tests
         self._activity: deque[dict[str, Any]] = deque(maxlen=ACTIVITY)
         self.hooks = LoopHooks(intercept=self._offer, screen=self._on_screen, told=self._on_told)
@@ -125,6 +131,7 @@ class LiveTerminal:
         self._on.clear()
         with self._lock:
             self._dry_run = None  # a waiting dry run times out; no card is taken for it now
+            self._code_run = None
 
     @property
     def app(self) -> "App":
@@ -158,6 +165,8 @@ class LiveTerminal:
         found = {"reader": _health(self.app.reader.health())}
         if self.app.gate is not None:
             found["gate"] = _health(self.app.gate.health())
+        if self.app.qr_reader is not None:
+            found["qr_reader"] = _health(self.app.qr_reader.health())
         return found
 
     def activity(self) -> list[dict[str, Any]]:
@@ -217,16 +226,27 @@ class LiveTerminal:
 
     # -- the tap loop's side --------------------------------------------------------------------
 
-    def _offer(self, presented: CardPresented) -> bool:
+    def _offer(self, presented: CardPresented | QrPresented) -> bool:
         """On the loop: take the card for a waiting dry run; False (the flow has it) otherwise."""
         if not self._on.is_set():
             return False
+        if isinstance(presented, QrPresented):
+            return self._offer_code(presented)
         with self._lock:
             waiting, self._dry_run = self._dry_run, None
         if waiting is None or not waiting.set_running_or_notify_cancel():
             return False
         waiting.set_result(presented.credential)
         logger.info("diag: card taken for a dry run, not decided by the flow")
+        return True
+
+    def _offer_code(self, presented: QrPresented) -> bool:
+        with self._lock:
+            waiting, self._code_run = self._code_run, None
+        if waiting is None or not waiting.set_running_or_notify_cancel():
+            return False
+        waiting.set_result(presented)
+        logger.info("diag: code taken for a dry run, not decided by the flow")
         return True
 
     def on_loop(self, job: Any, timeout: float) -> Any:
@@ -276,6 +296,47 @@ class LiveTerminal:
         result = self._report(credential, self._runner().run(credential, amount))
         result["note"] = "judged by number: no chip was read or authenticated"
         return result
+
+    def judge_code(self, text: str, amount: int | None, source: str = "diag") -> dict[str, Any]:
+        """The decision a code would get, verified and judged as if shown now; nothing is
+        recorded, so its nonce is not spent."""
+        presented = QrPresented(text, source)
+        run = self._runner().run(presented, amount)
+        judged = run.credential if run.credential is not None else qr_diag.unjudged(text)
+        result = self._report(judged, run)
+        result["code"] = qr_diag.describe_code(
+            text, run.credential, self._loop.now().local, self.app.store
+        )
+        return result
+
+    def code_dry_run(self, timeout: float, amount: int | None) -> dict[str, Any]:
+        """Wait for the next code shown to this terminal's QR reader and judge it."""
+        if self.app.loop.qr_reader is None:
+            raise DiagError(
+                ErrorCode.NOT_AVAILABLE,
+                "this terminal has no QR reader ([qr] enabled = false); judge a code with "
+                "--text or --image instead",
+            )
+        if self.app.loop.hooks is not self.hooks:
+            raise DiagError(ErrorCode.NOT_AVAILABLE, "this terminal was built without diag's hooks")
+        waiting: Future[QrPresented] = Future()
+        with self._lock:
+            if self._code_run is not None:
+                raise DiagError(ErrorCode.BUSY, "another code dry run is already waiting")
+            self._code_run = waiting
+        try:
+            presented = waiting.result(timeout)
+        except TimeoutError:
+            with self._lock:
+                if self._code_run is waiting:
+                    self._code_run = None
+            if not waiting.cancel() and waiting.done():
+                presented = waiting.result()
+            else:
+                raise DiagError(
+                    ErrorCode.TIMEOUT, f"no code was shown within {timeout:g} s"
+                ) from None
+        return self.judge_code(presented.text, amount, presented.source)
 
     def _report(self, credential: Credential, run: DryRun) -> dict[str, Any]:
         flow = self._flow

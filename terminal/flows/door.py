@@ -16,6 +16,7 @@ from enum import StrEnum
 
 from drivers.camera.interface import Frame
 from drivers.interfaces import CardPresented, CardRemoved, PassageOutcome, TapIncomplete
+from drivers.qr.interface import QrPresented, QrRemoved
 from models.cards import Credential, FaceCredential, held_key, mask_card_number
 from models.credential import SiteCards
 from models.decide import decide
@@ -31,10 +32,11 @@ from models.door import (
     RemoteOpenRequest,
 )
 from models.face import FaceEvidence, FaceOutcome
+from models.qr import DEFAULT_SKEW_S, QrCredential
 from models.reasons import Reason
 from terminal.faces.verifier import FaceResult
 from terminal.faces.watch import FaceGone, FaceNotRecognised, FaceSeen, FaceSpoofed
-from terminal.flows import record
+from terminal.flows import qr, record
 from terminal.flows.steps import (
     Command,
     Deferred,
@@ -92,6 +94,7 @@ class DoorSettings:
     face: str = "off"  # "off" | "holder" | "always": when card + face is required
     face_seconds: float = 5.0  # how long the card + face check may take
     site: SiteCards = field(default_factory=SiteCards)
+    qr_skew_seconds: int = DEFAULT_SKEW_S  # how far phone and terminal clocks may disagree
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +161,7 @@ class DoorFlow:
         self._current: _Presentation | None = None
         self._deferred = Deferred()
         self._tickets = 0
+        self._codes = qr.QrCheck(store, settings.qr_skew_seconds)
         self.last: Judged | None = None
 
     # --- what the loop asks -------------------------------------------------------------------
@@ -181,7 +185,7 @@ class DoorFlow:
 
     def view_for(self, credential: Credential, now: datetime) -> DoorView:
         s = self.settings
-        if isinstance(credential, FaceCredential):
+        if isinstance(credential, FaceCredential | QrCredential):
             return self.store.door_view_for_holder(
                 credential.holder_id, s.door_id, now.date(), s.anti_passback
             )
@@ -213,6 +217,11 @@ class DoorFlow:
             return [Tell(FlowNotice(now.local, Notice.TAP_AGAIN, event.detail))]
         elif isinstance(event, CardPresented | FaceSeen):
             return self._present(event.credential, now)
+        elif isinstance(event, QrPresented):
+            return self._present_code(event.text, now)
+        elif isinstance(event, QrRemoved):
+            if self._held is not None and self._held.startswith("qr:"):
+                self._held = None
         elif isinstance(event, FaceSpoofed):
             spoof = FaceCredential(event.holder_id, event.score_milli or 0, live=False)
             return self._decide(_Presentation(spoof, now.local, evidence=event.evidence), now)
@@ -230,6 +239,16 @@ class DoorFlow:
         if key == self._held:
             return [Tell(FlowNotice(now.local, Notice.HELD))]
         self._held = key
+        return self._decide(_Presentation(credential, now.local), now)
+
+    def _present_code(self, text: str, now: Moment) -> list[Command]:
+        # Held is checked on the text, before verifying: a code still in view was accepted a
+        # moment ago and would now be its own replay.
+        key = qr.held_key(text)
+        if key == self._held:
+            return [Tell(FlowNotice(now.local, Notice.HELD))]
+        self._held = key
+        credential = self._codes.credential(text, now.local)
         return self._decide(_Presentation(credential, now.local), now)
 
     def _decide(self, tap: _Presentation, now: Moment) -> list[Command]:
@@ -275,7 +294,8 @@ class DoorFlow:
     def _record(self, tap: _Presentation, decision: Decision, now: Moment) -> list[Command]:
         tap.decision, tap.deadline = decision, 0.0
         self._current, self.state = tap, DoorState.RECORDING
-        return [record.door_commit(decision, self._place(now, tap.view_seq))]
+        place = self._place(now, tap.view_seq)
+        return [record.door_commit(decision, place, tap.credential)]
 
     def _place(self, now: Moment, view_seq: int) -> record.Place:
         s = self.settings

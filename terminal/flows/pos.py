@@ -29,6 +29,7 @@ from drivers.interfaces import (
     Screen,
     TapIncomplete,
 )
+from drivers.qr.interface import QrPresented, QrRemoved
 from models.cards import Credential, FaceCredential, held_key, mask_card_number
 from models.correction import CorrectionRequest
 from models.credential import SiteCards
@@ -38,10 +39,11 @@ from models.face import FaceOutcome, not_identified_reason
 from models.money import Fen, format_yuan
 from models.pin import PinKey, check_pin, mask_name
 from models.pos import PosPolicy, PosRequest, PosView, amount_needed
+from models.qr import DEFAULT_SKEW_S, QrCredential
 from models.reasons import message_en, message_zh
 from models.wallet import MONEY_PURSES, Payment, Purse, Service
 from terminal.faces.verifier import FaceResult
-from terminal.flows import record
+from terminal.flows import qr, record
 from terminal.flows.steps import (
     Command,
     Deferred,
@@ -89,6 +91,7 @@ class PosSettings:
     prompt_timeout_s: float = 30.0
     face_seconds: float = 5.0  # how long face pay may look for the customer
     site: SiteCards = field(default_factory=SiteCards)
+    qr_skew_seconds: int = DEFAULT_SKEW_S  # how far phone and terminal clocks may disagree
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +165,7 @@ class PosFlow:
         self._deadline = 0.0  # of the face check or the supervisor's card
         self._ticket = 0
         self._deferred = Deferred()
+        self._codes = qr.QrCheck(store, settings.qr_skew_seconds)
         self.last: Judged | None = None
 
     # --- what the loop asks -------------------------------------------------------------------
@@ -185,7 +189,7 @@ class PosFlow:
         s = self.settings
         load: Callable[..., PosView] = self.store.pos_view
         key = credential.number or ""
-        if isinstance(credential, FaceCredential):
+        if isinstance(credential, FaceCredential | QrCredential):
             load, key = self.store.pos_view_for_holder, credential.holder_id
         return lambda now: load(
             key,
@@ -220,8 +224,13 @@ class PosFlow:
             return self._start_correction(event, now)
         if isinstance(event, FacePayRequested):
             return self._start_face_pay(now)
-        if isinstance(event, CardRemoved):
+        if isinstance(event, CardRemoved | QrRemoved):
             self._held = None
+        elif isinstance(event, QrPresented):
+            # Held is checked on the text, before verifying: see the door flow.
+            if qr.held_key(event.text) != self._held:
+                self._held = qr.held_key(event.text)
+                return self._start_sale(self._codes.credential(event.text, now.local), now)
         elif isinstance(event, TapIncomplete):
             self._held = None
             return [_show("请重新刷卡", "Tap again", tone="error")]
@@ -233,7 +242,7 @@ class PosFlow:
         return []
 
     def _defer(self, event: FlowEvent) -> None:
-        if isinstance(event, CardPresented | CardRemoved | TapIncomplete):
+        if isinstance(event, CardPresented | CardRemoved | TapIncomplete | QrPresented | QrRemoved):
             if not self._deferred.add(event):
                 logger.warning("till busy: a reader event was dropped")
         else:
@@ -349,7 +358,8 @@ class PosFlow:
         self._sale, self.state = None, PosState.RECORDING
         self._recording = _Recording(decision, kind, sale.at, sale)
         place = record.Place(now.local, int(now.mono * 1e9), sale.view.view_seq)
-        return [record.payment_commit(decision, place, service=kind)]
+        credential = sale.request.credential
+        return [record.payment_commit(decision, place, service=kind, credential=credential)]
 
     def _recorded(self, event: Recorded | NotRecorded, now: Moment) -> list[Command]:
         done = self._recording

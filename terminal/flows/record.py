@@ -9,10 +9,12 @@ door tap, a passage, a payment and a correction are recorded the same way wherev
 from dataclasses import dataclass
 from datetime import datetime
 
+from models.cards import Credential
 from models.decision import Decision, GateAction
 from models.journal import TransactionDraft
 from models.wallet import Purse
 from terminal.clock import rfc3339
+from terminal.flows.qr import spent
 from terminal.flows.steps import Commit
 from terminal.store import (
     AwaitingPassage,
@@ -84,10 +86,11 @@ def draft(
     )
 
 
-def door_commit(decision: Decision, place: Place) -> Commit:
+def door_commit(decision: Decision, place: Place, credential: Credential | None = None) -> Commit:
     # An opening owes the journal its passage outcome; a crash before it is found at start.
-    owed = (AwaitingPassage(),) if decision.gate is GateAction.OPEN else ()
-    return Commit(draft(decision, place, kind="door"), security_event(decision), owed)
+    owed: tuple[Effect, ...] = (AwaitingPassage(),) if decision.gate is GateAction.OPEN else ()
+    effects = owed + spent(credential, decision, place.at)
+    return Commit(draft(decision, place, kind="door"), security_event(decision), effects)
 
 
 def passage_commit(decision: Decision, place: Place, door_record_id: str) -> Commit:
@@ -97,8 +100,10 @@ def passage_commit(decision: Decision, place: Place, door_record_id: str) -> Com
     return Commit(draft(decision, place, kind="passage", ref=door_record_id), effects=effects)
 
 
-def payment_commit(decision: Decision, place: Place, *, service: str) -> Commit:
-    effects: list[Effect] = []
+def payment_commit(
+    decision: Decision, place: Place, *, service: str, credential: Credential | None = None
+) -> Commit:
+    effects: list[Effect] = list(spent(credential, decision, place.at))
     payment = decision.payment
     if decision.allowed and payment is not None and decision.holder_id is not None:
         subsidised = any(p is not Purse.CASH for p, _ in payment.split)

@@ -17,6 +17,7 @@ from typing import Any
 
 from drivers.camera.interface import Frame
 from drivers.interfaces import KeypadEvent, ReaderEvent, Screen
+from drivers.qr.interface import QrEvent
 from models.decide import Request, View
 from models.decision import Decision
 from models.door import PassageReport
@@ -85,6 +86,7 @@ class RemoteOpenOrdered:
 
 FlowEvent = (
     ReaderEvent
+    | QrEvent
     | KeypadEvent
     | WatchEvent
     | Tick

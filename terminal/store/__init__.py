@@ -10,6 +10,7 @@ from terminal.store.pos import (
     PinOutcome,
     Refunded,
 )
+from terminal.store.qr import QrNonceSpent
 from terminal.store.store import Store
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "PassageSettled",
     "PassageUsed",
     "PinOutcome",
+    "QrNonceSpent",
     "Refunded",
     "SecurityEvent",
     "Store",

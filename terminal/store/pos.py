@@ -19,6 +19,7 @@ from models.wallet import MONEY_PURSES, Purse, PurseState, Service
 from terminal.clock import rfc3339
 from terminal.store.allowlist import current_card, find_card
 from terminal.store.journal import Committed
+from terminal.store.qr import QrNonceSpent, spend
 
 _HOLDER = (
     "SELECT id, name, card_class, status, valid_from, valid_until, require_face, "
@@ -285,7 +286,9 @@ class PassageSettled:
     admission_id: str
 
 
-Effect = PassageUsed | Charged | PinOutcome | Refunded | AwaitingPassage | PassageSettled
+Effect = (
+    PassageUsed | Charged | PinOutcome | Refunded | AwaitingPassage | PassageSettled | QrNonceSpent
+)
 
 
 def _charge(conn: sqlite3.Connection, effect: Charged, committed: Committed) -> None:
@@ -344,6 +347,8 @@ def apply_effects(
             )
         elif isinstance(effect, PassageSettled):
             conn.execute("DELETE FROM awaiting_passage WHERE tx_id = ?", (effect.admission_id,))
+        elif isinstance(effect, QrNonceSpent):
+            spend(conn, effect)
         elif isinstance(effect, Refunded):
             conn.executemany(
                 "INSERT INTO refunds (original_id, purse, amount, tx_seq) VALUES (?, ?, ?, ?)",

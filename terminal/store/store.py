@@ -23,7 +23,7 @@ from models.journal import ChainBreak, TransactionDraft
 from models.pos import PosPolicy, PosView
 from models.rules import RuleSet
 from models.wallet import Service
-from terminal.store import allowlist, journal, pos
+from terminal.store import allowlist, journal, pos, qr
 from terminal.store.checkpoint import BACKSTOP_PAGES, Checkpointer
 from terminal.store.journal import Committed, SecurityEvent
 from terminal.store.schema import connect, damage_marker, quarantine
@@ -188,6 +188,16 @@ class Store:
         """The holder's newest card: what a face stands for at a door or a till."""
         with self._lock:
             return allowlist.current_card(self._conn, holder_id)
+
+    def qr_keys(self, holder_id: str) -> dict[str, str]:
+        """The holder's electronic-card public keys as HQ last listed them (key id -> base64)."""
+        with self._lock:
+            return qr.qr_keys(self._conn, holder_id)
+
+    def qr_nonce_seen(self, holder_id: str, nonce: str) -> bool:
+        """Whether a code of the holder's with this nonce was accepted here (and not expired)."""
+        with self._lock:
+            return qr.nonce_seen(self._conn, holder_id, nonce)
 
     def rules(self) -> RuleSet:
         """The parsed rules, re-read only when the rules table changed."""

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+import segno
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
     PublicFormat,
@@ -249,3 +250,23 @@ def test_gate_test_refuses_a_lockdown_and_a_loop(tmp_path: Path) -> None:
         assert len(events) == GATE_TESTS_MAX
     finally:
         normal.close()
+
+
+def test_qr_judges_a_code_from_text_or_a_photo_and_says_when_it_needs_a_reader(
+    door: DiagDaemon, tmp_path: Path
+) -> None:
+    before = door.journal_count()
+    code, out, _, result = both(door, "qr", "--text", "YKT1.not-a-code")
+    assert code == Exit.OK and result["decision"]["reason"] == "qr_invalid"  # type: ignore[index]
+    assert "DENY qr_invalid" in out and "not a v1 code" in out
+    segno.make("YKT1.eyJ4IjoxfQ.AAAA", error="m", mode="byte").save(tmp_path / "c.png", scale=5)
+    _, result = run_json("qr", "--image", str(tmp_path / "c.png"), "--socket", str(door.socket))
+    assert result["decision"]["reason"] == "qr_invalid"
+    assert result["code"]["problem"].startswith("signature")
+    code, _, err = run_diag(
+        "qr", "--image", str(tmp_path / "none.png"), "--socket", str(door.socket)
+    )
+    assert code == Exit.USAGE and "cannot read image" in err
+    code, _, err = run_diag("qr", "--camera", "--socket", str(door.socket))
+    assert code == Exit.NOT_AVAILABLE and "no QR reader" in err
+    assert door.journal_count() == before  # nothing of it was journalled

@@ -44,7 +44,19 @@ def test_demo_runs_and_narrates_every_case() -> None:
     assert "shop-1: 3 records, chain verified" in out
     assert "Traceback" not in result.stderr
     _assert_faces_act(out)
+    _assert_qr_act(out)
     _assert_sync_act(out)
+
+
+def _assert_qr_act(out: str) -> None:
+    text = " ".join(out.split())
+    act = text[text.index("Electronic card — a phone's QR code") :]
+    assert "DENY 陈静 (red), credential card reason card_lost" in act
+    assert "ALLOW 陈静 (red), credential qr reason allowed" in act
+    for reason in ("qr_replayed", "qr_expired", "qr_unknown_key"):
+        assert f"credential qr reason {reason}" in act, reason
+    assert "PAID 张伟 (gold), credential qr" in act
+    assert "electronic-card journals: chain verified" in act
 
 
 def _assert_faces_act(out: str) -> None:

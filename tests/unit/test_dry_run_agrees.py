@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 import pytest
 
 from drivers.interfaces import AmountEntered, CardPresented, CardRemoved
+from drivers.qr.interface import QrPresented, QrRemoved
 from drivers.sim import SimDisplay, SimKeypadControl, SimReaderControl
 from models.cards import Card, CardCredential, CardFault, Genuineness, PresentedCard
 from models.credential import SiteCards
@@ -34,6 +35,7 @@ from terminal.store.allowlist import card_row, upsert_cards
 from tests.factories import TZ, at
 from tests.fixtures import CANTEEN, DOOR, SHOP, card_number, seed
 from tests.loops import door_loop, pos_loop, settle
+from tests.qr_tokens import PhoneKey, b64url
 
 MONDAY_9 = at(2026, 11, 23, "09:00")
 BREAKFAST = at(2026, 11, 23, "07:30")
@@ -94,10 +96,41 @@ class ScriptedFaces:
         return self.result
 
 
+PHONE = PhoneKey("H005", "q-1", bytes([5]) * 32)  # the holder whose card 5 was lost
+LEADER_PHONE = PhoneKey("H001", "q-1", bytes([1]) * 32)
+
+
+def phones(*keys: PhoneKey, spent: bytes | None = None) -> Callable[[Store], None]:
+    """HQ lists these keys (as an applied holder.upsert leaves them); ``spent``: a nonce of the
+    first one this terminal already accepted."""
+
+    def run(store: Store) -> None:
+        with store.write() as conn:
+            for key in keys:
+                conn.execute(
+                    "UPDATE holders SET qr_keys = ? WHERE id = ?",
+                    (json.dumps([{"k": key.key_id, "pub": key.pub}]), key.holder_id),
+                )
+            if spent is not None:
+                conn.execute(
+                    "INSERT INTO qr_nonces VALUES (?, ?, ?)",
+                    (keys[0].holder_id, b64url(spent), 2_000_000_000),
+                )
+
+    return run
+
+
+def code(
+    phone: PhoneKey, when: datetime, *, age: int = 0, nonce: bytes = b"\x01" * 12
+) -> QrPresented:
+    issued = int(when.timestamp()) - age
+    return QrPresented(phone.token(issued, issued + 30, nonce=nonce), "sim")
+
+
 @dataclass(frozen=True)
 class Case:
     reason: Reason
-    credential: CardCredential
+    credential: CardCredential | QrPresented
     pos: bool = False
     setup: Callable[[Store], None] = lambda store: None
     at: datetime | None = None
@@ -141,6 +174,15 @@ DOOR_CASES = [
     Case(Reason.FACE_NOT_LIVE, card(2), face=face(FaceOutcome.NOT_LIVE, 0.97)),
     Case(Reason.FACE_NOT_ENROLLED, card(2), face=face(FaceOutcome.NO_TEMPLATE)),
     Case(Reason.FACE_UNAVAILABLE, card(2), face=face(FaceOutcome.CAMERA_FAULT)),
+    Case(Reason.ALLOWED, code(PHONE, MONDAY_9), setup=phones(PHONE)),
+    Case(Reason.QR_INVALID, QrPresented("YKT1.not-a-code", "sim"), setup=phones(PHONE)),
+    Case(Reason.QR_EXPIRED, code(PHONE, MONDAY_9, age=120), setup=phones(PHONE)),
+    Case(
+        Reason.QR_REPLAYED,
+        code(PHONE, MONDAY_9, nonce=b"\x09" * 12),
+        setup=phones(PHONE, spent=b"\x09" * 12),
+    ),
+    Case(Reason.QR_UNKNOWN_KEY, code(PHONE, MONDAY_9)),  # HQ lists no key for the holder
 ]
 # A passing face: card + face decides ALLOWED too (the face check runs in both).
 FACE_PASSES = Case(Reason.ALLOWED, card(2), face=face(FaceOutcome.MATCH, 0.97))
@@ -219,6 +261,13 @@ POS_CASES = [
     ),
     Case(Reason.ALLOWED, card(1), pos=True, amount=500),
     Case(Reason.CARD_LOST, card(5), pos=True, amount=500),
+    Case(
+        Reason.PIN_REQUIRED,
+        code(LEADER_PHONE, BREAKFAST),
+        pos=True,
+        amount=12_000,
+        setup=phones(LEADER_PHONE),
+    ),
 ]
 
 
@@ -256,12 +305,13 @@ def _pos(store: Store, case: Case, clock: SetClock) -> TapLoop:
 def _tap(loop: TapLoop, clock: SetClock, case: Case) -> None:
     if case.amount is not None:
         loop.post(AmountEntered(case.amount))
-    loop.post(CardPresented(case.credential))
+    shown = isinstance(case.credential, QrPresented)
+    loop.post(case.credential if shown else CardPresented(case.credential))  # type: ignore[arg-type]
     if case.pos:
         _settle_to_prompt(loop)
     else:
         settle(loop, clock)
-    loop.post(CardRemoved())
+    loop.post(QrRemoved() if shown else CardRemoved())
 
 
 def _settle_to_prompt(loop: TapLoop) -> None:
@@ -275,7 +325,10 @@ def _settle_to_prompt(loop: TapLoop) -> None:
 @pytest.mark.parametrize(
     "case",
     [*DOOR_CASES, FACE_PASSES, *POS_CASES],
-    ids=lambda c: f"{'pos' if c.pos else 'door'}-{c.reason}{'-face' if c.face else ''}",
+    ids=lambda c: (
+        f"{'pos' if c.pos else 'door'}-{c.reason}{'-face' if c.face else ''}"
+        f"{'-qr' if isinstance(c.credential, QrPresented) else ''}"
+    ),
 )
 def test_the_dry_run_decides_as_the_real_tap_does(store: Store, case: Case) -> None:
     seed(store)

@@ -1,0 +1,1 @@
+"""Electronic-card QR codes: the reader interface (drivers.qr.interface) and its drivers."""
