@@ -7,10 +7,11 @@ second and never more than half of one core's time, in its own thread; OpenCV re
 while it decodes, so the face pipeline runs meanwhile.
 
 The decoder is OpenCV's ``QRCodeDetectorAruco``: on rendered electronic-card codes (version 11,
-about 250 characters) it decodes more sizes, blurs and rotations than ``QRCodeDetector`` and
-costs a fifth of its time on a frame without a code, which is most frames (docs/qr-readers.md).
-When a code is located but does not decode, the region is decoded once more enlarged and
-sharpened, which recovers the small and slightly blurred codes a phone held at arm's length gives.
+about 250 characters) it reads many more sizes, blurs and rotations than ``QRCodeDetector``
+(bench/qr_decode.py, docs/qr-readers.md). It searches a half-size copy of the frame first, so a
+frame without a code (most frames) costs a fraction of a full search; when a code is located but
+does not decode, its region is decoded once more enlarged and sharpened, which recovers small and
+slightly blurred codes.
 """
 
 import logging
@@ -35,41 +36,69 @@ _RETRY = 0.5  # after the camera failed
 _JOIN_SECONDS = 3.0
 _RETRY_SCALE = 2.0
 _MARGIN = 0.15  # of the located code's size, around it, so the quiet zone comes along
+_FULL_EVERY = 3  # frames: one in this many is searched at full size when nothing is tracked
 
 
 class QrDecoder:
-    """A frame to the text of the QR code in it. One per thread: OpenCV's detectors keep state."""
+    """A frame to the text of the QR code in it. One per thread: OpenCV's detectors keep state,
+    and so does this (which scale to search next)."""
 
     def __init__(self) -> None:
         self._detector = cv2.QRCodeDetectorAruco()
+        self._since_full = _FULL_EVERY  # the first frame is searched at full size
+        self._tracking = False
 
     def decode(self, image: Frame) -> str | None:
         gray: Frame = image
         if image.ndim == 3:
             gray = np.asarray(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), dtype=np.uint8)
-        found, points = self._detector.detect(gray)
+        # Locating a code is most of the cost, and most frames have none: search a half-size
+        # copy first (a tenth of the time), the full frame only every few frames for a code too
+        # small for that (under about 3.5 px a module), and every frame while one such is read.
+        small = cv2.resize(gray, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+        found, points = self._detector.detect(small)
+        full = not found and (self._tracking or self._since_full >= _FULL_EVERY - 1)
+        if full:
+            found, points = self._detector.detect(gray)
+        self._since_full = 0 if full else self._since_full + 1
         if not found or points is None:
+            self._tracking = False
             return None
-        text, _ = self._detector.decode(gray, points)
+        corners = np.asarray(points, dtype=np.float32).reshape(-1, 2) * (1 if full else 2)
+        text = ""
+        if full:
+            text = str(self._detector.decode(gray, points)[0])
+        else:
+            # Corners found at half size are too rough to sample the modules with: decode the
+            # region at full size, located afresh there (a small image: cheap).
+            region = self._region(gray, corners)
+            if region is not None:
+                text = str(self._detector.detectAndDecode(region)[0])
         if not text:
-            text = self._enlarged(gray, np.asarray(points, dtype=np.float32).reshape(-1, 2))
+            text = self._enlarged(gray, corners)
+        self._tracking = full and bool(text)
         return text.rstrip("\r\n") or None
 
-    def _enlarged(self, gray: Frame, corners: np.ndarray) -> str:
+    @staticmethod
+    def _region(gray: Frame, corners: np.ndarray) -> Frame | None:
         low, high = corners.min(axis=0), corners.max(axis=0)
         margin = (high - low) * _MARGIN + 4
         x0, y0 = np.maximum(low - margin, 0).astype(int)
         x1, y1 = np.minimum(high + margin, (gray.shape[1], gray.shape[0])).astype(int)
         if x1 - x0 < 8 or y1 - y0 < 8:
+            return None
+        return np.ascontiguousarray(gray[y0:y1, x0:x1])
+
+    def _enlarged(self, gray: Frame, corners: np.ndarray) -> str:
+        region = self._region(gray, corners)
+        if region is None:
             return ""
         scale = _RETRY_SCALE
-        region = cv2.resize(
-            gray[y0:y1, x0:x1], None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC
-        )
+        large = cv2.resize(region, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
         # Unsharp mask: a slightly out-of-focus code's modules run into each other.
-        soft = cv2.GaussianBlur(region, (0, 0), 2.0)
-        region = cv2.addWeighted(region, 1.8, soft, -0.8, 0)
-        text, _, _ = self._detector.detectAndDecode(region)
+        soft = cv2.GaussianBlur(large, (0, 0), 2.0)
+        sharpened = cv2.addWeighted(large, 1.8, soft, -0.8, 0)
+        text, _, _ = self._detector.detectAndDecode(sharpened)
         return str(text)
 
 
