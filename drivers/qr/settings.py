@@ -26,7 +26,7 @@ class QrSettings(Section):
         description="serial: the scanner's port, a device (/dev/ttyACM0, /dev/serial/by-id/...) "
         "or a pyserial URL (socket://host:port).",
     )
-    # Scanner modules (GM65-, MJ-, Newland-class) ship at 9600 8N1 in their serial/CDC mode.
+    # The usual factory setting of scanner modules in their serial/CDC mode.
     baudrate: int = Field(9600, gt=0, le=921_600, description="serial: line speed, 8N1.")
     max_length: int = Field(
         512,
