@@ -13,7 +13,9 @@ from drivers.camera.interface import Camera
 from drivers.camera.sim import SimCameraControl
 from drivers.interfaces import CardReader, Display, Gate, Keypad, PassageOutcome, Screen
 from drivers.pcsc import PcscCardReader, PcscSettings
+from drivers.qr import open_reader
 from drivers.qr.interface import QrReader
+from drivers.qr.sim import SimQrReader
 from drivers.sim import (
     ScriptError,
     ScriptStep,
@@ -50,7 +52,7 @@ class SimControls:
     keypad: SimKeypadControl = field(default_factory=SimKeypadControl)
     display: SimDisplay = field(default_factory=SimDisplay)
     camera: SimCameraControl | None = None  # a camera.driver = "sim" terminal plays these frames
-    qr: QrReader | None = None  # what a qr.driver = "sim" terminal reads codes from
+    qr: SimQrReader = field(default_factory=SimQrReader)  # codes a qr.driver = "sim" reads
 
 
 def _play_stdin(sim: "SimControls") -> None:
@@ -126,18 +128,16 @@ DISPLAYS: dict[str, Callable[..., Display]] = {"sim": _display}
 
 
 def _sim_qr_reader(section: QrSection, camera: Camera | None, sim: SimControls) -> QrReader:
-    if sim.qr is None:
-        raise ConfigError("qr.driver = 'sim': no simulated QR reader was given to this terminal")
     return sim.qr
 
 
-def _no_qr_driver(section: QrSection, camera: Camera | None, sim: SimControls) -> QrReader:
-    raise ConfigError(f"qr.driver = {section.driver!r}: the QR reader drivers are not installed")
+def _qr_reader(section: QrSection, camera: Camera | None, sim: SimControls) -> QrReader:
+    return open_reader(section, camera)
 
 
-# The camera and scanner drivers come with drivers.qr's reader drivers (drivers.qr.open_reader).
+# The camera decoder shares the face camera (None with faces off: open_reader says so).
 QR_READERS: dict[str, Callable[[QrSection, Camera | None, SimControls], QrReader]] = {
     "sim": _sim_qr_reader,
-    "camera": _no_qr_driver,
-    "serial": _no_qr_driver,
+    "camera": _qr_reader,
+    "serial": _qr_reader,
 }

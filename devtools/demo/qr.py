@@ -20,7 +20,6 @@ from rich.console import Console
 from devtools.demo.pos import pos_config
 from devtools.demo.site import CANTEEN, PEOPLE, SITE_TZ, card_number, holder_name, seed
 from devtools.hq.qr import make_token
-from drivers.qr.interface import QrPresented, QrRemoved
 from models.cards import Genuineness, PresentedCard
 from models.reasons import message_en, message_zh
 from sync.changes import parse_batch
@@ -114,10 +113,15 @@ def _say(console: Console, message: TapOutcome | PosOutcome | FlowNotice) -> Non
     console.print(f"      journal #{message.committed.seq}")
 
 
+# Codes come through the simulated reader, as the face camera's decoder would hand them over.
+QR = {"enabled": True, "driver": "sim"}
+
+
 def _gate(console: Console, base: Config, state_dir: Path, first: int) -> bool:
     clock = SetClock(_at("08:40"))
     data = base.model_dump(mode="json", exclude_none=True)
     data["terminal"]["state_dir"] = str(state_dir)
+    data["qr"] = QR
     app = App(config_module.parse(data), clock=clock, sim=SimControls())
     told: queue.Queue[TapOutcome | FlowNotice] = queue.Queue()
     assert app.door_flow is not None
@@ -148,13 +152,14 @@ def _gate(console: Console, base: Config, state_dir: Path, first: int) -> bool:
                 _say(console, told.get(timeout=30))
                 app.sim.reader.remove()
                 continue
-            app.loop.post(QrPresented(shown, "sim"))
+            app.sim.qr.show(shown, source="camera")
             _say(console, told.get(timeout=30))
-            app.loop.post(QrRemoved())
+            app.sim.qr.hide()
         hq.holder(LOST_CARD, {})
         clock.set(_at("09:05"))
         console.print(f"\n[bold]{number:2}. She reports the phone lost too; HQ revokes key {k}[/]")
-        app.loop.post(QrPresented(_code(phone, LOST_CARD, k, _at("09:05")), "sim"))
+        app.sim.qr.hide()
+        app.sim.qr.show(_code(phone, LOST_CARD, k, _at("09:05")), source="camera")
         _say(console, told.get(timeout=30))
         stop.set()
         loop.join()
@@ -166,7 +171,8 @@ def _gate(console: Console, base: Config, state_dir: Path, first: int) -> bool:
 
 def _canteen(console: Console, base: Config, state_dir: Path, number: int) -> bool:
     clock = SetClock(_at("07:35"))
-    app = App(pos_config(base, state_dir, CANTEEN, "meal"), clock=clock, sim=SimControls())
+    till = pos_config(base, state_dir, CANTEEN, "meal").model_dump(mode="json", exclude_none=True)
+    app = App(config_module.parse(till | {"qr": QR}), clock=clock, sim=SimControls())
     paid: queue.Queue[PosOutcome] = queue.Queue()
     assert app.pos_flow is not None
     app.pos_flow.listeners.append(paid.put)
@@ -178,7 +184,7 @@ def _canteen(console: Console, base: Config, state_dir: Path, number: int) -> bo
         loop = threading.Thread(target=app.run, args=(stop,), name="qr-pos-loop")
         loop.start()
         console.print(f"\n[bold]{number:2}. Canteen breakfast paid with 张伟's phone code[/]")
-        app.loop.post(QrPresented(_code(phone, LEADER, k, _at("07:35")), "sim"))
+        app.sim.qr.show(_code(phone, LEADER, k, _at("07:35")), source="camera")
         outcome = paid.get(timeout=30)
         _say(console, outcome)
         payment = outcome.decision.payment

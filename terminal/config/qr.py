@@ -1,20 +1,19 @@
 """The ``[qr]`` section: whether this terminal takes electronic-card codes (docs/qr.md).
 
 Off by default: a site turns it on where holders show codes, once HQ sends their phones' keys.
-``driver`` picks the QR reader (the reader drivers' own keys sit in this section beside it);
+The reader's own keys (``driver``, the scanner's port, ...) are the driver's settings
+(``drivers.qr.settings``), which this section extends;
 ``skew_seconds`` is the one judgment a site may tune, how far phone and terminal clocks may
 disagree before a code counts as not yet issued or already expired.
 """
 
-from typing import Literal
-
 from pydantic import Field
 
+from drivers.qr.settings import QrSettings
 from models.qr import DEFAULT_SKEW_S
-from models.settings import Section
 
 
-class QrSection(Section):
+class QrSection(QrSettings):
     """Electronic-card QR codes (电子卡): a holder's phone shows a signed code instead of a card."""
 
     enabled: bool = Field(
@@ -22,11 +21,6 @@ class QrSection(Section):
         description="Take electronic-card codes: open the QR reader and decide each code shown "
         "like a card tap (judged on the holder's standing, so a holder whose card was reported "
         "lost still gets in with the phone).",
-    )
-    driver: Literal["camera", "serial", "sim"] = Field(
-        "camera",
-        description="Where codes come from: camera (the face camera's frames), serial (a "
-        "scanner module, one code per line) or sim (the demo's and tests' reader).",
     )
     skew_seconds: int = Field(
         DEFAULT_SKEW_S,

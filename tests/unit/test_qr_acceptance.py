@@ -15,6 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from drivers.qr.sim import SimQrReader
 from sync.changes import parse_batch
 from terminal.clock import SetClock
 from terminal.flows.door import DoorSettings
@@ -23,7 +24,6 @@ from terminal.store import Store
 from terminal.store.sync_port import StoreSyncPort
 from tests.factories import at
 from tests.loops import door_loop, settle
-from tests.qr_reader import PlaceholderQrReader
 from tests.sync.messages import batch, change, group, holder
 
 MONDAY_9 = at(2026, 11, 23, "09:00")
@@ -54,7 +54,7 @@ class Terminal:
         self.port = StoreSyncPort(store, "gate-01")
         self.seq = 0
         self.clock = SetClock(MONDAY_9)
-        self.qr = PlaceholderQrReader()
+        self.qr = SimQrReader()
         self.loop: TapLoop = door_loop(store, DoorSettings("east-gate", "in", 0.05), self.clock)
         self.loop.qr_reader = self.qr
 

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import segno
 
-from models.errors import ConfigError
+from drivers.qr.sim import SimQrReader
+from models.errors import ConfigError, DriverError
 from terminal import config as config_module
 from terminal.app import App
 from terminal.clock import SetClock
@@ -23,7 +24,6 @@ from terminal.lifecycle import StepError
 from tests.factories import at, sim_door_config
 from tests.fixtures import seed
 from tests.loops import settle
-from tests.qr_reader import PlaceholderQrReader
 from tests.qr_tokens import PhoneKey
 
 MONDAY_9 = at(2026, 11, 23, "09:00")
@@ -50,7 +50,7 @@ def with_keys(app: App) -> None:
 def test_codes_are_off_unless_configured(tmp_path: Path) -> None:
     section = config(tmp_path).qr
     assert (section.enabled, section.skew_seconds) == (False, 5)
-    app = App(config(tmp_path), sim=SimControls(qr=PlaceholderQrReader()), threaded=False)
+    app = App(config(tmp_path), sim=SimControls(qr=SimQrReader()), threaded=False)
     try:
         assert app.qr_reader is None and app.loop.qr_reader is None
     finally:
@@ -58,7 +58,7 @@ def test_codes_are_off_unless_configured(tmp_path: Path) -> None:
 
 
 def test_a_configured_reader_feeds_the_flow_and_is_closed_with_the_app(tmp_path: Path) -> None:
-    reader = PlaceholderQrReader()
+    reader = SimQrReader()
     clock = SetClock(MONDAY_9)
     cfg = config(tmp_path, enabled=True, driver="sim", skew_seconds=2)
     app = App(cfg, clock=clock, sim=SimControls(qr=reader), threaded=False)
@@ -73,13 +73,15 @@ def test_a_configured_reader_feeds_the_flow_and_is_closed_with_the_app(tmp_path:
         assert [(r["reason"], r["credential"]) for r in door] == [("allowed", "qr")]
     finally:
         app.close()
-    assert reader.closed
+    assert not reader.health().ok  # closed with the app
 
 
 def test_a_reader_that_cannot_be_built_names_its_step(tmp_path: Path) -> None:
+    # The camera decoder shares the face camera: with faces off there is none to share.
     with pytest.raises(StepError, match="reader") as raised:
-        App(config(tmp_path, enabled=True, driver="sim"), sim=SimControls(), threaded=False)
-    assert isinstance(raised.value.__cause__, ConfigError)
+        App(config(tmp_path, enabled=True, driver="camera"), sim=SimControls(), threaded=False)
+    assert isinstance(raised.value.__cause__, DriverError)
+    assert "no camera" in str(raised.value.__cause__)
     with pytest.raises(ConfigError, match="skew_seconds"):
         config(tmp_path, enabled=True, skew_seconds=61)
 

@@ -9,6 +9,7 @@ import pytest
 
 from drivers.interfaces import AmountEntered, PinEntered
 from drivers.qr.interface import QrPresented, QrRemoved
+from drivers.qr.sim import SimQrReader
 from drivers.sim import SimDisplay, SimKeypadControl, SimReaderControl
 from models.reasons import Reason
 from models.wallet import Service
@@ -20,7 +21,6 @@ from terminal.store import Store
 from tests.factories import at
 from tests.fixtures import DEMO_PIN, DOOR, SHOP, seed
 from tests.loops import door_loop, pos_loop, settle
-from tests.qr_reader import PlaceholderQrReader
 from tests.qr_tokens import PhoneKey
 
 MONDAY_9 = at(2026, 11, 23, "09:00")
@@ -169,7 +169,7 @@ def test_nonces_of_codes_long_expired_are_dropped(site: Store) -> None:
 def test_the_loop_reads_codes_from_the_qr_reader_beside_the_card_reader(site: Store) -> None:
     clock = SetClock(MONDAY_9)
     loop, _ = door(site, clock)
-    reader = PlaceholderQrReader()
+    reader = SimQrReader()
     loop.qr_reader = reader
     reader.show(LOST_CARD_HOLDER.token(NOW, NOW + 30))
     reader.hide()
