@@ -39,6 +39,10 @@ _MARGIN = 0.15  # of the located code's size, around it, so the quiet zone comes
 _FULL_EVERY = 3  # frames: one in this many is searched at full size when nothing is tracked
 
 
+# A version 1 code is 21 modules wide: no image narrower than that holds one.
+_SMALLEST = 21
+
+
 class QrDecoder:
     """A frame to the text of the QR code in it. One per thread: OpenCV's detectors keep state,
     and so does this (which scale to search next)."""
@@ -49,6 +53,8 @@ class QrDecoder:
         self._tracking = False
 
     def decode(self, image: Frame) -> str | None:
+        if min(image.shape[:2]) < _SMALLEST:
+            return None  # no code fits, and OpenCV's resize refuses an empty half-size copy
         gray: Frame = image
         if image.ndim == 3:
             gray = np.asarray(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), dtype=np.uint8)

@@ -16,6 +16,7 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from drivers.camera.images import qr_texts, read_image
+from drivers.qr.camera import QrDecoder
 from models.cards import Credential
 from models.errors import DriverError
 from models.qr import QrCredential, QrFault, parse_token
@@ -67,7 +68,13 @@ def describe_code(
 def text_from_image(path: Path) -> str:
     """The one code in a photo or screenshot of it (the CLI reads it; the daemon gets text)."""
     try:
-        texts = qr_texts(read_image(path))
+        image = read_image(path)
+        texts = qr_texts(image)
+        if not texts:
+            # The terminal's own camera decoder reads codes the multi-code detector misses
+            # (small modules, blur, turned): a photo it reads is one the gate would read.
+            found = QrDecoder().decode(image)
+            texts = [] if found is None else [found]
     except DriverError as exc:
         raise DiagError(ErrorCode.BAD_REQUEST, str(exc)) from None
     if not texts:

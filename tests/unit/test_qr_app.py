@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import segno
 
+from drivers.camera.images import encode_jpeg
 from drivers.qr.sim import SimQrReader
 from models.errors import ConfigError, DriverError
 from terminal import config as config_module
@@ -142,3 +144,18 @@ def test_a_photo_of_a_code_is_read_for_diag(tmp_path: Path) -> None:
     (tmp_path / "blank.png").write_bytes((tmp_path / "code.png").read_bytes()[:50])
     with pytest.raises(DiagError):
         text_from_image(tmp_path / "blank.png")
+
+
+def test_diag_reads_a_photo_as_the_gate_camera_would(tmp_path: Path) -> None:
+    from bench.qr_decode import code_frame  # noqa: PLC0415 - segno and OpenCV: test data only
+
+    token = PHONE.token(NOW, NOW + 30)
+    small = code_frame(token, 2.5)  # 2.5 px modules: too small for OpenCV's multi-code search
+    assert small is not None
+    photo = tmp_path / "small.jpg"
+    photo.write_bytes(encode_jpeg(small, 95))
+    assert text_from_image(photo) == token
+    speck = tmp_path / "speck.jpg"
+    speck.write_bytes(encode_jpeg(np.zeros((1, 1, 3), np.uint8)))
+    with pytest.raises(DiagError, match=r"no QR code found in speck\.jpg"):
+        text_from_image(speck)
