@@ -89,6 +89,14 @@ CREATE TABLE IF NOT EXISTS replies (
 ) STRICT;
 """
 
+# After the upgrade, which rebuilds ``tx``. A correction is checked against the record it
+# corrects and the other corrections of that record, so both are looked up by index.
+INDEXES = """
+CREATE INDEX IF NOT EXISTS tx_by_id ON tx (tid, id);
+CREATE INDEX IF NOT EXISTS tx_by_corrects ON tx (tid, json_extract(record, '$.corrects'))
+    WHERE json_extract(record, '$.corrects') IS NOT NULL;
+"""
+
 
 def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
     return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
@@ -144,6 +152,7 @@ class HqDb:
         self.conn.execute("PRAGMA synchronous = FULL")
         self.conn.executescript(SCHEMA)
         _upgrade(self.conn)
+        self.conn.executescript(INDEXES)
         self.site = self.meta("site") or ""
         self.prefix = self.meta("prefix") or "ykt/v1"
 

@@ -10,6 +10,7 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from devtools.hq.corrections import CorrectionError, check_correction
 from devtools.hq.db import HqDb, now_iso
 from models.errors import SyncError
 from models.wallet import Purse
@@ -189,9 +190,15 @@ class Office:
         origin: Mapping[str, Any] | None = None,
         entry_id: str | None = None,
     ) -> int:
-        """One ledger entry and its change, inside the caller's transaction."""
+        """One ledger entry and its change, inside the caller's transaction.
+
+        ``origin`` names the terminal record the money comes from; a correction is credited
+        only as far as the payment it refers to allows (``devtools.hq.corrections``).
+        """
         if purse not in set(Purse):
             raise OfficeError(f"unknown purse {purse}")
+        if origin is not None:
+            self._check_origin(conn, account, purse, reason, origin)
         row = conn.execute(
             "SELECT balance FROM purses WHERE account = ? AND purse = ?", (account, purse)
         ).fetchone()
@@ -225,6 +232,28 @@ class Office:
             ),
         )  # fmt: skip
         return seq
+
+    def _check_origin(
+        self,
+        conn: sqlite3.Connection,
+        account: str,
+        purse: str,
+        reason: str,
+        origin: Mapping[str, Any],
+    ) -> None:
+        if reason == "correction":
+            try:
+                check_correction(conn, account, origin)
+            except CorrectionError as exc:
+                raise OfficeError(str(exc)) from None
+        posted = conn.execute(
+            "SELECT 1 FROM ledger WHERE origin_tid = ? AND origin_tx_id = ? AND purse = ?",
+            (origin["tid"], origin["tx_id"], purse),
+        ).fetchone()
+        if posted is not None:
+            # A record id seen again at another seq: refused here, since the ledger's unique
+            # index would otherwise fail the whole upload at every resend.
+            raise OfficeError(f"record {origin['tx_id']} is already posted to {purse}")
 
     def move_money(self, account: str, purse: str, delta: int, reason: str) -> int:
         if reason == "topup" and delta <= 0:
