@@ -6,6 +6,8 @@ one IMMEDIATE transaction, so the change, the state and the ledger never disagre
 """
 
 import json
+import logging
+import os
 import secrets
 import sqlite3
 from collections.abc import Iterator, Mapping
@@ -20,6 +22,8 @@ from models.errors import SyncError
 from models.timefmt import utc_now
 from sync.envelope import Signer
 from sync.keys import key_id, read_private_key, write_private_key
+
+logger = logging.getLogger(__name__)
 
 DB_NAME = "hq.db"
 KEY_NAME = "hq-signing.key"
@@ -130,6 +134,20 @@ def _upgrade(conn: sqlite3.Connection) -> None:
     conn.execute("COMMIT")
 
 
+def _owner_only(root: Path) -> None:
+    """Take group and world access off the database files, for a site made before they were
+    created owner-only (a copy of them is a copy of the site's people and money)."""
+    for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm"):
+        path = root / name
+        try:
+            mode = path.stat().st_mode & 0o777
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            logger.warning("%s was mode %o; made 0600", path, mode)
+            path.chmod(mode & 0o700)
+
+
 def now_iso() -> str:
     return utc_now()
 
@@ -146,9 +164,16 @@ class HqDb:
         path = root / DB_NAME
         if not path.exists():
             raise SyncError(f"no HQ database in {root}: run 'ykt hq init' first")
-        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.conn.execute("PRAGMA busy_timeout = 10000")
-        self.conn.execute("PRAGMA journal_mode = WAL")
+        # The file holds the site's people, balances and ledger. SQLite gives -wal and -shm the
+        # main file's mode, but a umask covers a file it creates before that is settled.
+        previous = os.umask(0o077)
+        try:
+            self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.conn.execute("PRAGMA busy_timeout = 10000")
+            self.conn.execute("PRAGMA journal_mode = WAL")
+        finally:
+            os.umask(previous)
+        _owner_only(root)
         self.conn.execute("PRAGMA synchronous = FULL")
         self.conn.executescript(SCHEMA)
         _upgrade(self.conn)
@@ -158,12 +183,14 @@ class HqDb:
 
     @classmethod
     def create(cls, root: Path, site: str, prefix: str, broker: str) -> "HqDb":
-        """A new site: database, signing key (0600) and a salt for hashing ID numbers."""
-        root.mkdir(parents=True, exist_ok=True)
+        """A new site: directory (0700), database and signing key (0600), a salt for hashing
+        ID numbers."""
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
         if (root / DB_NAME).exists():
             raise SyncError(f"{root} already holds an HQ database")
+        root.chmod(0o700)  # an existing directory too: it is the site's, keys and all
         write_private_key(root / KEY_NAME, Ed25519PrivateKey.generate())
-        sqlite3.connect(root / DB_NAME).close()
+        os.close(os.open(root / DB_NAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         db = cls(root)
         with db.tx() as conn:
             for key, value in (
