@@ -62,7 +62,7 @@ def _broker(text: str) -> tuple[str, int]:
 
 
 def _open(args: argparse.Namespace) -> HqDb:
-    return HqDb(args.dir)
+    return HqDb(args.dir, id_key=args.id_key)
 
 
 def _json_arg(text: str) -> dict[str, Any]:
@@ -76,10 +76,14 @@ def _json_arg(text: str) -> dict[str, Any]:
 
 
 def _init(args: argparse.Namespace) -> int:
-    db = HqDb.create(args.dir, args.site, args.prefix, args.broker)
+    db = HqDb.create(args.dir, args.site, args.prefix, args.broker, id_key=args.id_key)
     root_path = args.root_key or args.dir / ROOT_KEY_NAME
     make_root(db, root_path)
     console.print(f"HQ for site [bold]{args.site}[/] in {args.dir}")
+    console.print(
+        f"ID numbers are hashed with the key in {db.id_key_path}: back it up with the root key; "
+        "without it a re-imported sheet no longer matches its holders."
+    )
     console.print(
         f"The root key is {root_path}: move it off this machine (keep two copies); "
         "'ykt hq keys rotate --root-key FILE' needs it to change HQ's keys."
@@ -126,6 +130,7 @@ def _import(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise SystemExit(f"ykt hq import: {exc}") from None
     office = Office(_open(args))
+    office.db.id_key()  # before the first row: a missing key or old-style hashes stop it all
     total = sum(1 for _ in read_rows(args.file))
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("importing", total=total)
@@ -489,6 +494,11 @@ def add_hq_commands(subparsers: Sub) -> argparse.ArgumentParser:
         type=Path,
         default=Path(os.environ.get("YKT_HQ_DIR", "hq")),
         help="site directory (database and signing key); default $YKT_HQ_DIR or ./hq",
+    )
+    hq.add_argument(
+        "--id-key",
+        type=Path,
+        help="the key ID numbers are hashed with; default $YKT_HQ_ID_KEY or DIR-id.key beside DIR",
     )
     sub = hq.add_subparsers(dest="hq_command", required=True, metavar="SUBCOMMAND")
     _office_commands(sub)

@@ -17,6 +17,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from devtools.hq import idkey
 from models.canonical import canonical_json
 from models.errors import SyncError
 from models.timefmt import utc_now
@@ -159,8 +160,10 @@ def text_of(value: Mapping[str, Any]) -> str:
 class HqDb:
     """The HQ database of one site, in directory ``root``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, id_key: Path | None = None) -> None:
         self.root = root
+        self.id_key_path = idkey.key_path(root, id_key)
+        self._id_key: bytes | None = None
         path = root / DB_NAME
         if not path.exists():
             raise SyncError(f"no HQ database in {root}: run 'ykt hq init' first")
@@ -178,26 +181,33 @@ class HqDb:
         self.conn.executescript(SCHEMA)
         _upgrade(self.conn)
         self.conn.executescript(INDEXES)
+        # Kept by earlier versions, read by nothing (docs/privacy.md).
+        self.conn.execute("UPDATE people SET id_last4 = NULL WHERE id_last4 IS NOT NULL")
         self.site = self.meta("site") or ""
         self.prefix = self.meta("prefix") or "ykt/v1"
 
     @classmethod
-    def create(cls, root: Path, site: str, prefix: str, broker: str) -> "HqDb":
-        """A new site: directory (0700), database and signing key (0600), a salt for hashing
-        ID numbers."""
+    def create(
+        cls, root: Path, site: str, prefix: str, broker: str, *, id_key: Path | None = None
+    ) -> "HqDb":
+        """A new site: directory (0700), database and signing key (0600), and the key ID
+        numbers are hashed with (0600, outside the directory: ``devtools.hq.idkey``)."""
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         if (root / DB_NAME).exists():
             raise SyncError(f"{root} already holds an HQ database")
         root.chmod(0o700)  # an existing directory too: it is the site's, keys and all
+        idkey.create_key(idkey.key_path(root, id_key))
         write_private_key(root / KEY_NAME, Ed25519PrivateKey.generate())
         os.close(os.open(root / DB_NAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        db = cls(root)
+        db = cls(root, id_key=id_key)
         with db.tx() as conn:
             for key, value in (
                 ("site", site),
                 ("prefix", prefix),
                 ("broker", broker),
+                # Unused once the importer hashes with id_digest; kept until then.
                 ("salt", secrets.token_hex(16)),
+                ("id_hash", idkey.SCHEME),
                 ("published_seq", "0"),
             ):
                 conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value))
@@ -206,6 +216,22 @@ class HqDb:
 
     def close(self) -> None:
         self.conn.close()
+
+    def id_key(self) -> bytes:
+        """The ID-number key; raises, saying why, when it is missing or the site's hashes are
+        of the old, salted kind (``devtools.hq.idkey``)."""
+        if self._id_key is None:
+            scheme = self.meta("id_hash")
+            idkey.check_scheme(self.conn, scheme)
+            self._id_key = idkey.read_key(self.id_key_path)
+            if scheme != idkey.SCHEME:
+                with self.tx() as conn:
+                    self.set_meta(conn, "id_hash", idkey.SCHEME)
+        return self._id_key
+
+    def id_digest(self, id_number: str) -> str:
+        """The keyed hash an ID number is stored and matched as; the holder id derives from it."""
+        return idkey.digest(self.id_key(), id_number)
 
     def signer(self) -> Signer:
         key = read_private_key(self.root / KEY_NAME)

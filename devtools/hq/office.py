@@ -55,6 +55,9 @@ class Office:
                 conn, "holder.upsert", {"holder": dict(holder)}, state=("holder", holder["id"])
             )
             if private is not None:
+                # Nothing searches by the ID's last four digits, so they are not kept
+                # (PIPL's minimum necessary; docs/privacy.md).
+                private = {**private, "id_last4": None}
                 conn.execute(
                     "INSERT OR REPLACE INTO people (holder_id, gender, title, building, id_hash, "
                     "id_last4, phone_masked, office_phone, note) VALUES (?,?,?,?,?,?,?,?,?)",

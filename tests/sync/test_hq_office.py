@@ -316,7 +316,7 @@ def test_import_hashes_id_numbers_and_masks_phones(office: Office, tmp_path: Pat
     result = import_sheet(office, sheet, unit="市政府", photos=photos)
     assert (result.holders, result.photos, len(result.skipped)) == (1, 1, 1)
     stored = office.db.conn.execute("SELECT id_hash, id_last4, phone_masked FROM people").fetchone()
-    assert stored[1] == "123X" and stored[2] == "138****1234"
+    assert stored[1] is None and stored[2] == "138****1234"  # no search needs the last four
     everything = json.dumps(entries(office), ensure_ascii=False) + str(stored)
     assert "36010219900101123X" not in everything and "13800001234" not in everything
     holder_entry = entries(office)[0]["holder"]
