@@ -23,7 +23,6 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 from paho.mqtt.enums import CallbackAPIVersion
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 
 from devtools.hq.db import HqDb
@@ -158,18 +157,16 @@ def _import(args: argparse.Namespace) -> int:
             encode_face = photo_encoder(args.templates, args.yunet, args.faces_config)
         except ValueError as exc:
             raise SystemExit(f"ykt hq import: {exc}") from None
-    with Progress(console=console, transient=True) as bar:
-        task = bar.add_task("importing", total=len(plan.rows))
-        result = import_sheet(
-            office,
-            args.file,
-            unit=args.unit,
-            card_class=args.card_class,
-            photos=args.photos,
-            progress=lambda: bar.advance(task),
-            encode_face=encode_face,
-            plan=plan,
-        )
+    result = import_sheet(
+        office,
+        args.file,
+        unit=args.unit,
+        card_class=args.card_class,
+        photos=args.photos,
+        progress=lambda done, total: console.print(f"{done}/{total} rows done"),
+        encode_face=encode_face,
+        plan=plan,
+    )
     faces = "face templates" if encode_face is not None else "photos"
     console.print(f"{result.holders} holders imported, {result.photos} {faces}")
     console.print(plan.summary(), highlight=False, soft_wrap=True)

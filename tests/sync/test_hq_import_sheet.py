@@ -10,7 +10,7 @@ import pytest
 from devtools.hq.cli import main
 from devtools.hq.db import HqDb
 from devtools.hq.importer import check_sheet, import_sheet
-from devtools.hq.office import Office
+from devtools.hq.office import Office, OfficeError
 from devtools.hq.sheet import SheetFileError, valid_until
 from tests.sync.messages import SITE
 
@@ -252,3 +252,36 @@ def test_reading_does_not_raise_for_a_missing_photo_directory(
     sheet = write_csv(tmp_path / "s.csv", [RED, WANG])
     with pytest.raises(SheetFileError, match="no such directory"):
         check_sheet(office, sheet, unit="u", photos=tmp_path / "nowhere")
+
+
+def test_rows_are_written_in_batches_and_a_failing_row_takes_no_other_with_it(
+    office: Office, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = ["36010219900101123X", "360102199002021237", ZHAO_ID, "110101199003074477"]
+    rows = [
+        [str(n), f"人{n}", "", "", "", "", i, f"1380000000{n}", "", ""] for n, i in enumerate(ids)
+    ]
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for n in range(4):
+        (photos / f"人{n}1380000000{n}.jpg").write_bytes(b"\xff\xd8\xff jpeg")
+    put_face = office.put_face
+
+    def refuse_the_third(conn: Any, holder_id: str, body: Any) -> int:
+        if holder_id == result_plan.rows[2].holder_id:
+            raise OfficeError("face: refused")
+        return put_face(conn, holder_id, body)
+
+    sheet = write_csv(tmp_path / "s.csv", [RED, *rows])
+    result_plan = check_sheet(office, sheet, unit="u", photos=photos)
+    monkeypatch.setattr(office, "put_face", refuse_the_third)
+    calls: list[tuple[int, int]] = []
+    result = import_sheet(
+        office, sheet, unit="u", plan=result_plan, batch=3, progress=lambda *a: calls.append(a)
+    )
+    assert calls == [(3, 4), (4, 4)]
+    assert (result.holders, result.photos) == (3, 3)
+    assert result.skipped == ["s.csv row 4: face: refused"]
+    # The refused row left neither its holder nor its private row behind.
+    assert office.db.conn.execute("SELECT count(*) FROM people").fetchone() == (3,)
+    assert changes(office) == 6
