@@ -23,11 +23,10 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 from paho.mqtt.enums import CallbackAPIVersion
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 
 from devtools.hq.db import HqDb
-from devtools.hq.importer import import_sheet, read_rows
+from devtools.hq.importcmd import add_import_command
 from devtools.hq.keyadmin import ROOT_KEY_NAME, add_key_commands, config_lines, make_root
 from devtools.hq.office import Office
 from devtools.hq.qr import add_qr_commands
@@ -117,37 +116,6 @@ def _alarms(args: argparse.Namespace) -> int:
         if not rows:
             console.print("no alarms")
     return 1 if rows else 0
-
-
-def _import(args: argparse.Namespace) -> int:
-    encode_face = None
-    if args.templates is not None:
-        # Imported here: the encoders load OpenCV and a face model, which no other command needs.
-        from devtools.hq.templates import photo_encoder  # noqa: PLC0415
-
-        try:
-            encode_face = photo_encoder(args.templates, args.yunet, args.faces_config)
-        except ValueError as exc:
-            raise SystemExit(f"ykt hq import: {exc}") from None
-    office = Office(_open(args))
-    office.db.id_key()  # before the first row: a missing key or old-style hashes stop it all
-    total = sum(1 for _ in read_rows(args.file))
-    with Progress(console=console, transient=True) as bar:
-        task = bar.add_task("importing", total=total)
-        result = import_sheet(
-            office,
-            args.file,
-            unit=args.unit,
-            card_class=args.card_class,
-            photos=args.photos,
-            progress=lambda: bar.advance(task),
-            encode_face=encode_face,
-        )
-    faces = "face templates" if encode_face is not None else "photos"
-    console.print(f"{result.holders} holders imported, {result.photos} {faces}")
-    for line in result.skipped:
-        console.print(f"[yellow]skipped[/] {line}")
-    return 0 if not result.skipped else 1
 
 
 def _holder(args: argparse.Namespace) -> int:
@@ -404,24 +372,7 @@ def _office_commands(sub: Sub) -> None:
     enroll.add_argument("tid")
     enroll.add_argument("public_key", help="base64, as the terminal's diag CLI shows it")
 
-    imp = _command(sub, "import", _import, "import holders from the registration sheet (CSV/XLSX)")
-    imp.add_argument("file", type=Path)
-    imp.add_argument("--unit", required=True, help="工作单位 of everyone on the sheet")
-    imp.add_argument("--class", dest="card_class", default="red", help="card class")
-    imp.add_argument("--photos", type=Path, help="directory of 姓名+手机号.jpg photos")
-    imp.add_argument(
-        "--templates",
-        choices=["dlib", "onnx", "config"],
-        help="compute face templates from the photos here with this backend (the terminals' "
-        "model) instead of sending the photos; onnx needs --yunet; config: the encoder of "
-        "--faces-config's [faces] section (ncnn, ONNX or SFace models)",
-    )
-    imp.add_argument(
-        "--yunet", type=Path, help="face_detection_yunet_2023mar.onnx (--templates onnx)"
-    )
-    imp.add_argument(
-        "--faces-config", type=Path, help="a terminal's config file (--templates config)"
-    )
+    add_import_command(sub)
 
     holder = _command(sub, "holder", _holder, "add or change a holder (holder.upsert JSON)")
     holder.add_argument("json", type=_json_arg)

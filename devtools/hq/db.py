@@ -8,7 +8,6 @@ one IMMEDIATE transaction, so the change, the state and the ledger never disagre
 import json
 import logging
 import os
-import secrets
 import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -205,8 +204,6 @@ class HqDb:
                 ("site", site),
                 ("prefix", prefix),
                 ("broker", broker),
-                # Unused once the importer hashes with id_digest; kept until then.
-                ("salt", secrets.token_hex(16)),
                 ("id_hash", idkey.SCHEME),
                 ("published_seq", "0"),
             ):

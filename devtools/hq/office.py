@@ -51,19 +51,29 @@ class Office:
     ) -> int:
         _checked(parse_holder, holder, "holder")
         with self.db.tx() as conn:
-            seq = self.db.append(
-                conn, "holder.upsert", {"holder": dict(holder)}, state=("holder", holder["id"])
+            return self.put_holder(conn, holder, private)
+
+    def put_holder(
+        self,
+        conn: sqlite3.Connection,
+        holder: Mapping[str, Any],
+        private: Mapping[str, str | None] | None = None,
+    ) -> int:
+        """``upsert_holder`` inside the caller's transaction (an import writes a batch in one)."""
+        _checked(parse_holder, holder, "holder")
+        seq = self.db.append(
+            conn, "holder.upsert", {"holder": dict(holder)}, state=("holder", holder["id"])
+        )
+        if private is not None:
+            # Nothing searches by the ID's last four digits, so they are not kept (PIPL's
+            # minimum necessary; docs/privacy.md).
+            private = {**private, "id_last4": None}
+            conn.execute(
+                "INSERT OR REPLACE INTO people (holder_id, gender, title, building, id_hash, "
+                "id_last4, phone_masked, office_phone, note) VALUES (?,?,?,?,?,?,?,?,?)",
+                (holder["id"], *(private.get(k) for k in _PRIVATE)),
             )
-            if private is not None:
-                # Nothing searches by the ID's last four digits, so they are not kept
-                # (PIPL's minimum necessary; docs/privacy.md).
-                private = {**private, "id_last4": None}
-                conn.execute(
-                    "INSERT OR REPLACE INTO people (holder_id, gender, title, building, id_hash, "
-                    "id_last4, phone_masked, office_phone, note) VALUES (?,?,?,?,?,?,?,?,?)",
-                    (holder["id"], *(private.get(k) for k in _PRIVATE)),
-                )
-            return seq
+        return seq
 
     def delete_holder(self, holder_id: str) -> int:
         with self.db.tx() as conn:
@@ -300,9 +310,12 @@ class Office:
 
     def set_face(self, holder_id: str, body: Mapping[str, Any]) -> int:
         with self.db.tx() as conn:
-            return self.db.append(
-                conn, "face.upsert", {"holder_id": holder_id, **body}, state=("face", holder_id)
-            )
+            return self.put_face(conn, holder_id, body)
+
+    def put_face(self, conn: sqlite3.Connection, holder_id: str, body: Mapping[str, Any]) -> int:
+        return self.db.append(
+            conn, "face.upsert", {"holder_id": holder_id, **body}, state=("face", holder_id)
+        )
 
     def enroll(self, tid: str, pub: str) -> str:
         """Register a terminal's public key (shown by its diag CLI); returns its key id."""

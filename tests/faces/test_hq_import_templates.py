@@ -35,7 +35,7 @@ def sheet_with_photos(tmp_path: Path) -> tuple[Path, Path]:
         writer.writerow(COLUMNS)
         writer.writerow(["1", "王芳", "女", "办公厅", "科员", "市府", "36010219900101123X",
                          "13800001234", "", "2027/12/31", ""])  # fmt: skip
-        writer.writerow(["2", "李强", "男", "办公厅", "科员", "市府", "360102199002021234",
+        writer.writerow(["2", "李强", "男", "办公厅", "科员", "市府", "360102199002021237",
                          "13800005678", "", "2027/12/31", ""])  # fmt: skip
     photos = tmp_path / "photos"
     photos.mkdir()

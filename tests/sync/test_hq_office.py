@@ -350,7 +350,7 @@ def test_import_reads_xlsx_too(office: Office, tmp_path: Path) -> None:
             "人大办",
             "主任",
             "人大",
-            "360102198001011234",
+            "360102198001011235",
             13900001111,
             None,
             None,
